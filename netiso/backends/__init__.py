@@ -1,0 +1,1 @@
+"""Backends realize a resolved Topology and let probes run through it (lab, kind, kube)."""

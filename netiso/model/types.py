@@ -1,0 +1,329 @@
+"""Typed model of a scenario: what the user wrote (``*Spec``) and its resolved topology.
+
+The spec classes mirror the scenario YAML of the public contract (docs: scenarios.md) one to
+one, with defaults applied. The resolved classes (``Topology`` and friends) carry concrete
+addresses from the address plan, so the oracle and every backend reason about the very same
+IPs, node ports and endpoint placements: backends never re-derive any of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Encapsulation = Literal["direct", "ipip", "vxlan"]
+LoadBalancerImpl = Literal["metallb", "openelb", "none"]
+ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
+TrafficPolicy = Literal["Cluster", "Local"]
+Verdict = Literal["allowed", "dropped", "refused"]
+
+ENCAPSULATIONS: tuple[str, ...] = ("direct", "ipip", "vxlan")
+LOAD_BALANCERS: tuple[str, ...] = ("metallb", "openelb", "none")
+SERVICE_TYPES: tuple[str, ...] = ("ClusterIP", "NodePort", "LoadBalancer")
+TRAFFIC_POLICIES: tuple[str, ...] = ("Cluster", "Local")
+VERDICTS: tuple[str, ...] = ("allowed", "dropped", "refused")
+PROTOCOLS: tuple[str, ...] = ("TCP", "UDP", "SCTP")
+DEFAULT_NODES: tuple[str, ...] = ("control-plane", "worker", "worker2")
+
+
+@dataclass(frozen=True, order=True)
+class Port:
+    """A port with protocol and optional name; ``str(Port(8080))`` is ``"8080/TCP"``."""
+
+    port: int
+    protocol: str = "TCP"
+    name: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.port}/{self.protocol}"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a spec object came from, so that every error can name file and document."""
+
+    file: str = "<memory>"
+    index: int = 0
+    name: str | None = None
+
+    def where(self) -> str:
+        doc = f"document {self.index}"
+        if self.name:
+            doc += f" ({self.name})"
+        return f"{self.file}: {doc}"
+
+
+# --------------------------------------------------------------------------- spec (as written)
+
+
+@dataclass(frozen=True)
+class NetworkPlan:
+    """Address ranges of the lab address plan; every field can be overridden per scenario."""
+
+    nodeNetwork: str = "198.18.0.0/24"
+    podNetwork: str = "100.64.0.0/16"
+    serviceNetwork: str = "198.19.0.0/16"
+    loadBalancerPool: str = "198.18.0.200-198.18.0.250"
+    blockSize: int = 26
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    encapsulation: str = "vxlan"
+    nodes: tuple[str, ...] = DEFAULT_NODES
+    loadBalancer: str = "metallb"
+    clients: tuple[str, ...] = ("client",)
+    network: NetworkPlan = field(default_factory=NetworkPlan)
+
+
+@dataclass(frozen=True)
+class WhitelistRule:
+    """One NamespaceNetworkPolicy of a project (KubeSphere "allowlist" entry)."""
+
+    name: str
+    direction: str  # ingress | egress
+    peer_kind: str  # cidr | project | service
+    peer_value: str  # symbol/CIDR, project name, or PROJECT/SERVICE
+    ports: tuple[Port, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProjectSpec:
+    name: str
+    workspace: str | None = None
+    isolation: bool = False
+    whitelist: tuple[WhitelistRule, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WorkspaceSpec:
+    name: str
+    isolation: bool = False
+    projects: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    name: str
+    project: str
+    nodes: tuple[str, ...]
+    labels: Mapping[str, str]
+    ports: tuple[Port, ...]
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    project: str
+    selector: Mapping[str, str]
+    type: str
+    externalTrafficPolicy: str
+    ports: tuple[Port, ...]
+
+
+@dataclass(frozen=True)
+class ControllerSpec:
+    project: str
+    node: str
+    exposure: str = "NodePort"  # NodePort | LoadBalancer
+    externalTrafficPolicy: str = "Cluster"
+
+
+@dataclass(frozen=True)
+class IngressSpec:
+    name: str
+    project: str
+    host: str
+    service: str
+    controller: ControllerSpec
+    port: Port | None = None  # backend service port; default: the service's first
+
+
+@dataclass(frozen=True)
+class Expectation:
+    verdict: str | None = None
+    source: tuple[str, ...] = ()
+    answeredBy: tuple[str, ...] = ()
+    forwardedFor: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    src: str
+    dst: str
+    port: Port | None = None
+    expect: Expectation | None = None
+    intent: str | None = None  # wanted | unwanted
+    index: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"{self.src} -> {self.dst}"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    cluster: ClusterSpec
+    workspaces: tuple[WorkspaceSpec, ...]
+    projects: tuple[ProjectSpec, ...]  # all projects, in and outside workspaces
+    networkPolicies: tuple[Mapping[str, Any], ...]
+    workloads: tuple[WorkloadSpec, ...]
+    services: tuple[ServiceSpec, ...]
+    ingresses: tuple[IngressSpec, ...]
+    flows: tuple[FlowSpec, ...]
+    source: Source = field(default_factory=Source)
+
+    def project(self, name: str) -> ProjectSpec | None:
+        return next((p for p in self.projects if p.name == name), None)
+
+    def workspace(self, name: str) -> WorkspaceSpec | None:
+        return next((w for w in self.workspaces if w.name == name), None)
+
+
+# --------------------------------------------------------------------------- resolved topology
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    name: str
+    index: int
+    ip: str
+    block: str  # the node's affine pod block (CIDR)
+    tunnel_ip: str | None  # first address of the block in ipip/vxlan mode, None in direct
+    lb_excluded: bool  # carries node.kubernetes.io/exclude-from-external-load-balancers
+
+    @property
+    def symbol(self) -> str:
+        return f"node:{self.name}"
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    name: str
+    ip: str
+
+    @property
+    def symbol(self) -> str:
+        return f"client:{self.name}"
+
+
+@dataclass(frozen=True)
+class PodInfo:
+    project: str
+    workload: str
+    node: str
+    ip: str
+    labels: Mapping[str, str]
+    ports: tuple[Port, ...]
+    role: str = "workload"  # workload | ingress-controller
+
+    @property
+    def name(self) -> str:
+        return f"{self.workload}-{self.node}"
+
+    @property
+    def symbol(self) -> str:
+        return f"pod:{self.project}/{self.workload}@{self.node}"
+
+    def named_port(self, name: str) -> Port | None:
+        return next((p for p in self.ports if p.name == name), None)
+
+
+@dataclass(frozen=True)
+class ServicePortInfo:
+    port: Port  # the Service port (targetPort is the same number)
+    node_port: int | None
+
+    @property
+    def target_port(self) -> int:
+        return self.port.port
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    project: str
+    name: str
+    type: str
+    etp: str
+    selector: Mapping[str, str]
+    ports: tuple[ServicePortInfo, ...]
+    cluster_ip: str
+    endpoints: tuple[PodInfo, ...]
+    lb_ip: str | None = None
+    health_check_node_port: int | None = None
+    lb_candidates: tuple[str, ...] = ()  # nodes eligible to announce the VIP
+    lb_node: str | None = None  # the elected announcer (None: VIP not announced)
+    role: str = "workload"  # workload | ingress-controller
+
+    @property
+    def key(self) -> str:
+        return f"{self.project}/{self.name}"
+
+    def port_for(self, port: Port | None) -> ServicePortInfo | None:
+        if port is None:
+            return self.ports[0] if self.ports else None
+        return next(
+            (p for p in self.ports if p.port.port == port.port and p.port.protocol == port.protocol), None
+        )
+
+    def endpoint_nodes(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(p.node for p in self.endpoints))
+
+
+@dataclass(frozen=True)
+class ControllerInfo:
+    """An ingress controller: one nginx pod plus the Service that exposes it."""
+
+    pod: PodInfo
+    service: ServiceInfo
+    exposure: str
+    etp: str
+
+
+@dataclass(frozen=True)
+class IngressInfo:
+    project: str
+    name: str
+    host: str
+    service: ServiceInfo
+    port: ServicePortInfo
+    controller: ControllerInfo
+
+    @property
+    def key(self) -> str:
+        return f"{self.project}/{self.name}"
+
+
+@dataclass
+class Topology:
+    """A scenario with every address resolved: what the oracle reasons about and backends build."""
+
+    scenario: Scenario
+    encapsulation: str
+    load_balancer: str
+    node_network: str
+    pod_network: str
+    service_network: str
+    nodes: dict[str, NodeInfo]
+    clients: dict[str, ClientInfo]
+    pods: list[PodInfo]
+    services: dict[str, ServiceInfo]  # key PROJECT/NAME
+    ingresses: dict[str, IngressInfo]  # key PROJECT/NAME
+    namespaces: dict[str, Mapping[str, str]]  # project -> labels
+    namespace_annotations: dict[str, Mapping[str, str]]
+    policies: list[dict[str, Any]]  # every NetworkPolicy manifest (generated + raw)
+    dns_service: ServiceInfo | None = None
+
+    @property
+    def name(self) -> str:
+        return self.scenario.name
+
+    def pods_of(self, project: str, workload: str) -> list[PodInfo]:
+        return [p for p in self.pods if p.project == project and p.workload == workload]
+
+    def pod_by_ip(self, ip: str) -> PodInfo | None:
+        return next((p for p in self.pods if p.ip == ip), None)
