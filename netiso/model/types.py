@@ -317,6 +317,7 @@ class Topology:
     namespace_annotations: dict[str, Mapping[str, str]]
     policies: list[dict[str, Any]]  # every NetworkPolicy manifest (generated + raw)
     dns_service: ServiceInfo | None = None
+    warnings: list[str] = field(default_factory=list)  # e.g. whitelist rules KubeSphere would delete
 
     @property
     def name(self) -> str:

@@ -1,0 +1,429 @@
+"""kube-proxy (iptables mode) rules for one lab node, as kube-proxy itself would write them.
+
+The lab does not imitate kube-proxy's *effect*; it loads kube-proxy's *rules* into the node's
+namespace, so that every claim about SNAT, DROP and REJECT is decided by the real kernel.
+The rules follow ``pkg/proxy/iptables/proxier.go`` (Kubernetes 1.3x) and the kubelet's few
+chains (``pkg/kubelet/kubelet_network_linux.go``), so ``iptables-save`` in a lab node reads
+like a real node's. The packet flow they build::
+
+    nat PREROUTING/OUTPUT -> KUBE-SERVICES
+        -d clusterIP --dport P  -> KUBE-SVC-x   (ClusterIP)
+        -d lbIP --dport P       -> KUBE-EXT-x   (LoadBalancer)
+        last: --dst-type LOCAL  -> KUBE-NODEPORTS --dport nodePort -> KUBE-EXT-x
+    KUBE-SVC-x  ! -s podCIDR -> KUBE-MARK-MASQ, then 1/n, 1/(n-1) ... -> KUBE-SEP-y
+    KUBE-SVL-x  the same over the endpoints on THIS node only (externalTrafficPolicy Local)
+    KUBE-EXT-x  Cluster: -> KUBE-MARK-MASQ, -> KUBE-SVC-x (always SNAT)
+                Local:   pods -> KUBE-SVC-x; host-originated -> MASQ + KUBE-SVC-x;
+                         everything else -> KUBE-SVL-x, or falls through when no local endpoint
+    KUBE-SEP-y  -s epIP -> KUBE-MARK-MASQ (hairpin), DNAT --to-destination epIP:targetPort
+    nat POSTROUTING -> KUBE-POSTROUTING: marked 0x4000 -> clear mark, MASQUERADE --random-fully
+    filter: KUBE-SERVICES REJECTs cluster IPs without endpoints; KUBE-EXTERNAL-SERVICES
+            REJECTs (no endpoints) or DROPs (ETP Local, none on this node) node ports and LB IPs
+            that nothing DNATed; KUBE-NODEPORTS ACCEPTs health-check node ports; KUBE-FORWARD
+            accepts marked and established traffic and drops ctstate INVALID.
+
+Why the traffic that nothing DNATs is dropped in *filter*: NodePort/LB traffic of an ETP Local
+service without a local endpoint leaves KUBE-EXT without a jump, stays addressed to the node
+(INPUT) or the LB IP (FORWARD) and meets KUBE-EXTERNAL-SERVICES: the client times out.
+
+Upstream iterates Services in Go map order; here service ports are sorted by name so that the
+document is stable. Endpoints are sorted by ``ip:port`` string as kube-proxy's endpoint cache
+sorts them, so the probability ladder is the one a real node shows.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass, field
+
+from netiso.backends.lab.iptables import RuleSet
+from netiso.model.types import PodInfo, ServiceInfo, ServicePortInfo, Topology
+
+MASQUERADE_BIT = 14  # kube-proxy's default --iptables-masquerade-bit
+
+KUBE_SERVICES = "KUBE-SERVICES"
+KUBE_EXTERNAL_SERVICES = "KUBE-EXTERNAL-SERVICES"
+KUBE_NODEPORTS = "KUBE-NODEPORTS"
+KUBE_POSTROUTING = "KUBE-POSTROUTING"
+KUBE_MARK_MASQ = "KUBE-MARK-MASQ"
+KUBE_FORWARD = "KUBE-FORWARD"
+KUBE_PROXY_FIREWALL = "KUBE-PROXY-FIREWALL"
+KUBE_FIREWALL = "KUBE-FIREWALL"
+KUBE_PROXY_CANARY = "KUBE-PROXY-CANARY"
+KUBELET_CANARY = "KUBE-KUBELET-CANARY"
+KUBE_IPTABLES_HINT = "KUBE-IPTABLES-HINT"
+
+# nfacct counter names kube-proxy uses when the kernel has nfnetlink_acct.
+NFACCT_INVALID = "ct_state_invalid_dropped_pkts"
+NFACCT_LOCALHOST_NODEPORT = "localhost_nps_accepted_pkts"
+
+_NEW = "-m conntrack --ctstate NEW"
+# kube-proxy's iptablesJumpChains, in its order: (table, built-in chain, extra args, comment, target).
+_PROXY_JUMPS: tuple[tuple[str, str, str, str, str], ...] = (
+    ("filter", "INPUT", _NEW, "kubernetes externally-visible service portals", KUBE_EXTERNAL_SERVICES),
+    ("filter", "FORWARD", _NEW, "kubernetes externally-visible service portals", KUBE_EXTERNAL_SERVICES),
+    ("filter", "INPUT", "", "kubernetes health check service ports", KUBE_NODEPORTS),
+    ("filter", "FORWARD", _NEW, "kubernetes service portals", KUBE_SERVICES),
+    ("filter", "OUTPUT", _NEW, "kubernetes service portals", KUBE_SERVICES),
+    ("filter", "FORWARD", "", "kubernetes forwarding rules", KUBE_FORWARD),
+    ("filter", "INPUT", _NEW, "kubernetes load balancer firewall", KUBE_PROXY_FIREWALL),
+    ("filter", "OUTPUT", _NEW, "kubernetes load balancer firewall", KUBE_PROXY_FIREWALL),
+    ("filter", "FORWARD", _NEW, "kubernetes load balancer firewall", KUBE_PROXY_FIREWALL),
+    ("nat", "OUTPUT", "", "kubernetes service portals", KUBE_SERVICES),
+    ("nat", "PREROUTING", "", "kubernetes service portals", KUBE_SERVICES),
+    ("nat", "POSTROUTING", "", "kubernetes postrouting rules", KUBE_POSTROUTING),
+    # iptablesKubeletJumpChains: kube-proxy re-ensures the kubelet's jumps (no comment).
+    ("filter", "INPUT", "", "", KUBE_FIREWALL),
+    ("filter", "OUTPUT", "", "", KUBE_FIREWALL),
+)
+# The kubelet starts first and prepends its two jumps (OUTPUT, then INPUT).
+_KUBELET_JUMPS: tuple[tuple[str, str, str], ...] = (
+    ("filter", "OUTPUT", f"-j {KUBE_FIREWALL}"),
+    ("filter", "INPUT", f"-j {KUBE_FIREWALL}"),
+)
+_LOCALNET_RULE = (
+    '-m comment --comment "block incoming localnet connections" -d 127.0.0.0/8 ! -s 127.0.0.0/8 '
+    "-m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP"
+)
+
+
+@dataclass(frozen=True)
+class KubeProxyConfig:
+    """The kube-proxy settings that change the rules; defaults are kube-proxy's (and kind's).
+
+    ``nfacct`` is off by default although real nodes usually have it: it needs nfacct objects
+    created over nfnetlink, which the lab does not do. ``localhost_nodeports`` (upstream
+    default true) makes the node builder responsible for ``route_localnet=1`` in the node.
+    ``kubelet`` adds the chains the kubelet creates (hint, canary, KUBE-FIREWALL first jumps).
+    """
+
+    masquerade_bit: int = MASQUERADE_BIT
+    masquerade_all: bool = False
+    localhost_nodeports: bool = True
+    random_fully: bool = True
+    conntrack_tcp_be_liberal: bool = False
+    nfacct: bool = False
+    kubelet: bool = True
+
+    @property
+    def mark(self) -> str:
+        return f"{1 << self.masquerade_bit:#x}"
+
+
+@dataclass(frozen=True)
+class ServiceChains:
+    """The per-service-port chain names (all share one hash; only the prefix differs)."""
+
+    svc: str  # KUBE-SVC: cluster-wide endpoints
+    svl: str  # KUBE-SVL: this node's endpoints (traffic policy Local)
+    ext: str  # KUBE-EXT: entry for node ports and LB IPs
+    fw: str  # KUBE-FW: loadBalancerSourceRanges (never used: the model has no source ranges)
+
+
+@dataclass(frozen=True)
+class PortPlan:
+    """What kube-proxy on ``node`` decides for one service port; rules and reports both use it."""
+
+    service: ServiceInfo
+    port: ServicePortInfo
+    name: str  # "ns/svc:port" or "ns/svc"
+    protocol: str  # lower case, as in the rules
+    chains: ServiceChains
+    endpoints: tuple[PodInfo, ...]  # sorted as kube-proxy sorts them
+    local_endpoints: tuple[PodInfo, ...]
+    node_port: int | None
+    lb_ip: str | None
+    external_local: bool  # externally reachable and externalTrafficPolicy Local
+    health_check_node_port: int | None = None
+    endpoint_chains: dict[str, str] = field(default_factory=dict)  # endpoint ip -> KUBE-SEP
+
+    @property
+    def has_endpoints(self) -> bool:
+        return bool(self.endpoints)
+
+    @property
+    def externally_accessible(self) -> bool:
+        return self.node_port is not None or self.lb_ip is not None
+
+    @property
+    def has_external_endpoints(self) -> bool:
+        """False when external traffic must be REJECTed (none at all) or DROPped (none local)."""
+        return self.has_endpoints and (not self.external_local or bool(self.local_endpoints))
+
+    def endpoint(self, pod: PodInfo) -> str:
+        return f"{pod.ip}:{self.port.target_port}"
+
+
+def port_name_string(service: ServiceInfo, port: ServicePortInfo) -> str:
+    """kube-proxy's ServicePortName string: ``ns/name:port``, or ``ns/name`` for an unnamed port.
+
+    >>> from netiso.model.types import Port
+    >>> svc = ServiceInfo("demo", "web", "ClusterIP", "Cluster", {}, (), "198.19.0.10", ())
+    >>> port_name_string(svc, ServicePortInfo(Port(80), None))
+    'demo/web'
+    >>> port_name_string(svc, ServicePortInfo(Port(80, name="http"), None))
+    'demo/web:http'
+    """
+    base = f"{service.project}/{service.name}"
+    return f"{base}:{port.port.name}" if port.port.name else base
+
+
+def port_proto_hash(name: str, protocol: str, endpoint: str = "") -> str:
+    """First 16 chars of base32(sha256(name + protocol [+ endpoint])), kube-proxy's chain hash.
+
+    >>> port_proto_hash("default/kubernetes:https", "tcp")
+    'NPX46M4PTMTKRN6Y'
+    """
+    digest = hashlib.sha256(f"{name}{protocol}{endpoint}".encode()).digest()
+    return base64.b32encode(digest).decode()[:16]
+
+
+def service_chains(service: ServiceInfo, port: ServicePortInfo) -> ServiceChains:
+    h = port_proto_hash(port_name_string(service, port), port.port.protocol.lower())
+    return ServiceChains(svc=f"KUBE-SVC-{h}", svl=f"KUBE-SVL-{h}", ext=f"KUBE-EXT-{h}", fw=f"KUBE-FW-{h}")
+
+
+def endpoint_chain(service: ServiceInfo, port: ServicePortInfo, endpoint_ip: str) -> str:
+    """``KUBE-SEP-`` chain of one endpoint (hash input includes ``ip:targetPort``)."""
+    name, proto = port_name_string(service, port), port.port.protocol.lower()
+    return "KUBE-SEP-" + port_proto_hash(name, proto, f"{endpoint_ip}:{port.target_port}")
+
+
+def plan_port(service: ServiceInfo, port: ServicePortInfo, node: str) -> PortPlan:
+    """Classify one service port for ``node`` the way proxier.go's CategorizeEndpoints does."""
+    by_ip = {p.ip: p for p in service.endpoints}  # one endpoint per address
+    eps = tuple(sorted(by_ip.values(), key=lambda p: f"{p.ip}:{port.target_port}"))
+    external_types = ("NodePort", "LoadBalancer")
+    node_port = port.node_port if service.type in external_types else None
+    lb_ip = service.lb_ip if service.type == "LoadBalancer" else None
+    accessible = node_port is not None or lb_ip is not None
+    return PortPlan(
+        service=service,
+        port=port,
+        name=port_name_string(service, port),
+        protocol=port.port.protocol.lower(),
+        chains=service_chains(service, port),
+        endpoints=eps,
+        local_endpoints=tuple(p for p in eps if p.node == node),
+        node_port=node_port,
+        lb_ip=lb_ip,
+        external_local=accessible and service.etp == "Local",
+        health_check_node_port=service.health_check_node_port if service.type == "LoadBalancer" else None,
+        endpoint_chains={p.ip: endpoint_chain(service, port, p.ip) for p in eps},
+    )
+
+
+def node_plans(topology: Topology, node: str) -> list[PortPlan]:
+    """Every proxied service port of the topology (DNS included), sorted by port name."""
+    if node not in topology.nodes:
+        raise KeyError(f"unknown node {node!r}; nodes: {sorted(topology.nodes)}")
+    services = list(topology.services.values())
+    if topology.dns_service is not None and topology.dns_service.key not in topology.services:
+        services.append(topology.dns_service)
+    plans = [
+        plan_port(svc, sp, node)
+        for svc in services
+        if svc.cluster_ip and svc.cluster_ip != "None"  # headless Services are not proxied
+        for sp in svc.ports
+    ]
+    return sorted(plans, key=lambda p: (p.name, p.protocol))
+
+
+def _probability(n: int) -> str:
+    return f"{1.0 / n:.10f}"  # proxier.go computeProbability: "%0.10f"
+
+
+def _hooks(rs: RuleSet, cfg: KubeProxyConfig) -> None:
+    """Jumps into built-in chains in the order a node ends up with.
+
+    kube-proxy *prepends* each jump (EnsureRule Prepend) unless it exists, after the kubelet
+    prepended its KUBE-FIREWALL jumps, so e.g. INPUT reads KUBE-PROXY-FIREWALL, KUBE-NODEPORTS,
+    KUBE-EXTERNAL-SERVICES, KUBE-FIREWALL as ``iptables -L`` shows on a kubeadm node.
+    """
+    chains: dict[tuple[str, str], list[str]] = {}
+    if cfg.kubelet:
+        for table, builtin, spec in _KUBELET_JUMPS:
+            chains.setdefault((table, builtin), []).insert(0, spec)
+    for table, builtin, extra, comment, target in _PROXY_JUMPS:
+        parts = [extra] if extra else []
+        if comment:
+            parts.append(f'-m comment --comment "{comment}"')
+        spec = " ".join([*parts, f"-j {target}"])
+        rules = chains.setdefault((table, builtin), [])
+        if spec not in rules:
+            rules.insert(0, spec)
+    for (table, builtin), specs in chains.items():
+        for spec in specs:
+            rs.table(table).hook(builtin, spec)
+
+
+def _skeleton(rs: RuleSet, cfg: KubeProxyConfig) -> None:
+    """Top-level chains and their fixed rules (masquerade, forward, localnet firewall)."""
+    flt, nat = rs.table("filter"), rs.table("nat")
+    for chain in (KUBE_SERVICES, KUBE_EXTERNAL_SERVICES, KUBE_FORWARD, KUBE_NODEPORTS, KUBE_PROXY_FIREWALL):
+        flt.chain(chain)
+    for chain in (KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ):
+        nat.chain(chain)
+    mark = cfg.mark
+    nat.add(KUBE_POSTROUTING, f"-m mark ! --mark {mark}/{mark} -j RETURN")
+    nat.add(KUBE_POSTROUTING, f"-j MARK --xor-mark {mark}")  # clear it: no double SNAT on re-entry
+    masq = '-m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE'
+    nat.add(KUBE_POSTROUTING, masq + (" --random-fully" if cfg.random_fully else ""))
+    nat.add(KUBE_MARK_MASQ, f"-j MARK --or-mark {mark}")
+    # kube-proxy writes the localnet rule with localhost node ports; the kubelet always does.
+    flt.chain(KUBE_FIREWALL)
+    if cfg.localhost_nodeports or cfg.kubelet:
+        flt.add(KUBE_FIREWALL, _LOCALNET_RULE)
+    for table in ("mangle", "nat", "filter"):
+        if cfg.kubelet:
+            rs.table(table).chain(KUBELET_CANARY)
+        rs.table(table).chain(KUBE_PROXY_CANARY)
+    if cfg.kubelet:
+        rs.table("mangle").chain(KUBE_IPTABLES_HINT)
+
+
+def _service_port_rules(rs: RuleSet, plan: PortPlan, pod_cidr: str, cfg: KubeProxyConfig) -> None:
+    """One service port, in proxier.go's order (order matters within each chain)."""
+    flt, nat = rs.table("filter"), rs.table("nat")
+    svc, proto, name, ch = plan.service, plan.protocol, plan.name, plan.chains
+    match, port = f"-m {proto} -p {proto}", plan.port.port.port
+    # Filter verdict for what nothing DNATs: REJECT without endpoints, DROP without local ones.
+    target, comment = ("DROP", f"{name} has no local endpoints") if plan.has_endpoints else (
+        "REJECT", f"{name} has no endpoints")
+    cip = f'-m comment --comment "{name} cluster IP" {match} -d {svc.cluster_ip} --dport {port}'
+
+    # Capture the cluster IP (internal traffic policy is always Cluster in the model).
+    if plan.has_endpoints:
+        nat.add(KUBE_SERVICES, f"{cip} -j {ch.svc}")
+    else:
+        flt.add(KUBE_SERVICES, f'-m comment --comment "{comment}" {match} -d {svc.cluster_ip} '
+                f"--dport {port} -j REJECT")
+    # Capture the load-balancer IP.
+    if plan.lb_ip is not None:
+        dst = f"{match} -d {plan.lb_ip} --dport {port}"
+        if plan.has_endpoints:
+            nat.add(KUBE_SERVICES, f'-m comment --comment "{name} loadbalancer IP" {dst} -j {ch.ext}')
+        if not plan.has_external_endpoints:
+            flt.add(KUBE_EXTERNAL_SERVICES, f'-m comment --comment "{comment}" {dst} -j {target}')
+    # Capture the node port.
+    if plan.node_port is not None:
+        if plan.has_endpoints:
+            if cfg.localhost_nodeports and cfg.nfacct:
+                nat.add(KUBE_NODEPORTS, f"-m comment --comment {name} {match} -d 127.0.0.0/8 --dport "
+                        f"{plan.node_port} -m nfacct --nfacct-name {NFACCT_LOCALHOST_NODEPORT} -j {ch.ext}")
+            nat.add(KUBE_NODEPORTS, f"-m comment --comment {name} {match} --dport {plan.node_port} -j {ch.ext}")
+        if not plan.has_external_endpoints:
+            flt.add(KUBE_EXTERNAL_SERVICES, f'-m comment --comment "{comment}" -m addrtype --dst-type LOCAL '
+                    f"{match} --dport {plan.node_port} -j {target}")
+    if plan.health_check_node_port:
+        flt.add(KUBE_NODEPORTS, f'-m comment --comment "{name} health check node port" -m tcp -p tcp '
+                f"--dport {plan.health_check_node_port} -j ACCEPT")
+    if not plan.has_endpoints:
+        return  # no nat chains at all for a service without endpoints
+
+    for chain in ((ch.ext,) if plan.externally_accessible else ()) + (ch.svc,):
+        nat.chain(chain)
+    if plan.external_local and plan.local_endpoints:
+        nat.chain(ch.svl)
+    for chain in plan.endpoint_chains.values():
+        nat.chain(chain)
+
+    # Off-cluster sources reaching a cluster IP may bounce off-node: masquerade them.
+    not_local = "" if cfg.masquerade_all else f" ! -s {pod_cidr}"
+    nat.add(ch.svc, f"{cip}{not_local} -j {KUBE_MARK_MASQ}")
+    if plan.externally_accessible:
+        _external_chain(rs, plan, pod_cidr)
+    _balance(rs, plan, ch.svc, plan.endpoints)
+    if plan.external_local and plan.local_endpoints:
+        _balance(rs, plan, ch.svl, plan.local_endpoints)
+    for pod in plan.endpoints:
+        sep = plan.endpoint_chains[pod.ip]
+        nat.add(sep, f"-m comment --comment {name} -s {pod.ip} -j {KUBE_MARK_MASQ}")  # hairpin
+        nat.add(sep, f"-m comment --comment {name} {match} -j DNAT --to-destination {plan.endpoint(pod)}")
+
+
+def _external_chain(rs: RuleSet, plan: PortPlan, pod_cidr: str) -> None:
+    nat, ch, name = rs.table("nat"), plan.chains, plan.name
+    if not plan.external_local:
+        nat.add(ch.ext, f'-m comment --comment "masquerade traffic for {name} external destinations" '
+                f"-j {KUBE_MARK_MASQ}")
+        nat.add(ch.ext, f"-j {ch.svc}")
+        return
+    # Pods reaching an external address get Cluster semantics (as if via an external LB).
+    nat.add(ch.ext, f'-m comment --comment "pod traffic for {name} external destinations" '
+            f"-s {pod_cidr} -j {ch.svc}")
+    # The host itself picked the node/LB IP as source: it must be masqueraded.
+    nat.add(ch.ext, f'-m comment --comment "masquerade LOCAL traffic for {name} external destinations" '
+            f"-m addrtype --src-type LOCAL -j {KUBE_MARK_MASQ}")
+    nat.add(ch.ext, f'-m comment --comment "route LOCAL traffic for {name} external destinations" '
+            f"-m addrtype --src-type LOCAL -j {ch.svc}")
+    if plan.local_endpoints:
+        nat.add(ch.ext, f"-j {ch.svl}")
+    # else: nothing DNATs it, filter KUBE-EXTERNAL-SERVICES drops it
+
+
+def _balance(rs: RuleSet, plan: PortPlan, chain: str, endpoints: tuple[PodInfo, ...]) -> None:
+    """Random ladder 1/n, 1/(n-1) ... with the last endpoint unconditional: uniform overall."""
+    nat, n = rs.table("nat"), len(endpoints)
+    for i, pod in enumerate(endpoints):
+        stat = f" -m statistic --mode random --probability {_probability(n - i)}" if i < n - 1 else ""
+        nat.add(chain, f'-m comment --comment "{plan.name} -> {plan.endpoint(pod)}"{stat} '
+                f"-j {plan.endpoint_chains[pod.ip]}")
+
+
+def render_kube_proxy(topology: Topology, node: str, config: KubeProxyConfig | None = None) -> RuleSet:
+    """The filter, nat (and kubelet's mangle) rules kube-proxy keeps on ``node``.
+
+    Merge it after Calico's rule set (``merge(calico, kube_proxy)``) and load it with
+    ``render_restore``; the local-traffic detector is the cluster CIDR (``pod_network``).
+    """
+    cfg = config or KubeProxyConfig()
+    rs = RuleSet()
+    _hooks(rs, cfg)
+    _skeleton(rs, cfg)
+    for plan in node_plans(topology, node):
+        _service_port_rules(rs, plan, topology.pod_network, cfg)
+    # Tail call to KUBE-NODEPORTS: must stay the last rule of KUBE-SERVICES.
+    dst = "-m addrtype --dst-type LOCAL" + ("" if cfg.localhost_nodeports else " ! -d 127.0.0.0/8")
+    rs.table("nat").add(KUBE_SERVICES, '-m comment --comment "kubernetes service nodeports; NOTE: this '
+                        f'must be the last rule in this chain" {dst} -j {KUBE_NODEPORTS}')
+    flt = rs.table("filter")
+    if not cfg.conntrack_tcp_be_liberal:
+        acct = f" -m nfacct --nfacct-name {NFACCT_INVALID}" if cfg.nfacct else ""
+        flt.add(KUBE_FORWARD, f"-m conntrack --ctstate INVALID{acct} -j DROP")
+    flt.add(KUBE_FORWARD, f'-m comment --comment "kubernetes forwarding rules" -m mark --mark '
+            f"{cfg.mark}/{cfg.mark} -j ACCEPT")
+    flt.add(KUBE_FORWARD, '-m comment --comment "kubernetes forwarding conntrack rule" '
+            "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
+    return rs
+
+
+def describe_chains(topology: Topology, node: str) -> list[str]:
+    """One line per service port: where its traffic goes on ``node`` (for evidence and reports).
+
+    e.g. ``demo/web:http 198.19.0.10:80/TCP NodePort 30080 ETP Local -> KUBE-EXT-… ->
+    KUBE-SVL-… [100.64.1.2:80@worker]; cluster KUBE-SVC-… [2 endpoints]``.
+    """
+    lines = []
+    for p in node_plans(topology, node):
+        head = f"{p.name} {p.service.cluster_ip}:{p.port.port}"
+        entry = "".join([f" NodePort {p.node_port}" if p.node_port is not None else "",
+                         f" LB {p.lb_ip}" if p.lb_ip else ""])
+        if entry:
+            entry += f" ETP {'Local' if p.external_local else 'Cluster'}"
+        if not p.has_endpoints:
+            lines.append(f"{head}{entry}: no endpoints -> REJECT")
+            continue
+        eps = ", ".join(f"{p.endpoint(e)}@{e.node}" for e in p.endpoints)
+        line = f"{head}{entry}: cluster {p.chains.svc} [{eps}]"
+        if p.external_local:
+            local = ", ".join(p.endpoint(e) for e in p.local_endpoints)
+            line += (f"; external {p.chains.ext} -> {p.chains.svl} [{local}]" if p.local_endpoints
+                     else f"; external {p.chains.ext}: no local endpoints -> DROP")
+        elif entry:
+            line += f"; external {p.chains.ext} -> MASQ -> {p.chains.svc}"
+        if p.health_check_node_port:
+            line += f"; health check {p.health_check_node_port}/TCP ACCEPT"
+        lines.append(line)
+    return lines

@@ -1,0 +1,161 @@
+"""The ``netiso`` command line (contract: docs/scenarios.md "Command line").
+
+Exit codes: 0 every flow matched, 1 at least one mismatch (for ``explain``: the oracle disagrees
+with a scenario's explicit ``expect``), 2 bad input or a backend that cannot start — always
+one message naming file, document and field, never a traceback, nothing left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from netiso.model.errors import InputError
+
+EXIT_OK, EXIT_MISMATCH, EXIT_INPUT = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="netiso", description="Kubernetes network isolation conformance suite.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    e = sub.add_parser("explain", help="predict every flow with the oracle (no root, no cluster)")
+    e.add_argument("paths", nargs="+", metavar="FILE|DIR")
+    e.add_argument("--json", metavar="OUT", help="write the result document (contract JSON)")
+    e.add_argument("--paths", dest="show_paths", action="store_true", help="print every flow's hop path")
+
+    r = sub.add_parser("render", help="print the Kubernetes objects of scenarios as multi-document YAML")
+    r.add_argument("paths", nargs="+", metavar="FILE")
+    r.add_argument("--backend", choices=("lab", "kind", "kube"), default="lab")
+
+    c = sub.add_parser("check", help="build the scenario on a backend, probe every flow, compare")
+    c.add_argument("paths", nargs="+", metavar="FILE|DIR")
+    c.add_argument("--backend", choices=("lab", "kind", "kube"), default="lab")
+    c.add_argument("--json", metavar="OUT")
+    c.add_argument("--report", metavar="DIR", help="write JSON + Markdown reports into DIR")
+    c.add_argument("--paths", dest="show_paths", action="store_true", help="print every flow's hop path")
+
+    m = sub.add_parser("minimal-config", help="smallest whitelist per isolated project (not implemented yet)")
+    m.add_argument("paths", nargs="+", metavar="FILE|DIR")
+    m.add_argument("--backend", choices=("lab", "kind", "kube"))
+    m.add_argument("--json", metavar="OUT")
+
+    lab = sub.add_parser("lab", help="keep a lab up for manual inspection")
+    labsub = lab.add_subparsers(dest="lab_command", required=True, metavar="up|down|status")
+    up = labsub.add_parser("up", help="build FILE's (first) scenario and leave it running")
+    up.add_argument("path", metavar="FILE")
+    up.add_argument("--scenario", help="name of the scenario in FILE (default: the first)")
+    labsub.add_parser("down", help="tear down the kept lab")
+    labsub.add_parser("status", help="show the kept lab")
+
+    sub.add_parser("clean", help="remove everything a crashed run left behind")
+    return p
+
+
+def _check_out_path(path: str | None, what: str) -> None:
+    if path is None:
+        return
+    parent = Path(path).resolve().parent
+    if not parent.is_dir():
+        raise InputError(f"{what} {path}: directory {parent} does not exist; create it or choose another path")
+
+
+def _write_json(path: str, doc: dict[str, Any]) -> None:
+    Path(path).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _load(paths: Sequence[str]) -> list[Any]:
+    from netiso.model.addressing import resolve
+    from netiso.model.loader import load_scenarios
+
+    topos = []
+    for scenario in load_scenarios(paths):
+        try:
+            topos.append(resolve(scenario))
+        except ValueError as exc:
+            raise InputError(str(exc), file=scenario.source.file, document=scenario.source.index,
+                             name=scenario.name, field="cluster.network") from None
+    return topos
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from netiso.oracle.predict import predict_all
+    from netiso.oracle.profile import DEFAULT_PROFILE
+    from netiso.report.document import document, flow_json
+    from netiso.report.table import explain_table
+
+    _check_out_path(args.json, "--json")
+    started = time.perf_counter()
+    scenarios = []
+    disagreements = 0
+    for topo in _load(args.paths):
+        preds = predict_all(topo)
+        disagreements += sum(1 for p in preds if p.disagreements)
+        print(explain_table(topo, preds, paths=args.show_paths))
+        print()
+        scenarios.append({"name": topo.name, "description": topo.scenario.description,
+                          "encapsulation": topo.encapsulation, "loadBalancer": topo.load_balancer,
+                          "warnings": topo.warnings, "flows": [flow_json(p) for p in preds]})
+    flows = sum(len(s["flows"]) for s in scenarios)
+    print(f"{len(scenarios)} scenarios, {flows} flows predicted ({DEFAULT_PROFILE.name}) "
+          f"in {time.perf_counter() - started:.2f}s; {disagreements} disagree with the scenario's expect")
+    if args.json:
+        _write_json(args.json, document("oracle", DEFAULT_PROFILE, scenarios))
+    return EXIT_MISMATCH if disagreements else EXIT_OK
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from netiso.model.render import render_objects, to_yaml
+
+    docs = []
+    for topo in _load(args.paths):
+        docs.extend(render_objects(topo, backend=args.backend))
+    sys.stdout.write(to_yaml(docs))
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from netiso.checking import run_check
+
+    _check_out_path(args.json, "--json")
+    return run_check(args)
+
+
+def cmd_minimal_config(args: argparse.Namespace) -> int:
+    raise InputError("minimal-config is not implemented in this version of netiso (see the issue tracker)")
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    from netiso.checking import lab_command
+
+    return lab_command(args)
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    from netiso.checking import clean_command
+
+    return clean_command(args)
+
+
+COMMANDS = {"explain": cmd_explain, "render": cmd_render, "check": cmd_check,
+            "minimal-config": cmd_minimal_config, "lab": cmd_lab, "clean": cmd_clean}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except InputError as exc:
+        print(f"netiso: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""The address plan: turn a Scenario into a Topology with every address resolved.
+
+Deterministic so that the oracle, the lab and a report read weeks later agree on every IP:
+
+* nodes: ``nodeNetwork`` host 10 + i (198.18.0.10, .11, ...); the first node is the
+  control-plane and, as kubeadm/kind do in multi-node clusters, carries the
+  exclude-from-external-load-balancers label;
+* clients: host 100 + j of the node network (198.18.0.100, ...);
+* pod blocks: node i owns ``podNetwork + i*256`` with the Calico block size (/26):
+  100.64.0.0/26, 100.64.1.0/26, ...; the tunnel address (ipip/vxlan) is the block's first
+  address, as Calico's allocateip reconciler hands out (100.64.2.0 for the third node); pods
+  take the following addresses in scenario order (workloads, then ingress controllers);
+* services: ClusterIPs from ``serviceNetwork`` host 100 + k (198.19.0.100, ...), host 10 is
+  kube-dns; NodePorts 30000 + k over (service, port) in order; health-check node ports
+  32000 + k; LoadBalancer VIPs from the pool in service order.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from netiso.model import election
+from netiso.model.loader import _pool_range
+from netiso.model.symbols import parse_symbol
+from netiso.model.types import (
+    ClientInfo,
+    ControllerInfo,
+    IngressInfo,
+    NodeInfo,
+    PodInfo,
+    Port,
+    Scenario,
+    ServiceInfo,
+    ServicePortInfo,
+    Topology,
+)
+
+CONTROLLER_PORT = Port(80, "TCP", "http")
+DNS_SELECTOR = {"k8s-app": "kube-dns"}
+DNS_PORTS = (Port(53, "UDP", "dns"), Port(53, "TCP", "dns-tcp"), Port(9153, "TCP", "metrics"))
+
+
+def resolve(scenario: Scenario) -> Topology:
+    """Resolve every address of ``scenario`` (see the module docstring for the plan)."""
+    plan = scenario.cluster.network
+    enc = scenario.cluster.encapsulation
+    node_net = ipaddress.ip_network(plan.nodeNetwork)
+    pod_net = ipaddress.ip_network(plan.podNetwork)
+    svc_net = ipaddress.ip_network(plan.serviceNetwork)
+    multi = len(scenario.cluster.nodes) > 1
+
+    nodes: dict[str, NodeInfo] = {}
+    for i, name in enumerate(scenario.cluster.nodes):
+        base = pod_net.network_address + i * 256
+        block = ipaddress.ip_network(f"{base}/{plan.blockSize}")
+        nodes[name] = NodeInfo(
+            name=name, index=i, ip=str(node_net.network_address + 10 + i), block=str(block),
+            tunnel_ip=None if enc == "direct" else str(block.network_address),
+            lb_excluded=multi and i == 0,
+        )
+    clients = {c: ClientInfo(c, str(node_net.network_address + 100 + j))
+               for j, c in enumerate(scenario.cluster.clients)}
+
+    next_host = {n: 1 for n in nodes}
+
+    def pod_ip(node: str) -> str:
+        block = ipaddress.ip_network(nodes[node].block)
+        ip = block.network_address + next_host[node]
+        next_host[node] += 1
+        if ip not in block or ip == block.broadcast_address:
+            raise ValueError(f"node {node}: pod block {block} is full")
+        return str(ip)
+
+    pods: list[PodInfo] = []
+    for w in scenario.workloads:
+        for node in w.nodes:
+            pods.append(PodInfo(w.project, w.name, node, pod_ip(node), dict(w.labels), w.ports))
+
+    # one controller per distinct (project, node, exposure, etp)
+    controllers: dict[tuple[str, str, str, str], PodInfo] = {}
+    for ing in scenario.ingresses:
+        c = ing.controller
+        key = (c.project, c.node, c.exposure, c.externalTrafficPolicy)
+        if key not in controllers:
+            suffix = "" if not controllers else f"-{len(controllers)}"
+            name = f"ingress-controller{suffix}"
+            controllers[key] = PodInfo(c.project, name, c.node, pod_ip(c.node),
+                                       {"app": name, "app.kubernetes.io/component": "controller"},
+                                       (CONTROLLER_PORT,), role="ingress-controller")
+    pods.extend(controllers.values())
+
+    pool = iter(_pool_range(plan.loadBalancerPool))
+    svc_index = 0
+    node_port = 30000
+    hc_port = 32000
+    services: dict[str, ServiceInfo] = {}
+
+    def make_service(project: str, name: str, stype: str, etp: str, selector: dict[str, str],
+                     ports: tuple[Port, ...], role: str = "workload") -> ServiceInfo:
+        nonlocal svc_index, node_port, hc_port
+        cluster_ip = str(svc_net.network_address + 100 + svc_index)
+        svc_index += 1
+        sports = []
+        for p in ports:
+            np = None
+            if stype in ("NodePort", "LoadBalancer"):
+                np = node_port
+                node_port += 1
+            sports.append(ServicePortInfo(p, np))
+        endpoints = tuple(p for p in pods if p.project == project and _selects(selector, p.labels))
+        lb_ip = hc = None
+        cands: tuple[str, ...] = ()
+        lb_node = None
+        if stype == "LoadBalancer":
+            try:
+                lb_ip = next(pool)
+            except StopIteration:
+                raise ValueError(f"loadBalancerPool {plan.loadBalancerPool} is exhausted") from None
+            if etp == "Local":
+                hc = hc_port
+                hc_port += 1
+            cands = tuple(election.candidates(
+                scenario.cluster.loadBalancer, [(n.name, n.lb_excluded) for n in nodes.values()], etp,
+                [p.node for p in endpoints]))
+            lb_node = election.elect(cands, lb_ip)
+        return ServiceInfo(project, name, stype, etp, dict(selector), tuple(sports), cluster_ip, endpoints,
+                           lb_ip, hc, cands, lb_node, role)
+
+    for s in scenario.services:
+        services[f"{s.project}/{s.name}"] = make_service(s.project, s.name, s.type, s.externalTrafficPolicy,
+                                                         dict(s.selector), s.ports)
+    controller_infos: dict[tuple[str, str, str, str], ControllerInfo] = {}
+    for key, pod in controllers.items():
+        project, _node, exposure, etp = key
+        skey = f"{project}/{pod.workload}"
+        if skey in services:
+            raise ValueError(f"service {skey} clashes with the ingress controller's service; rename it")
+        svc = make_service(project, pod.workload, exposure, etp, {"app": pod.workload}, (CONTROLLER_PORT,),
+                           role="ingress-controller")
+        services[skey] = svc
+        controller_infos[key] = ControllerInfo(pod, svc, exposure, etp)
+
+    ingresses: dict[str, IngressInfo] = {}
+    for ing in scenario.ingresses:
+        c = ing.controller
+        backend = services[f"{ing.project}/{ing.service}"]
+        port = backend.port_for(ing.port)
+        assert port is not None
+        ingresses[f"{ing.project}/{ing.name}"] = IngressInfo(
+            ing.project, ing.name, ing.host, backend, port,
+            controller_infos[(c.project, c.node, c.exposure, c.externalTrafficPolicy)])
+
+    dns = ServiceInfo("kube-system", "kube-dns", "ClusterIP", "Cluster", dict(DNS_SELECTOR),
+                      tuple(ServicePortInfo(p, None) for p in DNS_PORTS), str(svc_net.network_address + 10), ())
+
+    topo = Topology(
+        scenario=scenario, encapsulation=enc, load_balancer=scenario.cluster.loadBalancer,
+        node_network=str(node_net), pod_network=str(pod_net), service_network=str(svc_net),
+        nodes=nodes, clients=clients, pods=pods, services=services, ingresses=ingresses,
+        namespaces={}, namespace_annotations={}, policies=[], dns_service=dns,
+    )
+    _apply_tenancy(topo)
+    return topo
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str] | object) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())  # type: ignore[union-attr]
+
+
+def addresses_of(topo: Topology, symbol: str) -> list[str]:
+    """Every IP a symbol denotes in ``topo`` (``node:*`` is all node IPs; a CIDR is itself).
+
+    >>> # addresses_of(topo, "tunnel:worker2") -> ["100.64.2.0"]
+    """
+    sym = parse_symbol(symbol)
+    if sym.kind == "cidr":
+        return [str(sym.name)]
+    if sym.kind == "client":
+        return [topo.clients[sym.name].ip] if sym.name in topo.clients else []
+    if sym.kind in ("node", "tunnel"):
+        chosen = topo.nodes.values() if sym.name == "*" else [topo.nodes[sym.name]] if sym.name in topo.nodes else []
+        if sym.kind == "node":
+            return [n.ip for n in chosen]
+        return [n.tunnel_ip for n in chosen if n.tunnel_ip]
+    if sym.kind == "pod":
+        return [p.ip for p in topo.pods_of(sym.project, sym.name) if sym.node in (None, p.node)]
+    if sym.kind == "ingress-controller":
+        ing = topo.ingresses.get(f"{sym.project}/{sym.name}")
+        return [ing.controller.pod.ip] if ing else []
+    return []
+
+
+def resolve_cidr(topo: Topology, text: str) -> list[str]:
+    """A whitelist ``cidr:`` value as CIDRs: a symbol becomes its /32s, a literal stays."""
+    sym = parse_symbol(text)
+    if sym.kind == "cidr":
+        return [str(ipaddress.ip_network(str(sym.name), strict=False))]
+    return [f"{ip}/32" for ip in addresses_of(topo, text)]
+
+
+def symbols_of(topo: Topology, ip: str) -> list[str]:
+    """Every symbol that denotes ``ip`` (most specific first); empty when the lab does not know it."""
+    out: list[str] = []
+    for c in topo.clients.values():
+        if c.ip == ip:
+            out.append(c.symbol)
+    for n in topo.nodes.values():
+        if n.ip == ip:
+            out.append(n.symbol)
+        if n.tunnel_ip == ip:
+            out.append(f"tunnel:{n.name}")
+    for p in topo.pods:
+        if p.ip == ip:
+            out.append(p.symbol)
+    for ing in topo.ingresses.values():
+        if ing.controller.pod.ip == ip:
+            out.append(f"ingress-controller:{ing.key}")
+    return out
+
+
+def _apply_tenancy(topo: Topology) -> None:
+    from netiso.model import tenancy
+
+    s = topo.scenario
+    topo.namespaces = tenancy.namespace_labels(s)
+    topo.namespace_annotations = tenancy.namespace_annotations(s)
+
+    def service_of(project: str, name: str):  # -> ServiceSpec | None
+        return next((x for x in s.services if x.project == project and x.name == name), None)
+
+    policies, warnings = tenancy.compile_tenancy(s, lambda text: resolve_cidr(topo, text), service_of)
+    topo.policies = list(policies) + [dict(p) for p in s.networkPolicies]
+    topo.warnings = list(warnings)

@@ -1,0 +1,180 @@
+"""Small typed readers over parsed YAML that raise precise :class:`ScenarioError` messages.
+
+The loader walks a document with a :class:`Cursor` that knows the file, the document and the
+field path, so every message names all three and says what is allowed instead of what Python
+happened to trip over.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from netiso.model.errors import ScenarioError
+from netiso.model.types import PROTOCOLS, Port
+
+
+@dataclass(frozen=True)
+class Cursor:
+    file: str
+    document: int
+    name: str | None
+    path: str
+
+    def at(self, key: str | int) -> Cursor:
+        if isinstance(key, int):
+            return Cursor(self.file, self.document, self.name, f"{self.path}[{key}]")
+        return Cursor(self.file, self.document, self.name, f"{self.path}.{key}" if self.path else key)
+
+    def fail(self, message: str) -> NoReturn:
+        raise ScenarioError(message, file=self.file, document=self.document, name=self.name,
+                            field=self.path or None)
+
+
+def describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"'{value}'"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def mapping(cur: Cursor, value: Any, allowed: Iterable[str], required: Iterable[str] = ()) -> Mapping[str, Any]:
+    """Check that ``value`` is a mapping with only ``allowed`` keys and all ``required`` ones."""
+    allowed = tuple(allowed)
+    if not isinstance(value, Mapping):
+        cur.fail(f"expected a mapping with keys {', '.join(allowed)}; got {describe(value)}")
+    for key in value:
+        if key not in allowed:
+            hint = difflib.get_close_matches(str(key), allowed, n=1)
+            extra = f", did you mean '{hint[0]}'?" if hint else f" (allowed: {', '.join(allowed)})"
+            cur.at(str(key)).fail(f"unknown field{extra}")
+    for key in required:
+        if key not in value or value[key] is None:
+            cur.at(key).fail("required field is missing")
+    return value
+
+
+def seq(cur: Cursor, value: Any, *, allow_empty: bool = True) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        cur.fail(f"expected a list; got {describe(value)}")
+    if not value and not allow_empty:
+        cur.fail("must not be empty")
+    return value
+
+
+def string(cur: Cursor, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        cur.fail(f"expected a non-empty string; got {describe(value)}")
+    return value
+
+
+def boolean(cur: Cursor, value: Any, default: bool = False) -> bool:
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        cur.fail(f"expected true or false; got {describe(value)}")
+    return value
+
+
+def choice(cur: Cursor, value: Any, allowed: Iterable[str], default: str | None = None) -> str:
+    allowed = tuple(allowed)
+    if value is None and default is not None:
+        return default
+    if value not in allowed:
+        cur.fail(f"{describe(value)} is not one of {', '.join(allowed)}")
+    return value
+
+
+def dns_name(cur: Cursor, value: Any, what: str = "name") -> str:
+    from netiso.model.symbols import NAME_RE
+
+    text = string(cur, value)
+    if not NAME_RE.match(text) or len(text) > 63:
+        cur.fail(f"'{text}' is not a valid {what}: use lower-case letters, digits and '-' (at most 63)")
+    return text
+
+
+def labels(cur: Cursor, value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        cur.fail(f"expected a mapping of label key to value; got {describe(value)}")
+    out: dict[str, str] = {}
+    for key, val in value.items():
+        if not isinstance(key, str) or not key:
+            cur.fail(f"label key {describe(key)} must be a non-empty string")
+        if not isinstance(val, str):
+            cur.at(key).fail(f"label value must be a string (quote numbers and booleans); got {describe(val)}")
+        out[key] = val
+    return out
+
+
+def port(cur: Cursor, value: Any) -> Port:
+    """``8080/TCP``, ``8080`` (TCP) or ``{port: 8080, protocol: TCP, name: http}``."""
+    name = None
+    if isinstance(value, Mapping):
+        mapping(cur, value, ("port", "protocol", "name"), required=("port",))
+        number, proto, name = value["port"], value.get("protocol", "TCP"), value.get("name")
+        if name is not None:
+            name = dns_name(cur.at("name"), name, "port name")
+            if len(name) > 15:
+                cur.at("name").fail(f"port name '{name}' is longer than 15 characters (IANA_SVC_NAME)")
+    elif isinstance(value, bool):
+        cur.fail(f"expected PORT/PROTO such as 8080/TCP; got {describe(value)}")
+    elif isinstance(value, int):
+        number, proto = value, "TCP"
+    elif isinstance(value, str):
+        number_text, _, proto = value.partition("/")
+        proto = proto or "TCP"
+        if not number_text.isdigit():
+            cur.fail(f"'{value}' is not PORT/PROTO (e.g. 8080/TCP; PROTO in {', '.join(PROTOCOLS)})")
+        number = int(number_text)
+    else:
+        cur.fail(f"expected PORT/PROTO such as 8080/TCP; got {describe(value)}")
+    if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= 65535:
+        cur.fail(f"port {describe(number)} is out of range 1-65535")
+    if proto not in PROTOCOLS:
+        cur.fail(f"protocol {describe(proto)} is not one of {', '.join(PROTOCOLS)}")
+    return Port(number, proto, name)
+
+
+def ports(cur: Cursor, value: Any, default: tuple[Port, ...] = ()) -> tuple[Port, ...]:
+    if value is None:
+        return default
+    items = seq(cur, value, allow_empty=False)
+    out = tuple(port(cur.at(i), v) for i, v in enumerate(items))
+    seen: set[tuple[int, str]] = set()
+    for i, p in enumerate(out):
+        if (p.port, p.protocol) in seen:
+            cur.at(i).fail(f"port {p} is listed twice")
+        seen.add((p.port, p.protocol))
+    return out
+
+
+def cidr(cur: Cursor, value: Any) -> str:
+    text = string(cur, value)
+    try:
+        return str(ipaddress.ip_network(text, strict=True))
+    except ValueError as exc:
+        cur.fail(f"'{text}' is not a CIDR ({exc})")
+
+
+def one_or_many(cur: Cursor, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    items = seq(cur, value)
+    return tuple(string(cur.at(i), v) for i, v in enumerate(items))

@@ -1,0 +1,74 @@
+"""Compare what a backend observed with the prediction and the scenario's own expectation.
+
+An observation matches when some predicted outcome has the same verdict and, for an allowed
+flow, the same answering endpoint, a source IP among that outcome's acceptable sources and
+the same X-Forwarded-For. Explicit expectations are checked on top; both must hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from netiso.model.addressing import symbols_of
+from netiso.model.types import Topology
+from netiso.oracle.predict import Prediction, ips_of, source_symbol
+
+
+@dataclass
+class Observation:
+    """What one probe saw (the backend-independent result schema)."""
+
+    verdict: str  # allowed | dropped | refused | error
+    source_ip: str | None = None  # the client address the server saw
+    answered_by: str | None = None  # symbol of the answering pod/client (from its hostname)
+    forwarded_for: str | None = None  # first X-Forwarded-For entry, ingress flows
+    ms: float | None = None
+    detail: str = ""
+    elected: str | None = None  # LoadBalancer flows: the node that answered ARP for the VIP
+    evidence: dict[str, str] = field(default_factory=dict)
+
+
+def judge(topo: Topology, pred: Prediction, obs: Observation) -> list[str]:
+    """Problems with ``obs`` (empty list: it matches)."""
+    problems: list[str] = []
+    candidates = [o for o in pred.outcomes if o.verdict == obs.verdict]
+    if not candidates:
+        problems.append(f"observed {obs.verdict}{' (' + obs.detail + ')' if obs.detail else ''}, "
+                        f"predicted {pred.verdict}")
+    elif obs.verdict == "allowed":
+        by_endpoint = [o for o in candidates if o.receiver == obs.answered_by]
+        if not by_endpoint:
+            problems.append(f"answered by {obs.answered_by}, predicted {', '.join(pred.answered_by)}")
+        else:
+            seen_ok = {ip for o in by_endpoint for ip in o.seen}
+            if obs.source_ip not in seen_ok:
+                problems.append(f"server saw {describe(topo, obs.source_ip, pred)}, predicted "
+                                f"{' or '.join(describe(topo, ip, pred) for ip in sorted(seen_ok))}")
+            if pred.target.ingress is not None:
+                xff_ok = {ip for o in by_endpoint for ip in o.extra.get("forwarded_for", ())}  # type: ignore[union-attr]
+                if obs.forwarded_for not in xff_ok:
+                    problems.append(f"X-Forwarded-For {obs.forwarded_for}, predicted "
+                                    f"{' or '.join(sorted(xff_ok))}")
+    svc = pred.target.service
+    if svc is not None and svc.lb_ip and obs.elected is not None and obs.elected != svc.lb_node:
+        problems.append(f"VIP answered by node:{obs.elected}, predicted node:{pred.target.service.lb_node}")
+    exp = pred.flow.expect
+    if exp is not None:
+        if exp.verdict and obs.verdict != exp.verdict:
+            problems.append(f"scenario expects {exp.verdict}, observed {obs.verdict}")
+        if obs.verdict == "allowed":
+            if exp.source and obs.source_ip not in ips_of(topo, exp.source):
+                problems.append(f"scenario expects source {', '.join(exp.source)}, observed "
+                                f"{describe(topo, obs.source_ip, pred)}")
+            if exp.answeredBy and obs.answered_by and not ips_of(topo, [obs.answered_by]) & ips_of(topo, exp.answeredBy):
+                problems.append(f"scenario expects answeredBy {', '.join(exp.answeredBy)}, observed {obs.answered_by}")
+            if exp.forwardedFor and obs.forwarded_for not in ips_of(topo, exp.forwardedFor):
+                problems.append(f"scenario expects forwardedFor {', '.join(exp.forwardedFor)}, observed "
+                                f"{obs.forwarded_for}")
+    return problems
+
+
+def describe(topo: Topology, ip: str | None, pred: Prediction) -> str:
+    if ip is None:
+        return "nothing"
+    return f"{source_symbol(topo, ip, pred.target)} ({ip})" if symbols_of(topo, ip) else ip

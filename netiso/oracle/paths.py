@@ -1,0 +1,367 @@
+"""The path engine: walk one connection attempt through nodes as the kernel would.
+
+A packet is followed hop by hop through the same decisions a node's netfilter and routing make
+under the default profile (kube-proxy iptables + Calico iptables), in kernel order:
+
+  nat PREROUTING/OUTPUT  kube-proxy: KUBE-SERVICES -> KUBE-EXT (mark) -> KUBE-SVC/SVL -> KUBE-SEP (DNAT)
+  routing                local address (INPUT) / local pod (cali*) / remote block (tunnel or eth0) / node net
+  filter FORWARD/INPUT   Calico first: sender pod's egress policy, receiver pod's ingress policy;
+                         then kube-proxy filter: KUBE-EXTERNAL-SERVICES DROP/REJECT, KUBE-SERVICES REJECT
+  nat POSTROUTING        Calico natOutgoing, Felix tunnel MASQUERADE, KUBE-POSTROUTING MASQUERADE
+
+Every decision appends a readable hop line with its reason. Where kube-proxy balances over
+several endpoints the walk branches, so one flow yields one :class:`Outcome` per endpoint.
+Replies are assumed to follow conntrack back (true for every path these rules build).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+
+from netiso.model.addressing import symbols_of
+from netiso.model.types import NodeInfo, PodInfo, ServiceInfo, ServicePortInfo, Topology
+from netiso.oracle.netpol import PolicyEngine
+from netiso.oracle.profile import Profile
+
+TUNNEL_DEV = {"ipip": "tunl0", "vxlan": "vxlan.calico", "direct": "eth0"}
+
+
+@dataclass(frozen=True)
+class Packet:
+    src: str
+    dst: str
+    dport: int
+    proto: str
+    mark: bool = False  # kube-proxy's 0x4000 masquerade mark
+    src_alts: tuple[str, ...] = ()  # other addresses MASQUERADE may have picked (same-node delivery)
+
+
+@dataclass
+class Outcome:
+    """One way a connection attempt ends."""
+
+    verdict: str  # allowed | dropped | refused
+    hops: list[str]
+    receiver: str | None = None  # symbol of who answered (pod or client)
+    seen: tuple[str, ...] = ()  # source IPs the receiver may see
+    endpoint: PodInfo | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Origin:
+    kind: str  # client | pod | node
+    name: str  # client or node name; pod: symbol
+    pod: PodInfo | None = None
+
+
+class PathEngine:
+    """Walk packets through a resolved topology (one engine per scenario)."""
+
+    def __init__(self, topo: Topology, profile: Profile) -> None:
+        self.topo = topo
+        self.profile = profile
+        self.pod_net = ipaddress.ip_network(topo.pod_network)
+        self.node_net = ipaddress.ip_network(topo.node_network)
+        self.policy = PolicyEngine(topo.policies, topo.namespaces, describe_ip=self._short)
+        self.dev = TUNNEL_DEV[topo.encapsulation]
+
+    # ------------------------------------------------------------------ naming helpers
+    def sym(self, ip: str) -> str:
+        names = symbols_of(self.topo, ip)
+        return f"{names[0]} ({ip})" if names else ip
+
+    def _short(self, ip: str) -> str:
+        names = symbols_of(self.topo, ip)
+        return names[0] if names else ip
+
+    def in_pods(self, ip: str) -> bool:
+        return ipaddress.ip_address(ip) in self.pod_net
+
+    def _local_addrs(self, node: NodeInfo) -> set[str]:
+        return {node.ip} | ({node.tunnel_ip} if node.tunnel_ip else set())
+
+    def _block_owner(self, ip: str) -> NodeInfo | None:
+        addr = ipaddress.ip_address(ip)
+        return next((n for n in self.topo.nodes.values() if addr in ipaddress.ip_network(n.block)), None)
+
+    # ------------------------------------------------------------------ entry points
+    def walk(self, origin: Origin, pkt: Packet) -> list[Outcome]:
+        hops: list[str] = []
+        if origin.kind == "client":
+            return list(self._from_client(origin.name, pkt, hops))
+        if origin.kind == "pod":
+            assert origin.pod is not None
+            pod = origin.pod
+            pkt = replace(pkt, src=pod.ip)
+            hops.append(f"{pod.symbol} ({pod.ip}) sends to {self._short(pkt.dst)} {pkt.dport}/{pkt.proto} "
+                        f"via its default route 169.254.1.1 (proxy-ARP on the host side)")
+            return list(self._at_node(self.topo.nodes[pod.node], pkt, hops, from_pod=pod, local=False))
+        node = self.topo.nodes[origin.name]
+        src = self._host_source(node, pkt.dst)
+        hops.append(f"node:{node.name} (host network) sends to {self._short(pkt.dst)} {pkt.dport}/{pkt.proto}, "
+                    f"source address {self.sym(src)} chosen by the route")
+        return list(self._at_node(node, replace(pkt, src=src), hops, from_pod=None, local=True))
+
+    # ------------------------------------------------------------------ origins
+    def _from_client(self, name: str, pkt: Packet, hops: list[str]) -> Iterator[Outcome]:
+        client = self.topo.clients[name]
+        pkt = replace(pkt, src=client.ip)
+        dst = pkt.dst
+        owner = self._block_owner(dst) if self.in_pods(dst) else None
+        node = next((n for n in self.topo.nodes.values() if dst in self._local_addrs(n) and dst == n.ip), None)
+        lb = next((s for s in self.topo.services.values() if s.lb_ip == dst), None)
+        if owner is not None:
+            hops.append(f"client:{name} ({client.ip}) routes {owner.block} via node:{owner.name} "
+                        "(the external router knows the pod routes)")
+            yield from self._at_node(owner, pkt, hops, from_pod=None, local=False)
+        elif node is not None:
+            hops.append(f"client:{name} ({client.ip}) → node:{node.name} ({dst}:{pkt.dport}/{pkt.proto}) on the node network")
+            yield from self._at_node(node, pkt, hops, from_pod=None, local=False)
+        elif lb is not None:
+            if lb.lb_node is None:
+                why = ("no node has a ready endpoint" if not lb.endpoints else
+                       "no eligible node (externalTrafficPolicy Local and no endpoint on an announcing node)")
+                hops.append(f"client:{name}: ARP for VIP {dst} gets no answer: {self.topo.load_balancer} announces it "
+                            f"from no node ({why}) → dropped")
+                yield Outcome("dropped", hops)
+                return
+            hops.append(f"client:{name}: ARP for VIP {dst} answered by node:{lb.lb_node} "
+                        f"({self.topo.load_balancer} elected it among {', '.join(lb.lb_candidates)})")
+            yield from self._at_node(self.topo.nodes[lb.lb_node], pkt, hops, from_pod=None, local=False)
+        else:
+            hops.append(f"client:{name} has no route to {dst} → dropped")
+            yield Outcome("dropped", hops)
+
+    def _host_source(self, node: NodeInfo, dst: str) -> str:
+        """Source address the kernel picks for a host-originated packet (primary address of the out device)."""
+        if self.in_pods(dst):
+            owner = self._block_owner(dst)
+            if owner is not None and owner.name != node.name and node.tunnel_ip:
+                return node.tunnel_ip  # route via tunl0 / vxlan.calico: that device's address
+        return node.ip
+
+    # ------------------------------------------------------------------ one node
+    def _at_node(self, node: NodeInfo, pkt: Packet, hops: list[str], *, from_pod: PodInfo | None,
+                 local: bool) -> Iterator[Outcome]:
+        hook = "OUTPUT" if local else "PREROUTING"
+        for branch_pkt, branch_hops, deferred in self._kube_proxy_nat(node, pkt, list(hops), hook, local):
+            yield from self._route(node, branch_pkt, branch_hops, from_pod=from_pod, local=local, deferred=deferred)
+
+    def _route(self, node: NodeInfo, pkt: Packet, hops: list[str], *, from_pod: PodInfo | None, local: bool,
+               deferred: tuple[str, str] | None) -> Iterator[Outcome]:
+        n = node.name
+        dst_pod = self.topo.pod_by_ip(pkt.dst)
+        is_local_addr = pkt.dst in self._local_addrs(node)
+        if is_local_addr and not local:
+            # INPUT: Calico polices pod -> own host with the pod's egress policy (cali-wl-to-host)
+            if from_pod is not None:
+                d = self.policy.egress(from_pod, pkt.dst, None, pkt.dport, pkt.proto)
+                if not d.allowed:
+                    hops.append(f"{n}: INPUT cali-wl-to-host: {d.reason} → dropped")
+                    yield Outcome("dropped", hops)
+                    return
+            if deferred:
+                hops.append(f"{n}: INPUT {deferred[1]}")
+                yield Outcome(deferred[0], hops)
+                return
+            hops.append(f"{n}: nothing listens on {self._short(pkt.dst)} {pkt.dport}/{pkt.proto} → "
+                        f"{'RST' if pkt.proto == 'TCP' else 'ICMP port unreachable'} → refused")
+            yield Outcome("refused", hops)
+            return
+        # where does it go?
+        if dst_pod is not None and dst_pod.node == n:
+            out, nxt = "cali", None
+        elif self.in_pods(pkt.dst):
+            owner = self._block_owner(pkt.dst)
+            if owner is None or owner.name == n:
+                hops.append(f"{n}: {pkt.dst} is in no allocated pod (blackhole route of the block) → dropped")
+                yield Outcome("dropped", hops)
+                return
+            out, nxt = self.dev, owner
+        elif ipaddress.ip_address(pkt.dst) in self.node_net:
+            out, nxt = "eth0", None
+        else:
+            hops.append(f"{n}: no route to {pkt.dst} inside the cluster (not DNATed) → dropped")
+            yield Outcome("dropped", hops)
+            return
+        chain = "OUTPUT" if local else "FORWARD"
+        if not local:
+            if from_pod is not None:
+                d = self.policy.egress(from_pod, pkt.dst, dst_pod, pkt.dport, pkt.proto)
+                if not d.allowed:
+                    hops.append(f"{n}: FORWARD cali-from-wl-dispatch (egress of {from_pod.symbol}): {d.reason} → dropped")
+                    yield Outcome("dropped", hops)
+                    return
+                if d.isolated:
+                    hops.append(f"{n}: FORWARD egress of {from_pod.symbol}: {d.reason}")
+            if out == "cali":
+                assert dst_pod is not None
+                src_pod = self.topo.pod_by_ip(pkt.src)
+                d = self.policy.ingress(dst_pod, pkt.src, src_pod, pkt.dport, pkt.proto)
+                if not d.allowed:
+                    hops.append(f"{n}: FORWARD cali-to-wl-dispatch (ingress of {dst_pod.symbol}): {d.reason} → dropped")
+                    yield Outcome("dropped", hops)
+                    return
+                hops.append(f"{n}: FORWARD ingress of {dst_pod.symbol}: {d.reason}")
+            if deferred:
+                hops.append(f"{n}: {chain} {deferred[1]}")
+                yield Outcome(deferred[0], hops)
+                return
+        else:
+            if deferred:
+                hops.append(f"{n}: {chain} {deferred[1]}")
+                yield Outcome(deferred[0], hops)
+                return
+            if out == "cali":
+                hops.append(f"{n}: OUTPUT to local {dst_pod.symbol}: host → local pod traffic is not policed by Calico")
+        pkt = self._postrouting(node, pkt, out, hops, local=local, from_pod=from_pod)
+        if out == "cali":
+            assert dst_pod is not None
+            yield self._deliver_pod(dst_pod, pkt, hops)
+        elif nxt is not None:
+            how = {"tunl0": "IP-in-IP (protocol 4)", "vxlan.calico": "VXLAN (VNI 4096, UDP 4789)",
+                   "eth0": "plain routing (no encapsulation)"}[out]
+            hops.append(f"{n} → {nxt.name} via {out}: {how} across the node network")
+            yield from self._at_node(nxt, pkt, hops, from_pod=None, local=False)
+        else:
+            client = next((c for c in self.topo.clients.values() if c.ip == pkt.dst), None)
+            if client is None:
+                other = next((x for x in self.topo.nodes.values() if x.ip == pkt.dst), None)
+                if other is not None:
+                    hops.append(f"{n} → node:{other.name} on the node network")
+                    yield from self._at_node(other, pkt, hops, from_pod=None, local=False)
+                    return
+                hops.append(f"{n}: nobody on the node network answers ARP for {pkt.dst} → dropped")
+                yield Outcome("dropped", hops)
+                return
+            hops.append(f"client:{client.name} answers; it sees {self.sym(pkt.src)}")
+            yield Outcome("allowed", hops, receiver=client.symbol, seen=(pkt.src,))
+
+    def _deliver_pod(self, pod: PodInfo, pkt: Packet, hops: list[str]) -> Outcome:
+        serves = any(p.port == pkt.dport and p.protocol == pkt.proto for p in pod.ports)
+        if not serves:
+            hops.append(f"{pod.symbol}: nothing listens on {pkt.dport}/{pkt.proto} → "
+                        f"{'RST' if pkt.proto == 'TCP' else 'ICMP port unreachable'} → refused")
+            return Outcome("refused", hops)
+        seen = (pkt.src, *pkt.src_alts)
+        hops.append(f"{pod.symbol} answers; it sees {' or '.join(self.sym(s) for s in seen)}")
+        return Outcome("allowed", hops, receiver=pod.symbol, seen=seen, endpoint=pod)
+
+    # ------------------------------------------------------------------ NAT
+    def _postrouting(self, node: NodeInfo, pkt: Packet, out: str, hops: list[str], *, local: bool,
+                     from_pod: PodInfo | None) -> Packet:
+        n = node.name
+        addrs = self._out_addresses(node, out)
+        if (self.in_pods(pkt.src) and not self.in_pods(pkt.dst) and pkt.src not in self._local_addrs(node)
+                and not (self.profile.nat_outgoing_excludes_hosts and self._is_host(pkt.dst))):
+            hops.append(f"{n}: POSTROUTING cali-nat-outgoing (natOutgoing: pod source, destination outside the "
+                        f"pools) MASQUERADE out {out} picks {self._alts(addrs)}")
+            return replace(pkt, src=addrs[0], src_alts=tuple(addrs[1:]), mark=False)
+        if pkt.mark:
+            hops.append(f"{n}: POSTROUTING KUBE-POSTROUTING MASQUERADE (mark 0x4000) out {out} picks {self._alts(addrs)}")
+            return replace(pkt, src=addrs[0], src_alts=tuple(addrs[1:]), mark=False)
+        if (out in ("tunl0", "vxlan.calico") and local and pkt.src in self._local_addrs(node)
+                and pkt.src != node.tunnel_ip):
+            hops.append(f"{n}: POSTROUTING Felix tunnel rule MASQUERADE picks {self.sym(node.tunnel_ip or '')}")
+            return replace(pkt, src=node.tunnel_ip or pkt.src)
+        return pkt
+
+    def _alts(self, addrs: list[str]) -> str:
+        return " or ".join(self.sym(a) for a in addrs)
+
+    def _is_host(self, ip: str) -> bool:
+        return any(n.ip == ip for n in self.topo.nodes.values())
+
+    def _out_addresses(self, node: NodeInfo, out: str) -> list[str]:
+        if out == "eth0":
+            return [node.ip]
+        if out in ("tunl0", "vxlan.calico"):
+            return [node.tunnel_ip or node.ip]
+        # a cali* veth has no IPv4: inet_select_addr takes the first global address of the node
+        picks = []
+        for kind in self.profile.local_masquerade_sources:
+            ip = node.ip if kind == "node" else node.tunnel_ip
+            if ip and ip not in picks:
+                picks.append(ip)
+        return picks
+
+    def _kube_proxy_nat(self, node: NodeInfo, pkt: Packet, hops: list[str], hook: str,
+                        local: bool) -> Iterator[tuple[Packet, list[str], tuple[str, str] | None]]:
+        """kube-proxy's nat table; yields (packet, hops, deferred filter verdict) per endpoint branch."""
+        n = node.name
+        for svc in self.topo.services.values():
+            sp = self._match_port(svc, pkt.dport, pkt.proto, node_port=False)
+            if svc.cluster_ip == pkt.dst and sp is not None:
+                name = f"{svc.key}:{sp.port}"
+                if not svc.endpoints:
+                    yield pkt, hops + [f"{n}: nat {hook} KUBE-SERVICES: no DNAT for {name} (cluster IP)"], (
+                        "refused", f"KUBE-SERVICES: \"{name} has no endpoints\" → REJECT → refused")
+                    return
+                mark = pkt.mark
+                note = f"{n}: nat {hook} KUBE-SERVICES → KUBE-SVC for {name} (cluster IP)"
+                if not self.in_pods(pkt.src):
+                    mark = True
+                    note += "; source outside the pod CIDR → KUBE-MARK-MASQ"
+                yield from self._to_endpoints(node, replace(pkt, mark=mark), hops + [note], svc, sp, svc.endpoints)
+                return
+            if svc.lb_ip and svc.lb_ip == pkt.dst and sp is not None:
+                yield from self._ext(node, pkt, hops, svc, sp, f"load balancer IP {svc.lb_ip}", hook, local)
+                return
+        if pkt.dst in self._local_addrs(node) or (local and pkt.dst in self._local_addrs(node)):
+            for svc in self.topo.services.values():
+                sp = self._match_port(svc, pkt.dport, pkt.proto, node_port=True)
+                if sp is not None:
+                    yield from self._ext(node, pkt, hops, svc, sp, f"NodePort {sp.node_port} "
+                                         "(KUBE-SERVICES: dst-type LOCAL → KUBE-NODEPORTS)", hook, local)
+                    return
+        yield pkt, hops, None
+
+    @staticmethod
+    def _match_port(svc: ServiceInfo, dport: int, proto: str, node_port: bool) -> ServicePortInfo | None:
+        for sp in svc.ports:
+            number = sp.node_port if node_port else sp.port.port
+            if number == dport and sp.port.protocol == proto:
+                return sp
+        return None
+
+    def _ext(self, node: NodeInfo, pkt: Packet, hops: list[str], svc: ServiceInfo, sp: ServicePortInfo,
+             entry: str, hook: str, local: bool) -> Iterator[tuple[Packet, list[str], tuple[str, str] | None]]:
+        n = node.name
+        name = f"{svc.key}:{sp.port}"
+        head = f"{n}: nat {hook} {entry} → KUBE-EXT for {name} (ETP {svc.etp})"
+        if not svc.endpoints:
+            yield pkt, hops + [head], ("refused", f"KUBE-EXTERNAL-SERVICES: \"{name} has no endpoints\" → REJECT → refused")
+            return
+        if svc.etp == "Cluster":
+            yield from self._to_endpoints(node, replace(pkt, mark=True),
+                                          hops + [head + " marks for masquerade (KUBE-MARK-MASQ)"], svc, sp, svc.endpoints)
+            return
+        if self.in_pods(pkt.src):
+            yield from self._to_endpoints(node, pkt, hops + [head + ": pod source → KUBE-SVC (Cluster semantics, no SNAT)"],
+                                          svc, sp, svc.endpoints)
+            return
+        if local or pkt.src in self._local_addrs(node):
+            yield from self._to_endpoints(node, replace(pkt, mark=True), hops + [
+                head + ": source is a local address → KUBE-MARK-MASQ, KUBE-SVC (all endpoints)"], svc, sp, svc.endpoints)
+            return
+        local_eps = tuple(p for p in svc.endpoints if p.node == n)
+        if not local_eps:
+            yield pkt, hops + [head + f": no local endpoint on {n}, no DNAT"], (
+                "dropped", f"KUBE-EXTERNAL-SERVICES: \"{name} has no local endpoints\" → DROP → dropped")
+            return
+        yield from self._to_endpoints(node, pkt, hops + [head + " → KUBE-SVL (local endpoints only, no SNAT)"],
+                                      svc, sp, local_eps)
+
+    def _to_endpoints(self, node: NodeInfo, pkt: Packet, hops: list[str], svc: ServiceInfo, sp: ServicePortInfo,
+                      endpoints: tuple[PodInfo, ...]) -> Iterator[tuple[Packet, list[str], None]]:
+        for ep in endpoints:
+            mark = pkt.mark
+            note = (f"{node.name}: KUBE-SEP DNAT → {ep.symbol} ({ep.ip}:{sp.target_port})"
+                    + (f" [1 of {len(endpoints)} endpoints, random]" if len(endpoints) > 1 else ""))
+            if pkt.src == ep.ip:
+                mark = True
+                note += "; hairpin (source is the endpoint) → KUBE-MARK-MASQ"
+            yield replace(pkt, dst=ep.ip, dport=sp.target_port, mark=mark), hops + [note], None

@@ -1,0 +1,414 @@
+"""The probe engine: fire TCP/HTTP and UDP probes from any namespace and classify the outcome.
+
+All I/O runs in the caller's asyncio loop; only socket *creation* happens in the source
+namespace's helper thread (see ``netns.py``), in batches so that a thousand probes cost a
+handful of thread hand-offs instead of a thousand.
+
+Classification (what the suite calls a verdict):
+
+* TCP: handshake and an HTTP answer -> ``allowed`` (2xx); ECONNREFUSED / RST / ICMP
+  unreachable (EHOSTUNREACH, ENETUNREACH) -> ``refused``; nothing within the timeout ->
+  ``dropped``; anything else -> ``error``. An HTTP proxy (ingress) reports its upstream's fate
+  in the status: 502/503 -> ``refused``, 504 -> ``dropped``, other non-2xx -> ``error``;
+  ``status`` keeps the code so callers can decide otherwise.
+* UDP (connected socket, so ICMP errors are reported): a reply -> ``allowed``; ECONNREFUSED
+  (ICMP port unreachable) or another ICMP unreachable -> ``refused``; timeout -> ``dropped``.
+
+Load discipline: at most ``per_destination`` probes in flight per destination IP and
+``global_limit`` overall; and the first probe of each (source namespace, destination IP) pair
+runs alone before the rest of that pair, so that the neighbour (ARP) entry is resolved before a
+burst of SYNs (the kernel's unresolved-neighbour queue drops packets under a burst).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import socket
+from collections import Counter, deque
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from netiso.probe.netns import NetnsThreads, make_sockets
+from netiso.probe.results import ProbeRequest, ProbeResult, ProbeVerdict
+
+DEFAULT_PER_DESTINATION = 64
+DEFAULT_GLOBAL_LIMIT = 512
+SOCKET_BATCH = 32
+MAX_RESPONSE_BYTES = 1 << 20
+
+_REFUSED_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.EHOSTUNREACH, errno.ENETUNREACH}
+_DROPPED_ERRNOS = {errno.ETIMEDOUT}
+
+SocketKey = tuple[str | None, int, int]
+
+
+def classify_oserror(exc: OSError) -> ProbeVerdict:
+    """Verdict for a socket error raised by connect/send/recv.
+
+    >>> classify_oserror(ConnectionRefusedError(errno.ECONNREFUSED, "x"))
+    'refused'
+    >>> classify_oserror(OSError(errno.EINVAL, "x"))
+    'error'
+    """
+    if exc.errno in _REFUSED_ERRNOS:
+        return "refused"
+    if exc.errno in _DROPPED_ERRNOS:
+        return "dropped"
+    return "error"
+
+
+def errno_detail(exc: OSError) -> str:
+    """``ECONNREFUSED`` style name (falls back to the message)."""
+    name = errno.errorcode.get(exc.errno or 0)
+    return name if name else str(exc)
+
+
+def verdict_for_status(status: int) -> ProbeVerdict:
+    """Verdict for an HTTP status; gateway errors carry the upstream's fate.
+
+    >>> [verdict_for_status(s) for s in (200, 502, 504, 404)]
+    ['allowed', 'refused', 'dropped', 'error']
+    """
+    if 200 <= status < 300:
+        return "allowed"
+    if status in (502, 503):
+        return "refused"
+    if status == 504:
+        return "dropped"
+    return "error"
+
+
+def build_http_request(req: ProbeRequest) -> bytes:
+    """The single GET a TCP probe sends.
+
+    >>> build_http_request(ProbeRequest("1", None, "198.18.0.2", 80, host="web.example"))
+    b'GET /netiso HTTP/1.1\\r\\nHost: web.example\\r\\nUser-Agent: netiso-probe\\r\\nConnection: close\\r\\n\\r\\n'
+    """
+    host = req.host or (f"[{req.dst_ip}]" if ":" in req.dst_ip else req.dst_ip)
+    if req.host is None and req.dst_port != 80:
+        host = f"{host}:{req.dst_port}"
+    return (
+        f"GET {req.path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: netiso-probe\r\nConnection: close\r\n\r\n"
+    ).encode("latin-1")
+
+
+def split_http_response(data: bytes) -> tuple[int, dict[str, str], bytes]:
+    """``(status, lower-cased headers, body)`` of a complete response.
+
+    >>> split_http_response(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nhi")
+    (200, {'content-length': '2'}, b'hi')
+    """
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep:
+        raise ValueError("incomplete HTTP response head")
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/"):
+        raise ValueError(f"bad status line {lines[0][:60]!r}")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(parts[1]), headers, body
+
+
+def split_peer(text: str) -> tuple[str | None, int | None]:
+    """``"ip:port"`` (IPv6 bracketed) -> ``(ip, port)``.
+
+    >>> split_peer("198.18.0.1:4000"), split_peer("[fd00::1]:80"), split_peer("junk")
+    (('198.18.0.1', 4000), ('fd00::1', 80), (None, None))
+    """
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return None, None
+    return host.strip("[]"), int(port)
+
+
+def evidence_from_body(path: str, body: bytes) -> dict[str, Any]:
+    """What the server said about the probe, from the answer to ``path`` (HTTP) or command (UDP).
+
+    >>> evidence_from_body("/netiso", b'{"clientip":"198.18.0.1:9","hostname":"p","headers":{}}')
+    {'client_ip': '198.18.0.1', 'client_port': 9, 'hostname': 'p', 'forwarded_for': None, 'real_ip': None}
+    """
+    command = path.strip().lstrip("/").split("?", 1)[0].lower()
+    text = body.decode("utf-8", "replace")
+    out: dict[str, Any] = {}
+    if command == "netiso":
+        doc = json.loads(text)
+        ip, port = split_peer(str(doc.get("clientip", "")))
+        headers = {str(k).lower(): str(v) for k, v in (doc.get("headers") or {}).items()}
+        out = {
+            "client_ip": ip,
+            "client_port": port,
+            "hostname": doc.get("hostname"),
+            "forwarded_for": headers.get("x-forwarded-for"),
+            "real_ip": headers.get("x-real-ip"),
+        }
+    elif command == "clientip":
+        ip, port = split_peer(text)
+        out = {"client_ip": ip, "client_port": port}
+    elif command == "hostname":
+        out = {"hostname": text.strip()}
+    return out
+
+
+def udp_payload(path: str) -> bytes:
+    """The datagram for a UDP probe: ``/netiso`` -> ``netiso``, ``echo hi`` stays as is."""
+    return path.lstrip("/").encode()
+
+
+class SocketSupply:
+    """Hands out sockets created in their source namespace, fetched in batches.
+
+    Each run announces how many sockets it will need (``expect``); a refill asks the
+    namespace thread for ``min(batch, still expected)`` sockets in one hop, so few sockets are
+    created that no probe will use, and spares are closed when the last run using a key ends
+    (an unconnected socket still pins its namespace).
+    """
+
+    def __init__(self, threads: NetnsThreads, batch: int = SOCKET_BATCH) -> None:
+        self.threads = threads
+        self.batch = batch
+        self._spare: dict[SocketKey, deque[socket.socket]] = {}
+        self._expected: Counter[SocketKey] = Counter()
+        self._users: Counter[SocketKey] = Counter()
+        self._refill: dict[SocketKey, asyncio.Future[None]] = {}
+
+    def expect(self, key: SocketKey, count: int) -> None:
+        self._users[key] += 1
+        self._expected[key] += count
+
+    def done(self, key: SocketKey) -> None:
+        """A run that called ``expect`` for ``key`` is over."""
+        self._users[key] -= 1
+        if self._users[key] <= 0:
+            del self._users[key]
+            self._expected.pop(key, None)
+            for sock in self._spare.pop(key, ()):
+                sock.close()
+
+    async def take(self, key: SocketKey) -> socket.socket:
+        while True:
+            spare = self._spare.get(key)
+            if spare:
+                self._expected[key] = max(0, self._expected[key] - 1)
+                return spare.popleft()
+            pending = self._refill.get(key)
+            if pending is not None:
+                await asyncio.shield(pending)
+                continue
+            count = max(1, min(self.batch, self._expected[key]))
+            fut = asyncio.get_running_loop().create_future()
+            self._refill[key] = fut
+            try:
+                netns, family, kind = key
+                socks = await self.threads.arun_in(netns, make_sockets, family, kind, count)
+                self._spare.setdefault(key, deque()).extend(socks)
+                fut.set_result(None)
+            except BaseException as exc:
+                fut.set_exception(exc)
+                fut.exception()  # mark retrieved; waiters re-raise it below
+                raise
+            finally:
+                del self._refill[key]
+
+    def close(self) -> None:
+        for spare in self._spare.values():
+            for sock in spare:
+                sock.close()
+        self._spare.clear()
+
+
+class ProbeEngine:
+    """Runs probes in the current event loop; reusable across batches."""
+
+    def __init__(
+        self,
+        threads: NetnsThreads | None = None,
+        *,
+        per_destination: int = DEFAULT_PER_DESTINATION,
+        global_limit: int = DEFAULT_GLOBAL_LIMIT,
+        udp_retries: int = 1,
+        socket_batch: int = SOCKET_BATCH,
+    ) -> None:
+        self.threads = threads if threads is not None else NetnsThreads()
+        self._own_threads = threads is None
+        self.per_destination = per_destination
+        self.global_limit = global_limit
+        self.udp_retries = udp_retries
+        self.supply = SocketSupply(self.threads, socket_batch)
+        self._global: asyncio.Semaphore | None = None
+        self._per_dst: dict[str, asyncio.Semaphore] = {}
+        self.counts: Counter[str] = Counter()
+
+    def _sem_global(self) -> asyncio.Semaphore:
+        if self._global is None:
+            self._global = asyncio.Semaphore(self.global_limit)
+        return self._global
+
+    def _sem_dst(self, dst_ip: str) -> asyncio.Semaphore:
+        sem = self._per_dst.get(dst_ip)
+        if sem is None:
+            sem = self._per_dst[dst_ip] = asyncio.Semaphore(self.per_destination)
+        return sem
+
+    @staticmethod
+    def socket_key(req: ProbeRequest) -> SocketKey:
+        family = socket.AF_INET6 if ":" in req.dst_ip else socket.AF_INET
+        kind = socket.SOCK_STREAM if req.protocol == "TCP" else socket.SOCK_DGRAM
+        return (req.netns, family, kind)
+
+    async def run_probes(self, requests: Iterable[ProbeRequest]) -> list[ProbeResult]:
+        """Run all probes concurrently (within the caps); results in request order."""
+        reqs = list(requests)
+        results: list[ProbeResult | None] = [None] * len(reqs)
+        by_dst: dict[str, list[int]] = {}
+        for i, req in enumerate(reqs):
+            by_dst.setdefault(req.dst_ip, []).append(i)
+        demand = Counter(self.socket_key(r) for r in reqs)
+        for key, count in demand.items():
+            self.supply.expect(key, count)
+        try:
+            await asyncio.gather(*(self._run_destination(reqs, idx, results) for idx in by_dst.values()))
+        finally:
+            for key in demand:
+                self.supply.done(key)
+        return [r for r in results if r is not None]
+
+    async def _run_destination(
+        self,
+        reqs: Sequence[ProbeRequest],
+        indexes: list[int],
+        results: list[ProbeResult | None],
+    ) -> None:
+        """Probes to one destination IP: pair-first probes, then the rest, through few workers."""
+        firsts: dict[str | None, asyncio.Event] = {}
+        order: list[tuple[int, asyncio.Event | None, asyncio.Event | None]] = []
+        rest: list[tuple[int, asyncio.Event | None, asyncio.Event | None]] = []
+        for i in indexes:
+            netns = reqs[i].netns
+            if netns not in firsts:
+                firsts[netns] = asyncio.Event()
+                order.append((i, None, firsts[netns]))
+            else:
+                rest.append((i, firsts[netns], None))
+        queue = deque(order + rest)
+        sem_dst = self._sem_dst(reqs[indexes[0]].dst_ip)
+        sem_all = self._sem_global()
+
+        async def worker() -> None:
+            while queue:
+                i, wait_for, to_set = queue.popleft()
+                if wait_for is not None:
+                    await wait_for.wait()
+                try:
+                    async with sem_dst, sem_all:
+                        results[i] = await self.probe(reqs[i])
+                finally:
+                    if to_set is not None:
+                        to_set.set()
+
+        await asyncio.gather(*(worker() for _ in range(min(self.per_destination, len(indexes)))))
+
+    async def probe(self, req: ProbeRequest) -> ProbeResult:
+        """One probe, no caps applied (``run_probes`` applies them)."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        try:
+            sock = await self.supply.take(self.socket_key(req))
+        except OSError as exc:
+            return self._done(req, "error", start, f"socket in {req.netns}: {exc}")
+        try:
+            if req.protocol == "TCP":
+                verdict, detail, evidence = await self._tcp(sock, req)
+            else:
+                verdict, detail, evidence = await self._udp(sock, req)
+        except Exception as exc:  # a bug must cost one result, not the whole batch
+            verdict, detail, evidence = "error", f"{type(exc).__name__}: {exc}", {}
+        finally:
+            sock.close()
+        return self._done(req, verdict, start, detail, **evidence)
+
+    def _done(self, req: ProbeRequest, verdict: ProbeVerdict, start: float, detail: str, **ev: Any) -> ProbeResult:
+        self.counts[verdict] += 1
+        ms = (asyncio.get_running_loop().time() - start) * 1000.0
+        return ProbeResult(req.id, verdict, ms=round(ms, 3), detail=detail, **ev)
+
+    async def _tcp(self, sock: socket.socket, req: ProbeRequest) -> tuple[ProbeVerdict, str, dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        stage = "connect"
+        data = bytearray()
+        try:
+            async with asyncio.timeout(req.timeout):
+                await loop.sock_connect(sock, (req.dst_ip, req.dst_port))
+                stage = "answer"
+                await loop.sock_sendall(sock, build_http_request(req))
+                while len(data) < MAX_RESPONSE_BYTES:
+                    chunk = await loop.sock_recv(sock, 65536)
+                    if not chunk:
+                        break
+                    data += chunk
+        except TimeoutError:
+            why = "no answer to SYN" if stage == "connect" else "connected but no HTTP answer"
+            return "dropped", f"timeout after {req.timeout}s: {why}", {}
+        except OSError as exc:
+            verdict = classify_oserror(exc)
+            where = "" if stage == "connect" else " after connect"
+            return verdict, f"{errno_detail(exc)}{where}", {}
+        if not data:
+            return "error", "connection closed without an HTTP answer", {}
+        try:
+            status, _, body = split_http_response(bytes(data))
+        except ValueError as exc:
+            return "error", f"bad HTTP answer: {exc}", {}
+        verdict = verdict_for_status(status)
+        evidence: dict[str, Any] = {"status": status}
+        if verdict == "allowed":
+            try:
+                evidence.update(evidence_from_body(req.path, body))
+            except ValueError as exc:
+                return "error", f"bad answer body: {exc}", evidence
+            return "allowed", "", evidence
+        return verdict, f"HTTP {status}", evidence
+
+    async def _udp(self, sock: socket.socket, req: ProbeRequest) -> tuple[ProbeVerdict, str, dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        payload = udp_payload(req.path)
+        try:
+            # connect() on UDP only sets the peer, so ICMP errors come back to this socket.
+            sock.connect((req.dst_ip, req.dst_port))
+            tries = 1 + max(0, self.udp_retries)
+            answer = b""
+            for attempt in range(tries):
+                sock.send(payload)
+                try:
+                    async with asyncio.timeout(req.timeout / tries):
+                        answer = await loop.sock_recv(sock, 65536)
+                    break
+                except TimeoutError:
+                    if attempt == tries - 1:
+                        return "dropped", f"timeout after {req.timeout}s: no UDP answer", {}
+        except OSError as exc:
+            return classify_oserror(exc), errno_detail(exc), {}
+        try:
+            return "allowed", "", evidence_from_body(req.path, answer)
+        except ValueError as exc:
+            return "error", f"bad UDP answer: {exc}", {}
+
+    def close(self) -> None:
+        self.supply.close()
+        if self._own_threads:
+            self.threads.close()
+
+
+async def run_probes(requests: Iterable[ProbeRequest], engine: ProbeEngine | None = None) -> list[ProbeResult]:
+    """Run probes with ``engine`` (or a throw-away one) in the current loop."""
+    if engine is not None:
+        return await engine.run_probes(requests)
+    own = ProbeEngine()
+    try:
+        return await own.run_probes(requests)
+    finally:
+        own.close()

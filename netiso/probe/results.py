@@ -1,0 +1,94 @@
+"""The probe request/result schema shared by the engine, the agent's JSON protocol and reports.
+
+Kept free of heavy imports so that the agent starts fast and reports can import it cheaply.
+A result carries its evidence (what the server saw, which server identity answered) next to the
+verdict, because a verdict alone cannot explain a surprise: a probe that was "allowed" but
+answered by the wrong pod, or with an SNAT source, is exactly what the suite looks for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+ProbeVerdict = Literal["allowed", "dropped", "refused", "error"]
+PROBE_VERDICTS: tuple[str, ...] = ("allowed", "dropped", "refused", "error")
+PROBE_PROTOCOLS: tuple[str, ...] = ("TCP", "UDP")
+
+
+@dataclass(frozen=True)
+class ProbeRequest:
+    """One connection attempt from ``netns`` to ``dst_ip:dst_port``.
+
+    ``host`` sets the HTTP Host header (ingress virtual hosts); ``path`` is the HTTP path, or
+    for UDP the datagram sent (``/netiso`` is sent as ``netiso``). ``netns=None`` probes from
+    the agent's own namespace (only useful in unit tests: lab traffic stays in lab namespaces).
+
+    >>> ProbeRequest("a", "nxh2-c", "198.18.0.2", 8080).protocol
+    'TCP'
+    """
+
+    id: str
+    netns: str | None
+    dst_ip: str
+    dst_port: int
+    protocol: str = "TCP"
+    host: str | None = None
+    path: str = "/netiso"
+    timeout: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROBE_PROTOCOLS:
+            raise ValueError(f"probe {self.id}: unsupported protocol {self.protocol!r}")
+        if not 0 < int(self.dst_port) < 65536:
+            raise ValueError(f"probe {self.id}: invalid port {self.dst_port!r}")
+        if not self.timeout > 0:
+            raise ValueError(f"probe {self.id}: timeout must be > 0")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProbeRequest:
+        """Build from a JSON object; unknown keys are an error (typos must not pass silently).
+
+        >>> ProbeRequest.from_dict({"id": "1", "netns": "x", "dst_ip": "198.18.0.1", "dst_port": 80})
+        ... # doctest: +ELLIPSIS
+        ProbeRequest(id='1', netns='x', dst_ip='198.18.0.1', dst_port=80, ...)
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"probe {data.get('id')!r}: unknown field(s) {sorted(unknown)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """The outcome of one ``ProbeRequest``.
+
+    ``client_ip``/``client_port`` are the peer address as the *server* saw it (after any
+    NAT); ``hostname`` is the identity of the server that answered; ``forwarded_for`` and
+    ``real_ip`` are the ``X-Forwarded-For`` / ``X-Real-IP`` headers it received (set by an
+    ingress proxy). ``status`` is the HTTP status (TCP only). ``ms`` is the wall time of the
+    probe; ``detail`` says why a probe was not allowed (errno name, HTTP status...).
+    """
+
+    id: str
+    verdict: ProbeVerdict
+    client_ip: str | None = None
+    hostname: str | None = None
+    forwarded_for: str | None = None
+    real_ip: str | None = None
+    ms: float = 0.0
+    detail: str = ""
+    client_port: int | None = None
+    status: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProbeResult:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
