@@ -27,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("explain", help="predict every flow with the oracle (no root, no cluster)")
     e.add_argument("paths", nargs="+", metavar="FILE|DIR")
     e.add_argument("--json", metavar="OUT", help="write the result document (contract JSON)")
+    e.add_argument("--report", metavar="DIR", help="write results.json + matrix.md into DIR")
     e.add_argument("--paths", dest="show_paths", action="store_true", help="print every flow's hop path")
 
     r = sub.add_parser("render", help="print the Kubernetes objects of scenarios as multi-document YAML")
@@ -70,17 +71,9 @@ def _write_json(path: str, doc: dict[str, Any]) -> None:
 
 
 def _load(paths: Sequence[str]) -> list[Any]:
-    from netiso.model.addressing import resolve
-    from netiso.model.loader import load_scenarios
+    from netiso.model.addressing import load_topologies
 
-    topos = []
-    for scenario in load_scenarios(paths):
-        try:
-            topos.append(resolve(scenario))
-        except ValueError as exc:
-            raise InputError(str(exc), file=scenario.source.file, document=scenario.source.index,
-                             name=scenario.name, field="cluster.network") from None
-    return topos
+    return load_topologies(list(paths))
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -104,8 +97,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
     flows = sum(len(s["flows"]) for s in scenarios)
     print(f"{len(scenarios)} scenarios, {flows} flows predicted ({DEFAULT_PROFILE.name}) "
           f"in {time.perf_counter() - started:.2f}s; {disagreements} disagree with the scenario's expect")
+    doc = document("oracle", DEFAULT_PROFILE, scenarios)
     if args.json:
-        _write_json(args.json, document("oracle", DEFAULT_PROFILE, scenarios))
+        _write_json(args.json, doc)
+    if args.report:
+        from netiso.report.markdown import write_reports
+
+        write_reports(Path(args.report), doc)
     return EXIT_MISMATCH if disagreements else EXIT_OK
 
 

@@ -231,3 +231,18 @@ def _apply_tenancy(topo: Topology) -> None:
     policies, warnings = tenancy.compile_tenancy(s, lambda text: resolve_cidr(topo, text), service_of)
     topo.policies = list(policies) + [dict(p) for p in s.networkPolicies]
     topo.warnings = list(warnings)
+
+
+def load_topologies(paths: list[str]) -> list[Topology]:
+    """Load scenarios from files/directories and resolve each; every error is an InputError."""
+    from netiso.model.errors import InputError
+    from netiso.model.loader import load_scenarios
+
+    topos = []
+    for scenario in load_scenarios(paths):
+        try:
+            topos.append(resolve(scenario))
+        except ValueError as exc:
+            raise InputError(str(exc), file=scenario.source.file, document=scenario.source.index,
+                             name=scenario.name, field="cluster.network") from None
+    return topos

@@ -1,0 +1,220 @@
+"""``netiso check`` on the lab: build each scenario, probe every flow, judge, report.
+
+Top layer (it ties backends, probe and report together). Per scenario: predict with the
+oracle, bring the lab up, serve echo endpoints in every pod and client namespace, fire all
+probes concurrently (per-destination cap in the probe engine), read which node answered ARP
+for each VIP, judge, collect evidence for mismatches, tear the lab down. The probe agent is
+one process for the whole run; its sockets in a scenario's namespaces are released before the
+namespaces are deleted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from netiso.model.errors import InputError
+from netiso.model.symbols import parse_endpoint
+from netiso.model.types import Topology
+from netiso.oracle.judge import Observation, judge
+from netiso.oracle.predict import Prediction, predict_all
+from netiso.oracle.profile import DEFAULT_PROFILE
+
+log = logging.getLogger("netiso.check")
+
+PROBE_TIMEOUT_S = 1.0  # a dropped TCP/UDP probe costs this
+INGRESS_TIMEOUT_S = 4.5  # nginx: 1 s connect timeout x up to 3 upstream tries, plus margin
+
+
+@dataclass
+class FlowResult:
+    pred: Prediction
+    obs: Observation
+    problems: list[str]
+
+    @property
+    def match(self) -> bool:
+        return not self.problems and not self.pred.disagreements
+
+
+@dataclass
+class ScenarioResult:
+    topo: Topology
+    results: list[FlowResult]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def mismatches(self) -> int:
+        return sum(1 for r in self.results if not r.match)
+
+
+def _origin_symbol(pred: Prediction) -> str:
+    t = pred.target
+    return t.origin_name if t.origin_kind == "pod" else f"{t.origin_kind}:{t.origin_name}"
+
+
+def serve_endpoints(lab: Any, agent: Any, preds: list[Prediction]) -> list[str]:
+    """Echo servers in every workload pod (its ports) and client (ports flows send to)."""
+    net = lab.net
+    used: list[str] = []
+    for pod in lab.topo.pods:
+        if pod.role != "workload":
+            continue
+        ns = net.ns_of(pod.symbol)
+        for port in pod.ports:
+            if port.protocol == "SCTP":
+                continue  # the echo server speaks TCP and UDP; SCTP flows are reported as errors
+            agent.serve(ns, port.port, port.protocol, hostname=pod.symbol)
+        used.append(ns)
+    client_ports: dict[str, set[tuple[int, str]]] = {}
+    for p in preds:
+        if p.target.dst_kind == "client":
+            name = parse_endpoint(p.flow.dst).name
+            client_ports.setdefault(str(name), set()).add((p.target.dst_port, p.target.protocol))
+    for name, ports in client_ports.items():
+        ns = net.ns_of(f"client:{name}")
+        for number, proto in sorted(ports):
+            agent.serve(ns, number, proto, hostname=f"client:{name}")
+        used.append(ns)
+    return used
+
+
+def probe_flows(lab: Any, agent: Any, preds: list[Prediction]) -> list[Observation]:
+    from netiso.backends.lab import announce
+    from netiso.probe.results import ProbeRequest
+
+    requests = []
+    for i, p in enumerate(preds):
+        t = p.target
+        ns = lab.net.ns_of(_origin_symbol(p))
+        timeout = INGRESS_TIMEOUT_S if t.ingress is not None else PROBE_TIMEOUT_S
+        requests.append(ProbeRequest(str(i), ns, t.dst_ip or "0.0.0.0", t.dst_port, t.protocol, host=t.host,
+                                     timeout=timeout))
+    results = {r.id: r for r in agent.probe(requests)}
+    observations = []
+    for i, p in enumerate(preds):
+        r = results[str(i)]
+        xff = (r.forwarded_for or "").split(",")[0].strip() or None
+        obs = Observation(verdict=r.verdict, source_ip=r.client_ip, answered_by=r.hostname or None,
+                          forwarded_for=xff, ms=r.ms, detail=r.detail or "")
+        svc = p.target.service
+        if svc is not None and svc.lb_ip and p.target.dst_ip == svc.lb_ip and p.target.origin_kind == "client":
+            obs.elected = announce.who_has(lab.net, p.target.origin_name, svc.lb_ip)
+        observations.append(obs)
+    return observations
+
+
+def involved_nodes(pred: Prediction) -> list[str]:
+    nodes = []
+    for hop in pred.path:
+        head = hop.split(":", 1)[0].split(" ")[0]
+        if head in pred.topo.nodes and head not in nodes:
+            nodes.append(head)
+    return nodes
+
+
+def check_scenario(topo: Topology, agent: Any, *, evidence: bool = True) -> ScenarioResult:
+    from netiso.backends.lab.lab import Lab
+
+    preds = predict_all(topo, DEFAULT_PROFILE)
+    started = time.perf_counter()
+    lab = Lab(topo)
+    lab.up()
+    namespaces: list[str] = []
+    try:
+        namespaces = serve_endpoints(lab, agent, preds)
+        t0 = time.perf_counter()
+        observations = probe_flows(lab, agent, preds)
+        probe_s = time.perf_counter() - t0
+        results = []
+        for pred, obs in zip(preds, observations, strict=True):
+            problems = judge(topo, pred, obs)
+            if problems and evidence:
+                obs.evidence = lab.evidence(involved_nodes(pred) or list(topo.nodes))
+            results.append(FlowResult(pred, obs, problems))
+    finally:
+        for ns in namespaces:
+            try:
+                agent.release(ns)
+            except Exception as exc:  # a release failure must not stop the teardown
+                log.warning("releasing %s: %s", ns, exc)
+        lab.down()
+    timings = dict(lab.timings)
+    timings["probe_s"] = probe_s
+    timings["total_s"] = time.perf_counter() - started
+    return ScenarioResult(topo, results, timings)
+
+
+def scenario_json(res: ScenarioResult) -> dict[str, Any]:
+    from netiso.report.document import flow_json
+
+    return {"name": res.topo.name, "description": res.topo.scenario.description,
+            "encapsulation": res.topo.encapsulation, "loadBalancer": res.topo.load_balancer,
+            "warnings": res.topo.warnings, "lab": {k: round(v, 3) for k, v in res.timings.items()},
+            "flows": [flow_json(r.pred, r.obs, r.problems) for r in res.results]}
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from netiso.backends.lab.netns import LabUnavailable, clean
+    from netiso.model.addressing import load_topologies
+    from netiso.probe.agent import ProbeAgent
+    from netiso.report.document import document
+    from netiso.report.table import check_table
+
+    if args.backend != "lab":
+        raise InputError(f"--backend {args.backend}: this build of netiso runs scenarios on the lab only; "
+                         "the kind and kube backends are not implemented yet (use --backend lab)")
+    if args.report:
+        Path(args.report).mkdir(parents=True, exist_ok=True)
+    topos = load_topologies(list(args.paths))
+    from netiso.backends.lab.lab import check_prerequisites
+
+    try:
+        for topo in topos:
+            check_prerequisites(topo)
+    except LabUnavailable as exc:
+        raise InputError(str(exc)) from None
+    clean()
+    started = time.perf_counter()
+    scenarios: list[ScenarioResult] = []
+    with ProbeAgent() as agent:
+        for topo in topos:
+            res = check_scenario(topo, agent)
+            scenarios.append(res)
+            print(check_table(topo, [(r.pred, r.obs, r.problems) for r in res.results],
+                              paths=getattr(args, "show_paths", False)))
+            print(f"   lab up {res.timings.get('up_s', 0):.2f}s, probes {res.timings.get('probe_s', 0):.2f}s, "
+                  f"down {res.timings.get('down_s', 0):.2f}s")
+            print()
+            sys.stdout.flush()
+    flows = sum(len(s.results) for s in scenarios)
+    bad = sum(s.mismatches for s in scenarios)
+    print(f"{len(scenarios)} scenarios, {flows} flows on the lab in {time.perf_counter() - started:.1f}s: "
+          f"{flows - bad} matched, {bad} mismatched")
+    doc = document("lab", DEFAULT_PROFILE, [scenario_json(s) for s in scenarios])
+    if args.json:
+        Path(args.json).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if args.report:
+        from netiso.report.markdown import write_reports
+
+        write_reports(Path(args.report), doc)
+    return 1 if bad else 0
+
+
+def lab_command(args: argparse.Namespace) -> int:
+    raise InputError("netiso lab: not implemented yet")
+
+
+def clean_command(args: argparse.Namespace) -> int:
+    from netiso.backends.lab.netns import clean
+
+    report = clean()
+    for line in report.lines():
+        print(line)
+    return 0

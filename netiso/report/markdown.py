@@ -1,0 +1,68 @@
+"""Documentation-grade reports: the JSON document plus a Markdown matrix with hop paths.
+
+One section per scenario (its description first: the report is meant to be read as docs), one
+row per flow, and under it the predicted path of every flow in a collapsible block, so a reader
+sees both the verdict and the reason for it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _cell(value: Any) -> str:
+    if value is None or value == []:
+        return "–"
+    if isinstance(value, list):
+        return " \\| ".join(str(v) for v in value)
+    return str(value).replace("|", "\\|")
+
+
+def render_markdown(doc: dict[str, Any]) -> str:
+    observed = any("observed" in f for s in doc["scenarios"] for f in s["flows"])
+    lines = [f"# netiso report — backend `{doc['backend']}`, profile `{doc['profile']}`", ""]
+    total = sum(len(s["flows"]) for s in doc["scenarios"])
+    if observed:
+        bad = sum(1 for s in doc["scenarios"] for f in s["flows"] if not f.get("match", True))
+        lines += [f"{len(doc['scenarios'])} scenarios, {total} flows: {total - bad} matched, {bad} mismatched.", ""]
+    else:
+        lines += [f"{len(doc['scenarios'])} scenarios, {total} flows predicted.", ""]
+    for s in doc["scenarios"]:
+        lines.append(f"## {s['name']} ({s.get('encapsulation', '?')}, {s.get('loadBalancer', '?')})")
+        lines.append("")
+        if s.get("description"):
+            lines += [" ".join(s["description"].split()), ""]
+        for w in s.get("warnings") or []:
+            lines += [f"> warning: {w}", ""]
+        head = ["from", "to", "port", "predicted", "server sees", "answered by"]
+        if observed:
+            head += ["observed", "server saw", "match"]
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        for f in s["flows"]:
+            p = f["predicted"]
+            row = [f["from"], f["to"], f["port"], p["verdict"], _cell(p.get("source")), _cell(p.get("answeredBy"))]
+            if observed:
+                o = f.get("observed", {})
+                row += [o.get("verdict"), _cell(o.get("source")), "✓" if f.get("match") else "✗ " + "; ".join(
+                    f.get("problems", []) + f.get("disagreements", []))]
+            lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
+        lines.append("")
+        for f in s["flows"]:
+            lines.append(f"<details><summary>{f['from']} → {f['to']} ({f['port']})</summary>")
+            lines.append("")
+            lines.extend(f"- {h}" for h in f["predicted"]["path"])
+            lines += ["", "</details>", ""]
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(directory: Path, doc: dict[str, Any]) -> list[Path]:
+    """Write ``results.json`` and ``matrix.md`` into ``directory``; returns the paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    json_path = directory / "results.json"
+    md_path = directory / "matrix.md"
+    json_path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    md_path.write_text(render_markdown(doc), encoding="utf-8")
+    return [json_path, md_path]
