@@ -54,7 +54,10 @@ def render_objects(
     turns whitelist cidr symbols into CIDRs for the NamespaceNetworkPolicies (default: the
     address plan's resolver over this topology).
 
-    >>> # [o["kind"] for o in render_objects(resolve(scenario))][:2] -> ['Namespace', 'Namespace']
+    >>> from netiso.model.addressing import resolve
+    >>> from netiso.model.loader import loads
+    >>> [o["kind"] for o in render_objects(resolve(loads("name: t\\nprojects: [{name: a}]\\n")[0]))]
+    ['Namespace', 'IPAddressPool', 'L2Advertisement']
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r} (allowed: {', '.join(BACKENDS)})")
@@ -87,7 +90,11 @@ def render_objects(
 
 
 def to_yaml(objects: Iterable[Mapping[str, Any]]) -> str:
-    """Multi-document YAML, each document starting with ``---``, keys in insertion order."""
+    """Multi-document YAML, each document starting with ``---``, keys in insertion order.
+
+    >>> to_yaml([{"b": 1, "a": (2,)}, {"c": {}}])
+    '---\\nb: 1\\na:\\n- 2\\n---\\nc: {}\\n'
+    """
     return "".join(
         "---\n" + yaml.safe_dump(_plain(o), sort_keys=False, default_flow_style=False, width=4096)
         for o in objects
@@ -98,7 +105,11 @@ def to_yaml(objects: Iterable[Mapping[str, Any]]) -> str:
 
 
 def namespace(name: str, labels: Mapping[str, str], annotations: Mapping[str, str]) -> dict[str, Any]:
-    """A Namespace with its tenancy labels and (if any) the isolation annotation."""
+    """A Namespace with its tenancy labels and (if any) the isolation annotation.
+
+    >>> namespace("shop", {"kubesphere.io/namespace": "shop"}, {})["metadata"]
+    {'name': 'shop', 'labels': {'kubesphere.io/namespace': 'shop'}}
+    """
     meta: dict[str, Any] = {"name": name, "labels": dict(labels)}
     if annotations:
         meta["annotations"] = dict(annotations)
@@ -141,6 +152,11 @@ def controller_pod(pod: PodInfo, service_name: str) -> dict[str, Any]:
 
     RBAC, ServiceAccount and the IngressClass come with the ingress-nginx install of the cluster
     backend; this pod only fixes placement, labels and the publish Service.
+
+    >>> pod = PodInfo("gw", "ingress-controller", "worker2", "100.64.2.5", {"app": "ingress-controller"},
+    ...               (Port(80, "TCP", "http"),), role="ingress-controller")
+    >>> controller_pod(pod, "ingress-controller")["spec"]["containers"][0]["ports"]
+    [{'name': 'http', 'containerPort': 80, 'protocol': 'TCP'}]
     """
     container = {
         "name": "controller",
@@ -198,7 +214,11 @@ def service(svc: ServiceInfo, load_balancer: str, backend: str = "lab") -> dict[
 
 
 def ingress(project: str, name: str, host: str, service_name: str, port: int) -> dict[str, Any]:
-    """A networking.k8s.io/v1 Ingress: one host, path ``/`` to one Service port, class ``nginx``."""
+    """A networking.k8s.io/v1 Ingress: one host, path ``/`` to one Service port, class ``nginx``.
+
+    >>> ingress("shop", "web", "web.example", "web", 8080)["spec"]["rules"][0]["host"]
+    'web.example'
+    """
     backend = {"service": {"name": service_name, "port": {"number": port}}}
     return {
         "apiVersion": "networking.k8s.io/v1",
