@@ -23,7 +23,10 @@ Deliberate differences from Felix, each without effect on verdicts:
 * conntrack: as in Felix, ``RELATED,ESTABLISHED -j ACCEPT`` and ``INVALID -j DROP`` open every
   per-endpoint chain (``cali-fw-*``/``cali-tw-*``), not ``cali-FORWARD``: forwarded traffic
   that touches no workload (node network transit, NodePort to another node) is not Calico's
-  to accept or drop. Replies of allowed connections are accepted by the first endpoint chain.
+  to accept or drop. Replies of allowed connections are accepted by the first endpoint chain
+  (so a policy change does not cut established flows, as on a real node). INVALID packets
+  (no conntrack entry a mid-stream segment could belong to) are dropped, Felix's default
+  (``DisableConntrackInvalid: false``): the policy rules judge connections, not stray packets.
 * ``ipBlock`` peers are ``hash:net`` sets with ``except`` entries marked ``nomatch`` (the most
   specific prefix wins, so an excepted address is not in the set); Felix renders CIDRs inline
   with mark-bit blocks. ``0.0.0.0/0`` is stored as two /1 halves (hash:net rejects /0).
@@ -342,10 +345,10 @@ def _endpoint_chain(
         why = f"Drop if no policies passed packet: tier {TIER}, {direction.lower()} of {pod.symbol} ({names})"
         table.add(chain, f"{_IF_NOT_PASSED} {_comment(why)} -j DROP")
     profile = length_limited_id("cali-pri-" if direction == "Ingress" else "cali-pro-", f"kns.{pod.project}")
-    _profile_chain(table, profile, pod.project)
     table.add(chain, f"-j {profile}")
     table.add(chain, f"{_IF_ACCEPTED} {_comment('Return if profile accepted')} -j RETURN")
     table.add(chain, f"{_comment('Drop if no profiles matched')} -j DROP")
+    _profile_chain(table, profile, pod.project)
 
 
 def _profile_chain(table: Table, chain: str, namespace: str) -> None:
