@@ -613,6 +613,8 @@ class Run:
             raise ProcessLookupError(f"pid {pid} ({what}) does not exist")
         rec = PidRecord(pid, start, what)
         with self._lock:
+            if self.closed:  # a late registration must not resurrect the state file
+                raise RuntimeError(f"run {self.prefix} is down; pid {pid} ({what}) was not registered")
             self.pids.append(rec)
             self._save()
         return rec
@@ -624,6 +626,8 @@ class Run:
 
         ``nsenter --net`` execs the program in place, so the pid is the program's own pid.
         """
+        if self.closed:
+            raise RuntimeError(f"run {self.prefix} is down")
         full = wrap_argv(argv, netns)
         line = shlex.join(full) + " &"
         log.debug("%s", line)
@@ -725,6 +729,11 @@ def clean(
     deleted, failed = _delete_namespaces(orphans)
     report.orphan_namespaces = deleted
     report.problems += [f"failed to delete orphan netns {n}" for n in failed]
+    if state_dir.is_dir():  # temporary files of a crash between write and claim/replace
+        for tmp in state_dir.glob(".*.tmp"):
+            with contextlib.suppress(OSError):
+                if time.time() - tmp.stat().st_mtime > 60:
+                    tmp.unlink()
     return report
 
 
