@@ -207,10 +207,6 @@ def run_check(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
-def lab_command(args: argparse.Namespace) -> int:
-    raise InputError("netiso lab: not implemented yet")
-
-
 def clean_command(args: argparse.Namespace) -> int:
     from netiso.backends.lab.netns import clean
 

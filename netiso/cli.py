@@ -129,7 +129,7 @@ def cmd_minimal_config(args: argparse.Namespace) -> int:
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
-    from netiso.checking import lab_command
+    from netiso.labkeeper import lab_command
 
     return lab_command(args)
 
