@@ -1,6 +1,8 @@
 """Root pytest configuration: loads netiso's pytest plugin modules from ``fixtures/``.
 
-The conformance suites live in ``suites/``; the project's own tests in ``tests/``.
+The conformance suites live in ``suites/`` (``pytest suites``); the project's own tests in
+``tests/``. The plugins only add ``--netiso-*`` options and fixtures, so they are harmless for
+``tests/``.
 """
 
-pytest_plugins: list[str] = []
+pytest_plugins = ["fixtures.options", "fixtures.lab", "fixtures.scenarios"]
