@@ -14,12 +14,11 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from netiso.backends.lab import announce, calico, ingress, ipip, kubeproxy, topology
 from netiso.backends.lab.iptables import merge, render_restore
-from netiso.backends.lab.netns import LabUnavailable, Run, require_root_and_tools
+from netiso.backends.lab.netns import RUN_FILES_DIR, LabUnavailable, Run, require_root_and_tools
 from netiso.model.types import Topology
 
 log = logging.getLogger("netiso.lab")
@@ -65,12 +64,10 @@ class Lab:
                 if svc.lb_ip and svc.lb_node:
                     announce.announce(self.net, svc.lb_node, svc.lb_ip, gratuitous=False)
             if self.topo.ingresses:
-                rundir = Path("/run/netiso") / self.run.prefix
+                rundir = RUN_FILES_DIR / self.run.prefix
                 net = self.net
                 self.controllers = ingress.start_controllers(
-                    self.topo, lambda pod: net.ns_of(pod.symbol), rundir)
-                for c in self.controllers:
-                    self.run.register_pid(c.pid, f"nginx {c.pod.symbol}")
+                    self.topo, lambda pod: net.ns_of(pod.symbol), rundir, register=self.run.register_pid)
         except BaseException:
             self.down()
             raise

@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 log = logging.getLogger("netiso.lab")
 
 STATE_DIR = Path("/run/netiso/runs")
+RUN_FILES_DIR = Path("/run/netiso")  # <prefix>/ holds a run's files (nginx work directories)
 NETNS_DIR = Path("/run/netns")
 #: Prefixes a Run accepts: generated ones are hex; experiments may pin e.g. ``nxh3a001``.
 PREFIX_RE = re.compile(r"^nx[0-9a-z]{6}$")
@@ -462,6 +463,9 @@ def _teardown(
     report.killed, report.stale = _terminate(pids, popens or {})
     mine = [n for n in list_namespaces() if n.startswith(prefix + "-")]
     report.namespaces, report.failed_namespaces = _delete_namespaces(mine, replay)
+    workdir = RUN_FILES_DIR / prefix  # nginx configs and logs of the run
+    if PREFIX_RE.match(prefix) and workdir.is_dir():
+        shutil.rmtree(workdir, ignore_errors=True)
     if state_file is not None and not report.failed_namespaces:
         try:
             state_file.unlink()
