@@ -92,14 +92,19 @@ def probe_flows(lab: Any, agent: Any, preds: list[Prediction]) -> list[Observati
     requests = []
     for i, p in enumerate(preds):
         t = p.target
+        if t.dst_ip is None:
+            continue  # nothing to send to: judged as dropped below
         ns = lab.net.ns_of(_origin_symbol(p))
         timeout = INGRESS_TIMEOUT_S if t.ingress is not None else PROBE_TIMEOUT_S
-        requests.append(ProbeRequest(str(i), ns, t.dst_ip or "0.0.0.0", t.dst_port, t.protocol, host=t.host,
+        requests.append(ProbeRequest(str(i), ns, t.dst_ip, t.dst_port, t.protocol, host=t.host,
                                      timeout=timeout))
     results = {r.id: r for r in agent.probe(requests)}
     observations = []
     for i, p in enumerate(preds):
-        r = results[str(i)]
+        r = results.get(str(i))
+        if r is None:
+            observations.append(Observation(verdict="dropped", detail="no address to send to"))
+            continue
         xff = (r.forwarded_for or "").split(",")[0].strip() or None
         obs = Observation(verdict=r.verdict, source_ip=r.client_ip, answered_by=r.hostname or None,
                           forwarded_for=xff, ms=r.ms, detail=r.detail or "")

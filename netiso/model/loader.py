@@ -88,10 +88,32 @@ def load_scenarios(paths: Iterable[str | Path]) -> list[Scenario]:
     return scenarios
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate mapping keys instead of silently keeping the last one.
+
+    YAML requires unique keys and kubectl refuses them; PyYAML would quietly drop the first
+    ``name:`` or ``flows:`` and the run would test something the user did not write.
+    Merge keys (``<<``) keep their override semantics.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found duplicate key '{key}'", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def loads(text: str, file: str = "<string>") -> list[Scenario]:
     """Parse every YAML document of ``text`` into a validated Scenario."""
     try:
-        docs = list(yaml.safe_load_all(text))
+        docs = list(yaml.load_all(text, Loader=_UniqueKeyLoader))  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -125,6 +147,7 @@ def _scenario(doc: Any, file: str, index: int) -> Scenario:
     workloads = _workloads(cur.at("workloads"), doc.get("workloads"), cluster, project_names)
     services = _services(cur.at("services"), doc.get("services"), cluster, project_names)
     ingresses = _ingresses(cur.at("ingresses"), doc.get("ingresses"), cluster, project_names, services)
+    _check_controller_names(cur, workloads, services, ingresses)
     policies = _network_policies(cur.at("networkPolicies"), doc.get("networkPolicies"), project_names)
     scenario = Scenario(
         name=name, description=description, cluster=cluster, workspaces=workspaces, projects=projects,
@@ -452,6 +475,28 @@ def _ingresses(cur: Cursor, value: Any, cluster: ClusterSpec, projects: set[str]
     return tuple(out)
 
 
+CONTROLLER_NAME_RE = re.compile(r"^ingress-controller(-[0-9]+)?$")
+
+
+def _check_controller_names(cur: Cursor, workloads: tuple[WorkloadSpec, ...], services: tuple[ServiceSpec, ...],
+                            ingresses: tuple[IngressSpec, ...]) -> None:
+    """Names the address plan gives ingress controllers (``ingress-controller[-N]``) are reserved.
+
+    A workload of that name would be selected by the controller's Service (same ``app`` label)
+    and a Service of that name would collide with it; both fail late or silently otherwise.
+    """
+    hosts: dict[str, int] = {}
+    for n, ing in enumerate(ingresses):
+        hosts.setdefault(ing.controller.project, n)
+    for what, objects in (("workloads", workloads), ("services", services)):
+        for k, obj in enumerate(objects):
+            if obj.project in hosts and CONTROLLER_NAME_RE.match(obj.name):
+                cur.at(what).at(k).at("name").fail(
+                    f"'{obj.name}' is reserved in project '{obj.project}': netiso names the ingress controller "
+                    f"of ingresses[{hosts[obj.project]}] (its pod and Service) ingress-controller[-N] there; "
+                    "rename it")
+
+
 def _network_policies(cur: Cursor, value: Any, projects: set[str]) -> tuple[Mapping[str, Any], ...]:
     from netiso.model.netpol_validate import validate_network_policy
 
@@ -462,7 +507,7 @@ def _network_policies(cur: Cursor, value: Any, projects: set[str]) -> tuple[Mapp
         problems = validate_network_policy(item)
         if problems:
             path, message = problems[0]
-            pcur.at(path).fail(message)
+            (pcur.at(path) if path else pcur).fail(message)
         ns = item["metadata"]["namespace"]
         name = item["metadata"]["name"]
         if ns not in projects:
@@ -517,9 +562,16 @@ def _flows(cur: Cursor, value: Any, s: Scenario) -> tuple[FlowSpec, ...]:
             fcur.at("to").fail(str(exc))
         if src.kind not in ("client", "pod", "node"):
             fcur.at("from").fail(f"'{src.kind}:' cannot start a flow (from: takes client:, pod: or node:)")
+        if dst.kind == "node":
+            fcur.at("to").fail("'node:' cannot end a flow (to: takes pod:, clusterip:, nodeport:, loadbalancer:, "
+                               "ingress: or client:); to reach a node use nodeport:PROJECT/SERVICE@NODE")
         if src.kind == "client" and dst.kind == "client":
             fcur.at("to").fail("client -> client traffic never touches the cluster (to: client: is for egress "
                                "from pod: or node:)")
+        if src.kind == "client" and dst.kind == "clusterip":
+            # External hosts have no route to the service network: only kube-proxy on a node DNATs it.
+            fcur.at("to").fail("clusterip: is reachable only from pod: and node: sources; from a client use "
+                               "nodeport:PROJECT/SERVICE@NODE, loadbalancer: or ingress:")
         # existence of what the endpoints name
         if src.kind in ("client", "node"):
             _check_host_symbol(fcur.at("from"), src, s.cluster)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import select
@@ -124,7 +125,7 @@ class Agent:
         self.servers[key] = server
         return {}
 
-    async def op_unserve(self, netns: str | None, port: int, protocol: str = "TCP", bind: str = "0.0.0.0") -> dict:
+    async def op_unserve(self, netns: str | None, port: int, protocol: str = "TCP", bind: str = "0.0.0.0") -> dict[str, Any]:
         server = self.servers.pop((netns, int(port), protocol.upper(), bind), None)
         if server is None:
             raise ValueError(f"not serving {netns}:{port}/{protocol}")
@@ -173,11 +174,29 @@ class Agent:
         self.threads.close()
 
 
-def _stdin_reader(loop: asyncio.AbstractEventLoop, agent: Agent, stdin: IO[bytes]) -> None:
-    """Blocking line reader in a thread: works for pipes, files and terminals alike."""
-    for line in stdin:
-        if line.strip():
-            loop.call_soon_threadsafe(agent.dispatch, line)
+def _stdin_reader(loop: asyncio.AbstractEventLoop, agent: Agent, fd: int) -> None:
+    """Line reader in a thread, on the raw fd.
+
+    Raw ``os.read`` rather than ``sys.stdin``: a daemon thread blocked inside a buffered
+    reader holds its lock and makes interpreter shutdown abort.
+    """
+    buf = b""
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 20)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            break
+        buf += chunk
+        if b"\n" not in chunk:
+            continue
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            if line.strip():
+                loop.call_soon_threadsafe(agent.dispatch, line)
+    if buf.strip():
+        loop.call_soon_threadsafe(agent.dispatch, buf)
     loop.call_soon_threadsafe(agent.stopping.set)
 
 
@@ -187,7 +206,7 @@ async def _amain(per_destination: int, global_limit: int) -> None:
     os.dup2(2, 1)
     agent = Agent(out, per_destination, global_limit)
     loop = asyncio.get_running_loop()
-    threading.Thread(target=_stdin_reader, args=(loop, agent, sys.stdin.buffer), daemon=True).start()
+    threading.Thread(target=_stdin_reader, args=(loop, agent, sys.stdin.fileno()), daemon=True).start()
     try:
         await agent.stopping.wait()
         if agent.tasks:
@@ -289,9 +308,7 @@ class ProbeAgent:
     def ping(self) -> dict[str, Any]:
         return self.request("ping", timeout=10.0)
 
-    def serve(
-        self, netns: str | None, port: int, protocol: str = "TCP", hostname: str = "", bind: str = "0.0.0.0"
-    ) -> None:
+    def serve(self, netns: str | None, port: int, protocol: str = "TCP", hostname: str = "", bind: str = "0.0.0.0") -> None:
         """Serve echo endpoints on ``bind:port`` inside ``netns`` answering as ``hostname``."""
         self.request("serve", netns=netns, port=port, protocol=protocol, hostname=hostname, bind=bind)
 
@@ -321,10 +338,8 @@ class ProbeAgent:
             return None
         try:
             if proc.poll() is None:
-                try:
+                with contextlib.suppress(AgentError, OSError, ValueError):
                     self.request("quit", timeout=grace)
-                except (AgentError, OSError, ValueError):
-                    pass
                 try:
                     proc.wait(timeout=grace)
                 except subprocess.TimeoutExpired:
@@ -337,10 +352,8 @@ class ProbeAgent:
         finally:
             for stream in (proc.stdin, proc.stdout):
                 if stream is not None:
-                    try:
+                    with contextlib.suppress(OSError):
                         stream.close()
-                    except OSError:
-                        pass
             self.proc = None
         return proc.returncode
 

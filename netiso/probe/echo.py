@@ -12,7 +12,8 @@ on every backend. Compatible endpoints (agnhost netexec semantics):
 * any other path -> ``NOW: <timestamp>`` (agnhost's ``/`` handler catches everything).
 
 netiso adds ``/netiso`` -> JSON ``{"clientip", "hostname", "headers"}`` so that one request
-answers every question a probe has. UDP datagrams (trimmed, case-insensitive, like agnhost):
+answers every question a probe has; any path ending in ``/netiso`` answers the same, so an
+ingress rule for ``/app`` works without a rewrite (``/app/netiso``). UDP datagrams (trimmed, case-insensitive, like agnhost):
 ``hostname``, ``clientip``, ``echo <msg>``, and ``netiso`` (the same JSON minus headers);
 unknown commands get no answer.
 
@@ -169,7 +170,7 @@ def handle_http(request: HttpRequest, peer: str, hostname: str) -> tuple[int, st
         values = query.get(name)
         return values[0] if values else ""
 
-    if path == "/netiso":
+    if path == "/netiso" or path.endswith("/netiso"):
         body = {
             "clientip": peer,
             "hostname": hostname,
@@ -220,8 +221,7 @@ def render_response(status: int, content_type: str, body: bytes, version: str = 
     reason = _REASONS.get(status, "Status")
     proto = "HTTP/1.0" if version == "HTTP/1.0" else "HTTP/1.1"
     head = (
-        f"{proto} {status} {reason}\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        f"{proto} {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     )
     return head.encode("latin-1") + body
 

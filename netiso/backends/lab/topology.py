@@ -281,10 +281,12 @@ def plan(topology: Topology, prefix: str) -> BuildPlan:
     if len(set(namespaces)) != len(namespaces):
         raise ValueError("two lab objects map to the same namespace name")
 
-    before: dict[str, dict[str, str]] = {}
+    # The kernel rate-limits ICMP errors per peer (about 6, then 1/s): a burst of probes would see
+    # REJECT / port-unreachable answers turn into silence, i.e. "refused" misread as "dropped".
+    before: dict[str, dict[str, str]] = {ns: {"net/ipv4/icmp_ratemask": "0"} for ns in namespaces}
     if Path("/proc/sys/net/ipv6").is_dir():
         for ns in namespaces:
-            before[ns] = {"net/ipv6/conf/all/disable_ipv6": "1", "net/ipv6/conf/default/disable_ipv6": "1"}
+            before[ns].update({"net/ipv6/conf/all/disable_ipv6": "1", "net/ipv6/conf/default/disable_ipv6": "1"})
     if Path("/proc/sys/net/bridge").is_dir():
         # A switch does not run iptables/conntrack on the frames it bridges.
         before.setdefault(sw, {}).update(
