@@ -85,20 +85,25 @@ def serve_endpoints(lab: Any, agent: Any, preds: list[Prediction]) -> list[str]:
     return used
 
 
-def probe_flows(lab: Any, agent: Any, preds: list[Prediction]) -> list[Observation]:
-    from netiso.backends.lab import announce
+def probe_requests(lab: Any, preds: list[Prediction]) -> dict[int, Any]:
+    """One ProbeRequest per flow that has an address to send to, keyed by flow index."""
     from netiso.probe.results import ProbeRequest
 
-    requests = []
+    requests = {}
     for i, p in enumerate(preds):
         t = p.target
         if t.dst_ip is None:
             continue  # nothing to send to: judged as dropped below
         ns = lab.net.ns_of(_origin_symbol(p))
         timeout = INGRESS_TIMEOUT_S if t.ingress is not None else PROBE_TIMEOUT_S
-        requests.append(ProbeRequest(str(i), ns, t.dst_ip, t.dst_port, t.protocol, host=t.host,
-                                     timeout=timeout))
-    results = {r.id: r for r in agent.probe(requests)}
+        requests[i] = ProbeRequest(str(i), ns, t.dst_ip, t.dst_port, t.protocol, host=t.host, timeout=timeout)
+    return requests
+
+
+def probe_flows(lab: Any, agent: Any, preds: list[Prediction], requests: dict[int, Any]) -> list[Observation]:
+    from netiso.backends.lab import announce
+
+    results = {r.id: r for r in agent.probe(list(requests.values()))}
     observations = []
     for i, p in enumerate(preds):
         r = results.get(str(i))
@@ -124,6 +129,26 @@ def involved_nodes(pred: Prediction) -> list[str]:
     return nodes
 
 
+def capture_retry(lab: Any, agent: Any, pred: Prediction, request: Any) -> dict[str, str]:
+    """Probe the flow once more while capturing the node network (br0) with scapy.
+
+    The retry's verdict is evidence too: a different verdict on retry means a flaky datapath,
+    which the report shows rather than hides (the first observation stays the result).
+    """
+    from netiso.backends.lab.capture import capture_during
+
+    t = pred.target
+    hosts = {t.dst_ip} | {n.ip for n in lab.topo.nodes.values()}
+    bpf = " or ".join(f"host {h}" for h in sorted(h for h in hosts if h))
+    retry: list[Any] = []
+    lines = capture_during(lab.net.switch_ns, "br0", bpf, lambda: retry.extend(agent.probe([request])))
+    out = {"capture br0": "\n".join(lines) or "(no packet crossed the node network)"}
+    if retry:
+        r = retry[0]
+        out["retry"] = f"{r.verdict} (server saw {r.client_ip}, answered by {r.hostname}, {r.ms:.1f} ms) {r.detail or ''}"
+    return out
+
+
 def check_scenario(topo: Topology, agent: Any, *, evidence: bool = True) -> ScenarioResult:
     from netiso.backends.lab.lab import Lab
 
@@ -134,14 +159,17 @@ def check_scenario(topo: Topology, agent: Any, *, evidence: bool = True) -> Scen
     namespaces: list[str] = []
     try:
         namespaces = serve_endpoints(lab, agent, preds)
+        requests = probe_requests(lab, preds)
         t0 = time.perf_counter()
-        observations = probe_flows(lab, agent, preds)
+        observations = probe_flows(lab, agent, preds, requests)
         probe_s = time.perf_counter() - t0
         results = []
-        for pred, obs in zip(preds, observations, strict=True):
+        for i, (pred, obs) in enumerate(zip(preds, observations, strict=True)):
             problems = judge(topo, pred, obs)
             if problems and evidence:
                 obs.evidence = lab.evidence(involved_nodes(pred) or list(topo.nodes))
+                if i in requests:
+                    obs.evidence.update(capture_retry(lab, agent, pred, requests[i]))
             results.append(FlowResult(pred, obs, problems))
     finally:
         for ns in namespaces:
