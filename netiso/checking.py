@@ -96,7 +96,8 @@ def probe_requests(lab: Any, preds: list[Prediction]) -> dict[int, Any]:
             continue  # nothing to send to: judged as dropped below
         ns = lab.net.ns_of(_origin_symbol(p))
         timeout = INGRESS_TIMEOUT_S if t.ingress is not None else PROBE_TIMEOUT_S
-        requests[i] = ProbeRequest(str(i), ns, t.dst_ip, t.dst_port, t.protocol, host=t.host, timeout=timeout)
+        requests[i] = ProbeRequest(str(i), ns, t.dst_ip, t.dst_port, t.protocol, host=t.host, timeout=timeout,
+                                   connect_timeout=PROBE_TIMEOUT_S)
     return requests
 
 

@@ -231,7 +231,9 @@ class ProbeEngine:
         data = bytearray()
         try:
             async with asyncio.timeout(req.timeout):
-                await loop.sock_connect(sock, (req.dst_ip, req.dst_port))
+                # a proxy (ingress) may take long to answer, but a dropped SYN is known early
+                async with asyncio.timeout(req.connect_timeout or req.timeout):
+                    await loop.sock_connect(sock, (req.dst_ip, req.dst_port))
                 stage = "answer"
                 await loop.sock_sendall(sock, build_http_request(req))
                 while len(data) < MAX_RESPONSE_BYTES:
@@ -240,8 +242,9 @@ class ProbeEngine:
                         break
                     data += chunk
         except TimeoutError:
-            why = "no answer to SYN" if stage == "connect" else "connected but no HTTP answer"
-            return "dropped", f"timeout after {req.timeout}s: {why}", {}
+            if stage == "connect":
+                return "dropped", f"timeout after {req.connect_timeout or req.timeout}s: no answer to SYN", {}
+            return "dropped", f"timeout after {req.timeout}s: connected but no HTTP answer", {}
         except OSError as exc:
             verdict = classify_oserror(exc)
             where = "" if stage == "connect" else " after connect"

@@ -36,6 +36,7 @@ class ProbeRequest:
     host: str | None = None
     path: str = "/netiso"
     timeout: float = 1.0
+    connect_timeout: float | None = None  # TCP: limit for the handshake alone (default: timeout)
 
     def __post_init__(self) -> None:
         if self.protocol not in PROBE_PROTOCOLS:
