@@ -183,6 +183,8 @@ class PathEngine:
             out, nxt = self.dev, owner
         elif ipaddress.ip_address(pkt.dst) in self.node_net:
             out, nxt = "eth0", None
+        elif deferred:
+            out, nxt = "default", None  # a real node routes it by its default route; kube-proxy's filter decides
         else:
             hops.append(f"{n}: no route to {pkt.dst} inside the cluster (not DNATed) → dropped")
             yield Outcome("dropped", hops)
