@@ -98,6 +98,8 @@ def resolve(scenario: Scenario) -> Topology:
     def make_service(project: str, name: str, stype: str, etp: str, selector: dict[str, str],
                      ports: tuple[Port, ...], role: str = "workload") -> ServiceInfo:
         nonlocal svc_index, node_port, hc_port
+        if len(ports) > 1:  # Kubernetes requires names on multi-port Services (render names them alike)
+            ports = tuple(p if p.name else Port(p.port, p.protocol, f"{p.protocol.lower()}-{p.port}") for p in ports)
         cluster_ip = str(svc_net.network_address + 100 + svc_index)
         svc_index += 1
         sports = []

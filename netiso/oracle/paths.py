@@ -101,9 +101,16 @@ class PathEngine:
             return list(self._at_node(self.topo.nodes[pod.node], pkt, hops, from_pod=pod, local=False))
         node = self.topo.nodes[origin.name]
         src = self._host_source(node, pkt.dst)
+        alts: tuple[str, ...] = ()
+        dst_pod = self.topo.pod_by_ip(pkt.dst)
+        if dst_pod is not None and dst_pod.node == node.name:
+            # the route to a local pod leaves through a cali* veth without IPv4: the kernel takes the
+            # first global address of the node, as for same-node MASQUERADE (either is acceptable)
+            picks = self._out_addresses(node, "cali")
+            src, alts = picks[0], tuple(picks[1:])
         hops.append(f"node:{node.name} (host network) sends to {self._short(pkt.dst)} {pkt.dport}/{pkt.proto}, "
-                    f"source address {self.sym(src)} chosen by the route")
-        return list(self._at_node(node, replace(pkt, src=src), hops, from_pod=None, local=True))
+                    f"source address {self._alts([src, *alts])} chosen by the route")
+        return list(self._at_node(node, replace(pkt, src=src, src_alts=alts), hops, from_pod=None, local=True))
 
     # ------------------------------------------------------------------ origins
     def _from_client(self, name: str, pkt: Packet, hops: list[str]) -> Iterator[Outcome]:

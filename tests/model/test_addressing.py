@@ -332,7 +332,9 @@ flows:
   - {from: node:worker, to: clusterip:demo/api}
 """)
     t = [resolve_flow(topo, f) for f in topo.scenario.flows]
-    assert (t[0].dst_ip, t[0].dst_port, t[0].port, t[0].entry_node) == ("198.18.0.11", 30001, Port(9090), "worker")
+    # a multi-port Service gets port names, as Kubernetes requires
+    expected = ("198.18.0.11", 30001, Port(9090, "TCP", "tcp-9090"), "worker")
+    assert (t[0].dst_ip, t[0].dst_port, t[0].port, t[0].entry_node) == expected
     assert (t[1].dst_ip, t[1].dst_port, t[1].dst_pod.node) == ("100.64.1.1", 8080, "worker")  # first replica
     assert (t[2].dst_ip, t[2].dst_port, t[2].entry_node) == ("198.18.0.200", 8080, topo.services["demo/lb"].lb_node)
     assert (t[3].dst_ip, t[3].dst_port, t[3].host, t[3].entry_node) == ("198.18.0.12", 30004, "web.example", "worker2")
