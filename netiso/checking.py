@@ -28,6 +28,7 @@ from netiso.oracle.profile import DEFAULT_PROFILE
 
 log = logging.getLogger("netiso.check")
 
+DEFAULT_JOBS = 3  # labs built and probed side by side
 PROBE_TIMEOUT_S = 1.0  # a dropped TCP/UDP probe costs this
 INGRESS_TIMEOUT_S = 4.5  # nginx: 1 s connect timeout x up to 3 upstream tries, plus margin
 
@@ -194,10 +195,47 @@ def scenario_json(res: ScenarioResult) -> dict[str, Any]:
             "flows": [flow_json(r.pred, r.obs, r.problems) for r in res.results]}
 
 
+def check_many(topos: list[Topology], *, jobs: int = 1,
+               on_result: Any = None) -> list[ScenarioResult]:
+    """Run scenarios, ``jobs`` labs at a time (each worker thread has its own probe agent).
+
+    Labs are independent (own namespaces, own prefix), so running a few side by side only
+    overlaps the seconds a dropped probe waits. Results come back, and ``on_result`` is called,
+    in input order.
+    """
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from netiso.probe.agent import ProbeAgent
+
+    local = threading.local()
+    agents: list[Any] = []
+    lock = threading.Lock()
+
+    def work(topo: Topology) -> ScenarioResult:
+        agent = getattr(local, "agent", None)
+        if agent is None:
+            agent = local.agent = ProbeAgent().start()
+            with lock:
+                agents.append(agent)
+        return check_scenario(topo, agent)
+
+    results: list[ScenarioResult] = []
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            for res in pool.map(work, topos):
+                results.append(res)
+                if on_result is not None:
+                    on_result(res)
+    finally:
+        for agent in agents:
+            agent.stop()
+    return results
+
+
 def run_check(args: argparse.Namespace) -> int:
     from netiso.backends.lab.netns import LabUnavailable, clean
     from netiso.model.addressing import load_topologies
-    from netiso.probe.agent import ProbeAgent
     from netiso.report.document import document
     from netiso.report.table import check_table
 
@@ -216,17 +254,16 @@ def run_check(args: argparse.Namespace) -> int:
         raise InputError(str(exc)) from None
     clean()
     started = time.perf_counter()
-    scenarios: list[ScenarioResult] = []
-    with ProbeAgent() as agent:
-        for topo in topos:
-            res = check_scenario(topo, agent)
-            scenarios.append(res)
-            print(check_table(topo, [(r.pred, r.obs, r.problems) for r in res.results],
-                              paths=getattr(args, "show_paths", False)))
-            print(f"   lab up {res.timings.get('up_s', 0):.2f}s, probes {res.timings.get('probe_s', 0):.2f}s, "
-                  f"down {res.timings.get('down_s', 0):.2f}s")
-            print()
-            sys.stdout.flush()
+
+    def show(res: ScenarioResult) -> None:
+        print(check_table(res.topo, [(r.pred, r.obs, r.problems) for r in res.results],
+                          paths=getattr(args, "show_paths", False)))
+        print(f"   lab up {res.timings.get('up_s', 0):.2f}s, probes {res.timings.get('probe_s', 0):.2f}s, "
+              f"down {res.timings.get('down_s', 0):.2f}s")
+        print()
+        sys.stdout.flush()
+
+    scenarios = check_many(topos, jobs=getattr(args, "jobs", DEFAULT_JOBS), on_result=show)
     flows = sum(len(s.results) for s in scenarios)
     bad = sum(s.mismatches for s in scenarios)
     print(f"{len(scenarios)} scenarios, {flows} flows on the lab in {time.perf_counter() - started:.1f}s: "

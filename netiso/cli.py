@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--json", metavar="OUT")
     c.add_argument("--report", metavar="DIR", help="write JSON + Markdown reports into DIR")
     c.add_argument("--paths", dest="show_paths", action="store_true", help="print every flow's hop path")
+    c.add_argument("--jobs", type=int, default=3, metavar="N", help="labs run side by side (default 3)")
 
     m = sub.add_parser("minimal-config", help="smallest whitelist per isolated project (not implemented yet)")
     m.add_argument("paths", nargs="+", metavar="FILE|DIR")
@@ -121,6 +122,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     from netiso.checking import run_check
 
     _check_out_path(args.json, "--json")
+    if args.jobs < 1:
+        raise InputError(f"--jobs {args.jobs}: must be at least 1")
     return run_check(args)
 
 
