@@ -32,7 +32,6 @@ delete``; stop the forwarder to release them.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import ipaddress
@@ -45,13 +44,13 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any, TypeVar
 
 from netiso.backends.lab.naming import node_ns
+from netiso.backends.lab.netns import call_in
 from netiso.model.types import Topology
 
 T = TypeVar("T")
@@ -187,36 +186,6 @@ def _build_table(routes: tuple[TunnelRoute, ...]) -> list[tuple[int, dict[int, s
     return sorted(by_len.items(), reverse=True)
 
 
-def run_in_netns(netns: str, fn: Callable[[], T]) -> T:
-    """Run ``fn`` in a helper thread that entered ``/run/netns/<netns>``.
-
-    ``setns`` changes only the calling thread, so the caller's namespace is untouched; fds that
-    ``fn`` opens stay bound to ``netns`` after the thread ends.
-    """
-    result: dict[str, Any] = {}
-
-    def body() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = os.open(f"/run/netns/{netns}", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if libc.setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns({netns}): {os.strerror(err)}")
-            finally:
-                os.close(fd)
-            result["value"] = fn()
-        except BaseException as exc:
-            result["error"] = exc
-
-    thread = threading.Thread(target=body, name=f"setns-{netns}")
-    thread.start()
-    thread.join()
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
-
-
 def _open_tun(name: str) -> int:
     """Attach to the existing persistent TUN ``name`` (must be IFF_TUN|IFF_NO_PI, not in use)."""
     fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -256,7 +225,7 @@ class Forwarder:
 
     def open(self) -> None:
         for cfg in self.config.nodes:
-            tun_fd, raw = run_in_netns(cfg.netns, lambda c=cfg: (_open_tun(c.tun), _open_raw(c.node_ip)))
+            tun_fd, raw = call_in(cfg.netns, lambda c=cfg: (_open_tun(c.tun), _open_raw(c.node_ip)))
             self.nodes.append(_Node(cfg, tun_fd, raw, _build_table(cfg.routes)))
 
     def close(self) -> None:
