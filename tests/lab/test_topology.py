@@ -269,23 +269,6 @@ def test_plan_rejects_addresses_that_cannot_route() -> None:
         plan(topo, "nxh3beef")
 
 
-def test_ipip_config_gives_the_forwarder_every_remote_block_via_its_node_ip() -> None:
-    net = plan(make_topology("ipip"), "nxh3beef").net
-    cfg = net.ipip_config()
-    assert cfg["worker"] == {
-        "netns": "nxh3beef-n-worker",
-        "device": "tunl0",
-        "node_ip": "198.18.0.11",
-        "tunnel_ip": "100.64.1.0",
-        "mtu": 1480,
-        "routes": [
-            {"block": "100.64.0.0/26", "remote_ip": "198.18.0.10"},
-            {"block": "100.64.2.0/26", "remote_ip": "198.18.0.12"},
-        ],
-    }
-    assert plan(make_topology("vxlan"), "nxh3beef").net.ipip_config() == {}
-
-
 def test_ns_of_resolves_symbols_and_names_the_known_ones() -> None:
     net = plan(make_topology("direct"), "nxh3beef").net
     assert net.ns_of("node:worker") == "nxh3beef-n-worker"

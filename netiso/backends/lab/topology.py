@@ -37,7 +37,6 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from netiso.backends.lab import naming
 from netiso.backends.lab.netns import Run, TeardownReport
@@ -171,29 +170,6 @@ class LabNet:
     def node_of_mac(self, mac: str) -> str | None:
         """The node whose eth0 has ``mac`` (how an ARP answer is traced back to a node)."""
         return next((n.name for n in self.nodes.values() if n.mac == mac.lower()), None)
-
-    def ipip_config(self) -> dict[str, dict[str, Any]]:
-        """Per node, what the IP-in-IP forwarder needs (empty unless encapsulation is ipip).
-
-        ``{node: {"netns", "device": "tunl0", "node_ip", "tunnel_ip", "mtu",
-        "routes": [{"block", "remote_ip"}]}}``: packets the node routes into ``tunl0`` for
-        ``block`` are to be sent as IP-in-IP (proto 4) from ``node_ip`` to ``remote_ip``;
-        received IP-in-IP for ``tunnel_ip``/local pods is to be written back into ``tunl0``.
-        JSON-serialisable, so a forwarder may run as a separate process.
-        """
-        if self.encapsulation != "ipip":
-            return {}
-        return {
-            n.name: {
-                "netns": n.netns,
-                "device": IPIP_DEV,
-                "node_ip": n.ip,
-                "tunnel_ip": n.tunnel_ip,
-                "mtu": self.pod_mtu,
-                "routes": [{"block": r.block, "remote_ip": r.ip} for r in self.nodes.values() if r is not n],
-            }
-            for n in self.nodes.values()
-        }
 
     def teardown(self) -> TeardownReport:
         """End the run: kill its processes, delete its namespaces and state file."""
