@@ -6,3 +6,7 @@ The conformance suites live in ``suites/`` (``pytest suites``); the project's ow
 """
 
 pytest_plugins = ["fixtures.options", "fixtures.lab", "fixtures.scenarios"]
+
+
+def pytest_configure(config) -> None:  # type: ignore[no-untyped-def]
+    config.addinivalue_line("markers", "lab: needs root and builds network namespaces")

@@ -273,7 +273,7 @@ def scenario_yaml(mode: str, lb: str) -> str:
     return yaml.safe_dump(doc, sort_keys=False, width=120)
 
 
-def _exposure_of(variant: str, to: str) -> Exposure:
+def _exposure_of(to: str) -> Exposure:
     obj = to.split("/", 1)[1].split("@", 1)[0]
     return next(e for e in EXPOSURES if e.obj == obj)
 
@@ -284,7 +284,7 @@ def build(mode: str, lb: str) -> FoundingScenario:
     cases = []
     for i, flow in enumerate(scenario.flows):
         variant = flow.dst.split(":", 1)[1].split("/", 1)[0]
-        exposure = _exposure_of(variant, flow.dst)
+        exposure = _exposure_of(flow.dst)
         entry = flow.dst.split("@", 1)[1] if "@" in flow.dst else None
         if entry is None:
             svc = (topo.services[f"{variant}/{exposure.obj}"] if exposure.kind == "loadbalancer"
