@@ -263,7 +263,16 @@ def run_check(args: argparse.Namespace) -> int:
         print()
         sys.stdout.flush()
 
-    scenarios = check_many(topos, jobs=getattr(args, "jobs", DEFAULT_JOBS), on_result=show)
+    from netiso.backends.lab.ingress import ControllerStartError
+    from netiso.backends.lab.ipip import ForwarderError
+    from netiso.backends.lab.netns import LabCommandError
+    from netiso.probe.agent import AgentError
+
+    try:
+        scenarios = check_many(topos, jobs=getattr(args, "jobs", DEFAULT_JOBS), on_result=show)
+    except (LabUnavailable, LabCommandError, ControllerStartError, ForwarderError, AgentError) as exc:
+        # the lab tore itself down before the error got here: nothing is left half-built
+        raise InputError(f"the lab backend could not start: {exc}") from None
     flows = sum(len(s.results) for s in scenarios)
     bad = sum(s.mismatches for s in scenarios)
     print(f"{len(scenarios)} scenarios, {flows} flows on the lab in {time.perf_counter() - started:.1f}s: "
