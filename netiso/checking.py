@@ -151,7 +151,13 @@ def capture_retry(lab: Any, agent: Any, pred: Prediction, request: Any) -> dict[
     return out
 
 
-def check_scenario(topo: Topology, agent: Any, *, evidence: bool = True) -> ScenarioResult:
+def check_scenario(topo: Topology, agent: Any, *, server: Any = None, evidence: bool = True) -> ScenarioResult:
+    """Build ``topo`` on the lab, probe every flow with ``agent``, judge, tear down.
+
+    Echo servers run in ``server`` (default: the same agent). A separate server process lets
+    the two cores share the work: measured 880 -> 1650 allowed probes/s on this machine.
+    """
+    server = server or agent
     from netiso.backends.lab.lab import Lab
 
     preds = predict_all(topo, DEFAULT_PROFILE)
@@ -160,7 +166,7 @@ def check_scenario(topo: Topology, agent: Any, *, evidence: bool = True) -> Scen
     lab.up()
     namespaces: list[str] = []
     try:
-        namespaces = serve_endpoints(lab, agent, preds)
+        namespaces = serve_endpoints(lab, server, preds)
         requests = probe_requests(lab, preds)
         t0 = time.perf_counter()
         observations = probe_flows(lab, agent, preds, requests)
@@ -174,11 +180,13 @@ def check_scenario(topo: Topology, agent: Any, *, evidence: bool = True) -> Scen
                     obs.evidence.update(capture_retry(lab, agent, pred, requests[i]))
             results.append(FlowResult(pred, obs, problems))
     finally:
-        for ns in namespaces:
-            try:
-                agent.release(ns)
-            except Exception as exc:  # a release failure must not stop the teardown
-                log.warning("releasing %s: %s", ns, exc)
+        probed = [lab.net.ns_of(_origin_symbol(p)) for p in preds] if lab.net is not None else []
+        for who, spaces in ((server, namespaces), (agent, list(dict.fromkeys(probed)))):
+            for ns in spaces:
+                try:
+                    who.release(ns)  # sockets and helper threads would keep the namespace alive
+                except Exception as exc:  # a release failure must not stop the teardown
+                    log.warning("releasing %s: %s", ns, exc)
         lab.down()
     timings = dict(lab.timings)
     timings["probe_s"] = probe_s
@@ -200,7 +208,8 @@ def check_many(topos: list[Topology], *, jobs: int = 1,
     """Run scenarios, ``jobs`` labs at a time (each worker thread has its own probe agent).
 
     Labs are independent (own namespaces, own prefix), so running a few side by side only
-    overlaps the seconds a dropped probe waits. Results come back, and ``on_result`` is called,
+    overlaps the seconds a dropped probe waits. One agent process serves the echo endpoints of
+    all labs, each worker fires its probes from its own agent process. Results come back, and ``on_result`` is called,
     in input order.
     """
     import threading
@@ -211,6 +220,8 @@ def check_many(topos: list[Topology], *, jobs: int = 1,
     local = threading.local()
     agents: list[Any] = []
     lock = threading.Lock()
+    server = ProbeAgent().start()  # echo servers of every lab; each worker probes from its own agent
+    agents.append(server)
 
     def work(topo: Topology) -> ScenarioResult:
         agent = getattr(local, "agent", None)
@@ -218,7 +229,7 @@ def check_many(topos: list[Topology], *, jobs: int = 1,
             agent = local.agent = ProbeAgent().start()
             with lock:
                 agents.append(agent)
-        return check_scenario(topo, agent)
+        return check_scenario(topo, agent, server=server)
 
     results: list[ScenarioResult] = []
     try:
