@@ -24,6 +24,7 @@ from typing import Any
 from netiso.model.errors import InputError
 
 KEPT = Path("/run/netiso/kept-lab.json")
+KEPT_LOG = Path("/run/netiso/kept-lab.log")
 
 
 def _describe(lab: Any) -> dict[str, Any]:
@@ -123,18 +124,23 @@ def _up(args: argparse.Namespace) -> int:
         check_prerequisites(topos[0])
     except LabUnavailable as exc:
         raise InputError(str(exc)) from None
-    proc = subprocess.Popen([sys.executable, "-m", "netiso.labkeeper", args.path, args.scenario or ""],
-                            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True, text=True)
+    KEPT.parent.mkdir(parents=True, exist_ok=True)
+    # the keeper outlives this command: it must not hold the caller's stderr (a pipe would never close)
+    with open(KEPT_LOG, "w") as log_file:
+        proc = subprocess.Popen([sys.executable, "-m", "netiso.labkeeper", args.path, args.scenario or ""],
+                                stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, stderr=log_file,
+                                start_new_session=True, text=True)
     line = proc.stdout.readline() if proc.stdout else ""
     try:
         info = json.loads(line)
     except ValueError:
         proc.kill()
-        raise InputError(f"the lab keeper failed to start: {line.strip() or 'no output'}") from None
+        raise InputError(f"the lab keeper failed to start: {line.strip() or 'no output'} (log: {KEPT_LOG})") from None
     if "error" in info:
         raise InputError(f"lab up failed: {info['error']}")
     info["keeper_start"] = _start_time(proc.pid)
-    KEPT.parent.mkdir(parents=True, exist_ok=True)
+    if proc.stdout is not None:
+        proc.stdout.close()
     KEPT.write_text(json.dumps(info, indent=1))
     _print_info(info)
     return 0

@@ -24,7 +24,6 @@ from netiso.model.types import Topology
 log = logging.getLogger("netiso.lab")
 
 LAB_TOOLS = ("ip", "bridge", "iptables-restore", "iptables-save", "ipset", "nsenter")
-INSTALL_HINT = "apt-get install -y iproute2 iptables ipset nginx-light tcpdump util-linux"
 
 
 def check_prerequisites(topo: Topology | None = None) -> None:
