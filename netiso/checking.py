@@ -244,6 +244,19 @@ def check_many(topos: list[Topology], *, jobs: int = 1,
     return results
 
 
+def _refuse_unprobeable(topos: list[Topology]) -> None:
+    """SCTP needs the sctp kernel module, which this kernel lacks (no module loading): say so up front."""
+    from netiso.model.flows import resolve_flow
+
+    for topo in topos:
+        for flow in topo.scenario.flows:
+            if resolve_flow(topo, flow).protocol == "SCTP":
+                src = topo.scenario.source
+                raise InputError("the lab probes TCP and UDP only (the kernel has no sctp module); "
+                                 "explain still predicts SCTP flows", file=src.file, document=src.index,
+                                 name=src.name, field=f"flows[{flow.index}].port")
+
+
 def run_check(args: argparse.Namespace) -> int:
     from netiso.backends.lab.netns import LabUnavailable, clean
     from netiso.model.addressing import load_topologies
@@ -256,6 +269,7 @@ def run_check(args: argparse.Namespace) -> int:
     if args.report:
         Path(args.report).mkdir(parents=True, exist_ok=True)
     topos = load_topologies(list(args.paths))
+    _refuse_unprobeable(topos)
     from netiso.backends.lab.lab import check_prerequisites
 
     try:

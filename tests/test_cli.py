@@ -212,3 +212,15 @@ def test_explain_on_bundled_scenarios_timing(tmp_path: Path) -> None:
     print(f"explain on {bundled}: {elapsed:.2f}s wall (target < 2 s), exit {proc.returncode}")
     assert proc.returncode in (0, 1), proc.stderr
     assert json.loads(out.read_text(encoding="utf-8"))["scenarios"]
+
+
+def test_check_refuses_sctp_flows_on_the_lab_before_building_anything(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "sctp.yaml"
+    path.write_text("name: sctp\nprojects: [{name: a}]\n"
+                    "workloads: [{name: w, project: a, nodes: [worker], ports: [9999/SCTP]}]\n"
+                    "flows:\n  - {from: node:worker2, to: pod:a/w}\n")
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: document 0 (sctp): flows[0].port:" in err
+    assert "TCP and UDP only" in err
