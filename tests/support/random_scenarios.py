@@ -31,6 +31,9 @@ def random_scenario(seed: int) -> dict[str, Any]:
         else:
             whitelist.append({"direction": "ingress",
                               "peer": {"project": r.choice(["other", "kubesphere-controls-system"])}})
+    if r.random() < 0.3:  # egress whitelist: also adds KubeSphere's DNS egress rules
+        whitelist.append({"direction": "egress",
+                          "peer": r.choice([{"cidr": "client:alice"}, {"project": "other"}])})
     web_nodes = r.sample(NODES, r.randint(1, 2))
     services: list[dict[str, Any]] = [
         {"name": f"s{i}", "project": "shop", "selector": {"app": "web"},
@@ -38,6 +41,19 @@ def random_scenario(seed: int) -> dict[str, Any]:
         for i in range(2)
     ]
     services.append({"name": "c", "project": "shop", "selector": {"app": "web"}})
+    udp = r.random() < 0.3
+    if udp:  # the same paths with UDP: silence is dropped, ICMP port unreachable refused
+        services.append({"name": "u", "project": "shop", "selector": {"app": "dns"},
+                         "type": "NodePort", "externalTrafficPolicy": r.choice(["Cluster", "Local"]),
+                         "ports": ["5353/UDP"]})
+    policies: list[dict[str, Any]] = []
+    if r.random() < 0.4:  # a raw NetworkPolicy in the other project
+        peer = r.choice([{"namespaceSelector": {"matchLabels": {"kubesphere.io/namespace": "shop"}}},
+                         {"ipBlock": {"cidr": "198.18.0.0/24", "except": ["198.18.0.101/32"]}},
+                         {"podSelector": {"matchLabels": {"app": "nothing"}}}])
+        policies.append({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                         "metadata": {"name": "guard", "namespace": "other"},
+                         "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": [peer]}]}})
     ingresses = []
     if r.random() < 0.5:
         ingresses.append({"name": "ing", "project": "shop", "host": "web.example", "service": "c",
@@ -48,7 +64,7 @@ def random_scenario(seed: int) -> dict[str, Any]:
     flows: list[dict[str, str]] = []
     for _ in range(14):
         src = r.choice(sources)
-        targets = [f"pod:shop/web@{n}" for n in web_nodes]
+        targets = [f"pod:shop/web@{n}" for n in web_nodes] + ["pod:other/cli"]
         for s in services:
             if s.get("type", "ClusterIP") != "ClusterIP":
                 targets += [f"nodeport:shop/{s['name']}@{n}" for n in NODES]
@@ -61,6 +77,10 @@ def random_scenario(seed: int) -> dict[str, Any]:
             if ingresses[0]["controller"]["exposure"] == "NodePort":
                 targets += [f"ingress:shop/ing@{n}" for n in NODES]
         flow = {"from": src, "to": r.choice(targets)}
+        if flow["to"] == "pod:other/cli" and src == "pod:other/cli":
+            continue
+        if udp and r.random() < 0.2:
+            flow = {"from": src, "to": f"nodeport:shop/u@{r.choice(NODES)}"}
         if flow not in flows:
             flows.append(flow)
     return {
@@ -68,13 +88,15 @@ def random_scenario(seed: int) -> dict[str, Any]:
         "description": f"random differential scenario, seed {seed}",
         "cluster": {"encapsulation": mode, "loadBalancer": r.choice(["metallb", "openelb"]),
                     "clients": ["alice", "bob"]},
-        "workspaces": [{"name": "ws", "projects": [shop, {"name": "other"}]}],
+        "workspaces": [{"name": "ws", "isolation": r.random() < 0.3, "projects": [shop, {"name": "other"}]}],
         "projects": [{"name": "kubesphere-controls-system"}],
         "workloads": [{"name": "web", "project": "shop", "nodes": web_nodes},
                       {"name": "cli", "project": "other", "nodes": [r.choice(NODES)]},
-                      {"name": "loc", "project": "shop", "nodes": [r.choice(NODES)]}],
+                      {"name": "loc", "project": "shop", "nodes": [r.choice(NODES)]},
+                      {"name": "dns", "project": "shop", "nodes": [r.choice(NODES)], "ports": ["5353/UDP"]}],
         "services": services,
         "ingresses": ingresses,
+        "networkPolicies": policies,
         "flows": flows,
     }
 
