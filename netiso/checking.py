@@ -303,6 +303,10 @@ def run_check(args: argparse.Namespace) -> int:
     print(f"{len(scenarios)} scenarios, {flows} flows on the lab in {time.perf_counter() - started:.1f}s: "
           f"{flows - bad} matched, {bad} mismatched")
     doc = document("lab", DEFAULT_PROFILE, [scenario_json(s) for s in scenarios])
+    if getattr(args, "baseline", None):
+        from netiso.report.baseline import format_changes, load_baseline
+
+        print(format_changes(load_baseline(args.baseline), doc, args.baseline))
     if args.json:
         Path(args.json).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     if args.report:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from netiso.model.errors import InputError
+from netiso.report.baseline import format_changes, load_baseline
 
 EXIT_OK, EXIT_MISMATCH, EXIT_INPUT = 0, 1, 2
 
@@ -29,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--json", metavar="OUT", help="write the result document (contract JSON)")
     e.add_argument("--report", metavar="DIR", help="write results.json + matrix.md into DIR")
     e.add_argument("--paths", dest="show_paths", action="store_true", help="print every flow's hop path")
+    e.add_argument("--baseline", metavar="OLD.json", help="list flows whose predicted outcome differs from OLD.json")
 
     r = sub.add_parser("render", help="print the Kubernetes objects of scenarios as multi-document YAML")
     r.add_argument("paths", nargs="+", metavar="FILE")
@@ -41,8 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--report", metavar="DIR", help="write JSON + Markdown reports into DIR")
     c.add_argument("--paths", dest="show_paths", action="store_true", help="print every flow's hop path")
     c.add_argument("--jobs", type=int, default=3, metavar="N", help="labs run side by side (default 3)")
+    c.add_argument("--baseline", metavar="OLD.json", help="list flows whose observed outcome differs from OLD.json")
 
-    m = sub.add_parser("minimal-config", help="smallest whitelist per isolated project (not implemented yet)")
+    m = sub.add_parser("minimal-config", help="smallest ingress whitelist per isolated project for the flows marked "
+                       "intent: wanted (--backend lab proves it)")
     m.add_argument("paths", nargs="+", metavar="FILE|DIR")
     m.add_argument("--backend", choices=("lab", "kind", "kube"))
     m.add_argument("--json", metavar="OUT")
@@ -84,6 +88,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from netiso.report.table import explain_table
 
     _check_out_path(args.json, "--json")
+    baseline = load_baseline(args.baseline) if args.baseline else None
     started = time.perf_counter()
     scenarios = []
     disagreements = 0
@@ -99,6 +104,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     print(f"{len(scenarios)} scenarios, {flows} flows predicted ({DEFAULT_PROFILE.name}) "
           f"in {time.perf_counter() - started:.2f}s; {disagreements} disagree with the scenario's expect")
     doc = document("oracle", DEFAULT_PROFILE, scenarios)
+    if baseline is not None:
+        print(format_changes(baseline, doc, args.baseline))
     if args.json:
         _write_json(args.json, doc)
     if args.report:
@@ -122,13 +129,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     from netiso.checking import run_check
 
     _check_out_path(args.json, "--json")
+    if args.baseline:
+        load_baseline(args.baseline)  # bad input is reported before any lab is built
     if args.jobs < 1:
         raise InputError(f"--jobs {args.jobs}: must be at least 1")
     return run_check(args)
 
 
 def cmd_minimal_config(args: argparse.Namespace) -> int:
-    raise InputError("minimal-config is not implemented in this version of netiso (see the issue tracker)")
+    from netiso.minimizing import run_minimal_config
+
+    _check_out_path(args.json, "--json")
+    return run_minimal_config(args)
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
