@@ -20,7 +20,7 @@ from __future__ import annotations
 import ipaddress
 
 from netiso.model import election
-from netiso.model.loader import _pool_range
+from netiso.model.loader import pool_range
 from netiso.model.symbols import parse_symbol
 from netiso.model.types import (
     ClientInfo,
@@ -89,7 +89,7 @@ def resolve(scenario: Scenario) -> Topology:
                                        (CONTROLLER_PORT,), role="ingress-controller")
     pods.extend(controllers.values())
 
-    pool = iter(_pool_range(plan.loadBalancerPool))
+    pool = iter(pool_range(plan.loadBalancerPool))
     svc_index = 0
     node_port = 30000
     hc_port = 32000
