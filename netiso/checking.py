@@ -258,7 +258,8 @@ def _refuse_unprobeable(topos: list[Topology]) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from netiso.backends.lab.netns import LabUnavailable, clean
+    from netiso.backends.lab.netns import LabUnavailable
+    from netiso.backends.lab.runs import clean
     from netiso.model.addressing import load_topologies
     from netiso.report.document import document
     from netiso.report.table import check_table
@@ -317,7 +318,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def clean_command(args: argparse.Namespace) -> int:
-    from netiso.backends.lab.netns import clean
+    from netiso.backends.lab.runs import clean
 
     report = clean()
     for line in report.lines():

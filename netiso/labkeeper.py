@@ -170,7 +170,7 @@ def _down() -> int:
             time.sleep(0.05)
     with contextlib.suppress(OSError):
         KEPT.unlink()
-    from netiso.backends.lab.netns import clean
+    from netiso.backends.lab.runs import clean
 
     clean()  # whatever a killed keeper left
     print(f"lab {kept['prefix']} is down")

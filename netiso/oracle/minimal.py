@@ -487,7 +487,7 @@ def _share(fatal: tuple[str, str], ev: _Eval) -> tuple[str, str]:
 
 
 def _peer_of(topo: Topology, c: PolicyCall) -> tuple[str, str]:
-    if c.src_pod is not None and False:
+    if c.src_pod is not None:
         return "project", c.src_pod.project
     names = [s for s in symbols_of(topo, c.src_ip) if s.split(":", 1)[0] in ("client", "node", "tunnel")]
     return "cidr", names[0] if names else f"{c.src_ip}/32"
@@ -605,4 +605,4 @@ def _forced_because(ev: _Eval, view: _View, hop: int, c: PolicyCall, names: Mapp
         shared = f"every source entering on {t.entry_node} is masqueraded to that same address"
     else:
         shared = f"{seen} is shared by every source taking this path"
-    return f"{rule} ({entry.peer}) admits {seen}: {how}; {shared} (SNAT: it cannot tell the wanted client apart)"
+    return f"{rule} ({entry.peer}) admits {seen}: {how}; {shared}, so the policy cannot tell the wanted client apart"

@@ -23,13 +23,12 @@ from pathlib import Path
 import pytest
 
 from netiso.backends.lab import netns as lab_netns
+from netiso.backends.lab import runs as lab_runs
 from netiso.backends.lab.netns import (
     RUN_NS_RE,
     LabCommandError,
     LabUnavailable,
-    Run,
     call_in,
-    clean,
     list_namespaces,
     proc_start_time,
     process_alive,
@@ -38,6 +37,7 @@ from netiso.backends.lab.netns import (
     wrap_argv,
     write_sysctls,
 )
+from netiso.backends.lab.runs import Run, clean
 
 needs_lab = [
     pytest.mark.lab,
@@ -229,7 +229,7 @@ class TestRegistry:
     pytestmark = needs_lab
 
     def test_state_file_exists_first_and_records_owner_and_pids(self, run: Run) -> None:
-        state = lab_netns._load_state(run.state_file)
+        state = lab_runs._load_state(run.state_file)
         assert state is not None
         assert state["prefix"] == run.prefix
         assert state["owner"] == {"pid": os.getpid(), "start_time": proc_start_time(os.getpid())}
@@ -237,7 +237,7 @@ class TestRegistry:
         ns = run.ns("a")
         run.add_namespaces([ns])
         proc = run.start(["sleep", "30"], netns=ns, what="sleeper")
-        state = lab_netns._load_state(run.state_file)
+        state = lab_runs._load_state(run.state_file)
         assert state is not None
         assert state["pids"] == [{"pid": proc.pid, "start_time": proc_start_time(proc.pid), "what": "sleeper"}]
         # nsenter execs in place: the registered pid becomes the program, inside the namespace
@@ -293,7 +293,7 @@ def _ns_link(name: str) -> str:
 FAKE_OWNER = r"""
 import sys, time
 from pathlib import Path
-from netiso.backends.lab.netns import Run
+from netiso.backends.lab.runs import Run
 run = Run.create(sys.argv[1], state_dir=Path(sys.argv[2]))
 run.add_namespaces([run.ns("sw"), run.ns("n-a")])
 proc = run.start(["sleep", "120"], netns=run.ns("n-a"), what="fake forwarder")

@@ -35,7 +35,8 @@ from pathlib import Path
 
 import pytest
 
-from netiso.backends.lab.netns import RUN_FILES_DIR, STATE_DIR, clean, list_namespaces, process_alive
+from netiso.backends.lab.netns import RUN_FILES_DIR, STATE_DIR, list_namespaces, process_alive
+from netiso.backends.lab.runs import clean
 
 pytestmark = pytest.mark.lab
 

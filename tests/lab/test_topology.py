@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 from netiso.backends.lab import announce, topology
-from netiso.backends.lab.netns import Run, call_in, list_namespaces, read_sysctls
+from netiso.backends.lab.netns import call_in, list_namespaces, read_sysctls
+from netiso.backends.lab.runs import Run
 from netiso.backends.lab.topology import LabNet, lab_mac, parse_lab_mac, plan
 from netiso.model.types import ClientInfo, ClusterSpec, NodeInfo, PodInfo, Port, Scenario, Topology
 

@@ -25,7 +25,8 @@ import json
 import socket
 import struct
 
-from netiso.backends.lab.netns import Run, call_in
+from netiso.backends.lab.netns import call_in
+from netiso.backends.lab.runs import Run
 from netiso.backends.lab.topology import NODE_IF, SINK_DEV, LabNet
 
 _ARP_VALID_STATES = {"REACHABLE", "STALE", "DELAY", "PROBE", "PERMANENT", "NOARP"}

@@ -18,7 +18,8 @@ from typing import Any
 
 from netiso.backends.lab import announce, calico, ingress, ipip, kubeproxy, topology
 from netiso.backends.lab.iptables import merge, render_restore
-from netiso.backends.lab.netns import RUN_FILES_DIR, LabUnavailable, Run, require_root_and_tools
+from netiso.backends.lab.netns import RUN_FILES_DIR, LabUnavailable, require_root_and_tools
+from netiso.backends.lab.runs import Run
 from netiso.model.types import Topology
 
 log = logging.getLogger("netiso.lab")

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from netiso.backends.lab import naming
-from netiso.backends.lab.netns import Run, TeardownReport
+from netiso.backends.lab.runs import Run, TeardownReport
 from netiso.model.types import ENCAPSULATIONS, Topology
 
 POD_MTU = {"direct": 1500, "ipip": 1480, "vxlan": 1450}
