@@ -42,12 +42,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from netiso.model.addressing import resolve, symbols_of
+from netiso.model.addressing import resolve
 from netiso.model.errors import InputError
-from netiso.model.flows import FlowTarget
 from netiso.model.symbols import parse_endpoint
 from netiso.model.tenancy import project_mode
 from netiso.model.types import FlowSpec, PodInfo, Port, Scenario, Topology, WhitelistRule
+from netiso.oracle.minimal_reasons import denial_text, entry_reason, fatal_text, forced_because, peer_of
 from netiso.oracle.netpol import Decision, PolicyEngine
 from netiso.oracle.paths import Outcome, PathEngine
 from netiso.oracle.predict import Prediction, predict
@@ -365,7 +365,7 @@ def minimal_config(scenario: Scenario, profile: Profile = DEFAULT_PROFILE) -> Mi
                     ports[need.key].append(need.port)
                     added = True
             if fatal is None and not added:
-                fatal = (_home(ev.pred), "the entries added do not admit it: " + _denial_text(ev.blocked[0]))
+                fatal = (_home(ev.pred), "the entries added do not admit it: " + denial_text(ev.blocked[0]))
             if fatal is not None:
                 unsat[flow] = _share(fatal, ev)
                 break
@@ -394,7 +394,7 @@ def minimal_config(scenario: Scenario, profile: Profile = DEFAULT_PROFILE) -> Mi
     for e in entries:
         without = [x for x in entries if x != e]
         failing = [f for f in satisfiable if not oracle.evaluate(without, f).passes]
-        reason = next((r for f in failing if (r := _entry_reason(e, oracle.evaluate(without, f)))), "")
+        reason = next((r for f in failing if (r := entry_reason(e, oracle.evaluate(without, f)))), "")
         final.append(replace(e, reason=reason or "needed by the flows listed", needed_by=tuple(f.label for f in failing)))
     for e in final:
         project(e.project).whitelist.append(e)
@@ -417,7 +417,7 @@ def minimal_config(scenario: Scenario, profile: Profile = DEFAULT_PROFILE) -> Mi
         if admissions:
             hop, call = admissions[-1]
             project(call.pod.project).forced_open.append(
-                FlowNote(flow, share + _forced_because(ev, view, hop, call, names)))
+                FlowNote(flow, share + forced_because(ev, view, hop, call, names)))
         else:
             receiver = view.outcome.receiver or "the destination"
             uncovered.append(FlowNote(flow, share + f"reaches {receiver} without an isolating ingress policy of "
@@ -472,11 +472,11 @@ def _need(ev: _Eval, v: _View, modes: Mapping[str, str]) -> _Needed | _Blocked:
     """What would let outcome ``v`` pass: an entry (key and port), or why nothing can."""
     c = v.denial
     if c is None:
-        return _Blocked(_home(ev.pred), _fatal_text(v.outcome))
+        return _Blocked(_home(ev.pred), fatal_text(v.outcome))
     mode = modes.get(c.pod.project, "unmanaged")
     if mode not in WHITELISTABLE_MODES:
-        return _Blocked(c.pod.project, _denial_text(v) + "; " + _mode_text(c, mode))
-    kind, value = _peer_of(ev.pred.topo, c)
+        return _Blocked(c.pod.project, denial_text(v) + "; " + _mode_text(c, mode))
+    kind, value = peer_of(ev.pred.topo, c)
     return _Needed((c.pod.project, kind, value), Port(c.port, c.protocol))
 
 
@@ -486,13 +486,6 @@ def _share(fatal: tuple[str, str], ev: _Eval) -> tuple[str, str]:
     return fatal if n < 2 else (fatal[0], f"for {bad} of {n} endpoints: {fatal[1]}")
 
 
-def _peer_of(topo: Topology, c: PolicyCall) -> tuple[str, str]:
-    if c.src_pod is not None:
-        return "project", c.src_pod.project
-    names = [s for s in symbols_of(topo, c.src_ip) if s.split(":", 1)[0] in ("client", "node", "tunnel")]
-    return "cidr", names[0] if names else f"{c.src_ip}/32"
-
-
 def _mode_text(c: PolicyCall, mode: str) -> str:
     if mode == "workspace":
         return (f"{c.pod.project} is isolated by its workspace (workspace mode): KubeSphere's syncNs deletes every "
@@ -500,109 +493,3 @@ def _mode_text(c: PolicyCall, mode: str) -> str:
                 f"{c.pod.project} to whitelist")
     return (f"{c.pod.project} is not isolated by KubeSphere ({', '.join(c.decision.policies)} isolate it), and "
             "syncNs deletes the NamespaceNetworkPolicies of a project without isolation")
-
-
-def _fatal_text(outcome: Outcome) -> str:
-    """The hop that ended a non-policy failure (and the final one, when it came later)."""
-    ends = [h for h in outcome.hops if h.rstrip().endswith(("→ dropped", "→ refused"))]
-    if not ends:
-        return outcome.hops[-1] if outcome.hops else f"{outcome.verdict} (no path)"
-    tail = outcome.hops[-1]
-    return ends[0] if tail == ends[0] else f"{ends[0]}; {tail}"
-
-
-def _denial_text(v: _View) -> str:
-    return v.outcome.hops[v.denial_hop] if v.denial is not None else _fatal_text(v.outcome)
-
-
-# --------------------------------------------------------------------------- explanations from the path
-
-
-def _symbol(topo: Topology, ip: str, pod: PodInfo | None) -> str:
-    if pod is not None:
-        return pod.symbol
-    names = symbols_of(topo, ip)
-    return names[0] if names else ip
-
-
-def _origin_ips(topo: Topology, t: FlowTarget) -> set[str]:
-    if t.origin_kind == "client":
-        return {topo.clients[t.origin_name].ip}
-    if t.origin_kind == "pod" and t.origin_pod is not None:
-        return {t.origin_pod.ip}
-    node = topo.nodes.get(t.origin_name)
-    return {ip for ip in ((node.ip, node.tunnel_ip) if node else ()) if ip}
-
-
-def _context(pred: Prediction, pod: PodInfo) -> str:
-    """Which exposure the flow took and where the protected pod sits relative to the entry."""
-    t = pred.target
-    svc = t.service
-    where = ""
-    if t.entry_node and t.ingress is None:
-        where = (f", endpoint {pod.symbol} on the entry node" if pod.node == t.entry_node
-                 else f", endpoint {pod.symbol} on another node")
-    if t.dst_kind == "nodeport" and svc is not None:
-        return f"NodePort {svc.key} (ETP {svc.etp}) entering {t.entry_node}{where}"
-    if t.dst_kind == "loadbalancer" and svc is not None:
-        return f"LoadBalancer {svc.key} (ETP {svc.etp}), VIP announced by {t.entry_node}{where}"
-    if t.ingress is not None:
-        c = t.ingress.controller
-        return f"Ingress {t.ingress.key} through its controller ({c.exposure}, ETP {c.etp}) entering {t.entry_node}"
-    if t.dst_kind == "clusterip" and svc is not None:
-        return f"ClusterIP {svc.key}"
-    return f"{pred.flow.src} straight to {pod.symbol}"
-
-
-def _how_seen(pred: Prediction, outcome: Outcome, hop: int, c: PolicyCall) -> str:
-    """Why the policy at hop ``hop`` sees the source it sees, quoting the hop that decided it."""
-    topo, t = pred.topo, pred.target
-    seen = _symbol(topo, c.src_ip, c.src_pod)
-    origin = t.origin_name if t.origin_kind == "pod" else f"{t.origin_kind}:{t.origin_name}"
-    before = outcome.hops[:hop]
-    if c.src_ip in _origin_ips(topo, t):
-        mark = next((h for h in before if "KUBE-MARK-MASQ" in h or "marks for masquerade" in h), None)
-        if mark is not None:
-            return (f"{seen} keeps its own address up to the policy: kube-proxy marked it for masquerade ({mark}), "
-                    "but the ingress policy hop comes before POSTROUTING's MASQUERADE")
-        kept = next((h for h in before if "no SNAT" in h), None)
-        return f"{seen} keeps its own address up to the policy" + (f" ({kept})" if kept else " (no NAT on the way)")
-    source_hop = next((h for h in reversed(before) if seen in h or c.src_ip in h), None)
-    quoted = f" ({source_hop})" if source_hop else ""
-    if c.src_pod is not None:  # a proxy in between (the ingress controller) opens its own connection
-        return f"the connection that reaches {c.pod.symbol} for {origin} comes from {seen}{quoted}"
-    return f"{origin} arrives as {seen}{quoted}"
-
-
-def _entry_reason(entry: Entry, ev: _Eval) -> str:
-    """Why ``entry`` is needed, from a wanted flow's path that the entry's absence blocks."""
-    for v in ev.blocked:
-        c = v.denial
-        if c is None or c.pod.project != entry.project or _peer_of(ev.pred.topo, c) != (entry.peer_kind, entry.peer_value):
-            continue
-        seen = _symbol(ev.pred.topo, c.src_ip, c.src_pod)
-        return (f"{_context(ev.pred, c.pod)}: {_how_seen(ev.pred, v.outcome, v.denial_hop, c)}, so "
-                f"{entry.project}'s policy at {c.pod.symbol} sees {seen} on {c.port}/{c.protocol}")
-    return ""
-
-
-def _forced_because(ev: _Eval, view: _View, hop: int, c: PolicyCall, names: Mapping[str, Entry]) -> str:
-    """Which rule admits the unwanted flow, and why its source is one a wanted flow shares."""
-    admitted = c.decision.admitted_by or ""
-    seen = _symbol(ev.pred.topo, c.src_ip, c.src_pod)
-    how = _how_seen(ev.pred, view.outcome, hop, c)
-    entry = next((e for key, e in names.items() if admitted.startswith(key + " ")), None)
-    if entry is None:
-        return f"admitted by {admitted} (not a whitelist entry): {how}"
-    rule = next(key.split("/nsnp-", 1)[1] for key, e in names.items() if e == entry)
-    if c.src_ip in _origin_ips(ev.pred.topo, ev.pred.target):
-        return (f"{rule} ({entry.peer}) admits {seen} itself: a whitelist entry opens {entry.project} to that source "
-                "for every flow, not only the wanted one")
-    t = ev.pred.target
-    if c.src_pod is not None and c.src_pod.role == "ingress-controller":
-        shared = f"every request through the controller in {c.src_pod.project} arrives from that pod"
-    elif t.entry_node and seen in (f"node:{t.entry_node}", f"tunnel:{t.entry_node}"):
-        shared = f"every source entering on {t.entry_node} is masqueraded to that same address"
-    else:
-        shared = f"{seen} is shared by every source taking this path"
-    return f"{rule} ({entry.peer}) admits {seen}: {how}; {shared}, so the policy cannot tell the wanted client apart"
