@@ -1,0 +1,44 @@
+"""The founding question for every bundled scenario that marks wanted flows: the minimal
+whitelist the oracle derives must be proved on the lab — every wanted flow passes, the flows
+it names as forced open pass, every other unwanted flow stays blocked, and removing any one
+entry breaks a flow that needs it.
+
+All proof labs run once per session, side by side; each test reads one project's verdict.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from netiso.minimizing import load_wanted, prove
+from netiso.oracle.minimal import MinimalConfig, minimal_config
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.lab
+
+_SCENARIOS, _ = load_wanted([str(ROOT / "scenarios")])
+_RESULTS: list[MinimalConfig] = [minimal_config(s) for s in _SCENARIOS]
+_CASES = [(r, p.project) for r in _RESULTS for p in r.projects]
+
+
+@pytest.fixture(scope="session")
+def proved(netiso_backend: str) -> list[MinimalConfig]:
+    prove(_RESULTS)
+    return _RESULTS
+
+
+@pytest.mark.parametrize("case", _CASES, ids=[f"{r.scenario.name}::{p}" for r, p in _CASES])
+def test_minimal_whitelist_is_proved_on_the_lab(case: tuple[MinimalConfig, str], proved: Any) -> None:
+    result, project = case
+    found = result.project(project)
+    assert found is not None
+    assert found.verified, f"{result.scenario.name}/{project}: " + "; ".join(found.proof)
+
+
+def test_every_entry_is_needed_by_a_wanted_flow() -> None:
+    for r in _RESULTS:
+        for e in r.entries:
+            assert e.needed_by, f"{r.scenario.name}: {e.peer} needed by nothing"
