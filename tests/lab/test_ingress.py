@@ -401,7 +401,7 @@ def test_dropped_backend_is_504_after_the_connect_timeout(lab: Lab) -> None:
         reply = lab.get("b.example")
     finally:
         lab.drop("b2", ECHO_PORT, False)
-    assert reply.status == 504 and 0.9 < reply.elapsed < 1.6, reply
+    assert reply.status == 504 and 0.9 < reply.elapsed < 3.0, reply  # 1 s connect timeout, not 5 s
     assert lab.get("b.example").status == 200  # the rule is gone: nothing was cached against b2
 
 
@@ -438,7 +438,7 @@ def test_retry_same_endpoint_costs_tries_times_connect_timeout_and_stop_leaves_n
         finally:
             lab.drop("b2", ECHO_PORT, False)
         # ingress-nginx's balancer re-picks the only endpoint: 3 attempts of 0.3 s each
-        assert reply.status == 504 and 0.85 < reply.elapsed < 1.5, reply
+        assert reply.status == 504 and 0.85 < reply.elapsed < 3.0, reply
         [rec] = [r for r in read_access_log(proc) if r["status"] == "504"]
         assert rec["upstream_addr"].count(f"{B2_IP}:{ECHO_PORT}") == 3
     finally:

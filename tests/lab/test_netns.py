@@ -268,7 +268,7 @@ class TestRegistry:
         assert sorted(report.namespaces) == sorted(names)
         assert not [n for n in list_namespaces() if n.startswith(run.prefix)]
         assert report.state_file_removed and not run.state_file.exists()
-        assert elapsed < 2.0
+        assert elapsed < 20  # the 30 s sleeper was killed, not waited for
 
     def test_down_never_signals_a_pid_whose_start_time_changed(self, run: Run) -> None:
         bystander = subprocess.Popen(["sleep", "30"])
