@@ -31,9 +31,9 @@ controller pod every request comes from, the entry naming the source itself).
 Only the scenario's *ingress* whitelist rules are ignored; egress rules stay as written (they
 decide what the project's pods may send and are not what this computes).
 
-The policy decisions are observed by wrapping the path engine's :class:`PolicyEngine`: a
-recorded decision belongs to an outcome when its reason is in that outcome's hops (paths.py
-writes every decision's reason into the hop that applies it).
+Which policy admitted or dropped an outcome, and what source it saw, is read from the hops
+themselves: the path engine's hop for every ingress decision is a :class:`~netiso.oracle.paths.Hop`
+carrying that :class:`~netiso.oracle.paths.PolicyCheck`.
 """
 
 from __future__ import annotations
@@ -46,10 +46,9 @@ from netiso.model.addressing import resolve
 from netiso.model.errors import InputError
 from netiso.model.symbols import parse_endpoint
 from netiso.model.tenancy import project_mode
-from netiso.model.types import FlowSpec, PodInfo, Port, Scenario, Topology, WhitelistRule
+from netiso.model.types import FlowSpec, Port, Scenario, Topology, WhitelistRule
 from netiso.oracle.minimal_reasons import denial_text, entry_reason, fatal_text, forced_because, peer_of
-from netiso.oracle.netpol import Decision, PolicyEngine
-from netiso.oracle.paths import Outcome, PathEngine
+from netiso.oracle.paths import Outcome, PathEngine, PolicyCheck
 from netiso.oracle.predict import Prediction, predict
 from netiso.oracle.profile import DEFAULT_PROFILE, Profile
 
@@ -213,35 +212,7 @@ def rule_name(result: MinimalConfig, entry: Entry) -> str:
 # --------------------------------------------------------------------------- observing the oracle
 
 
-@dataclass(frozen=True)
-class PolicyCall:
-    """One ingress decision the path engine asked for: who was protected, what it saw."""
-
-    pod: PodInfo
-    src_ip: str
-    src_pod: PodInfo | None
-    port: int
-    protocol: str
-    decision: Decision
-
-    def in_hop(self, hop: str) -> bool:
-        return self.decision.reason in hop and f"ingress of {self.pod.symbol}" in hop
-
-
-class _RecordingPolicy:
-    """A PolicyEngine that remembers every ingress decision (the rest is delegated)."""
-
-    def __init__(self, inner: PolicyEngine) -> None:
-        self.inner = inner
-        self.calls: list[PolicyCall] = []
-
-    def ingress(self, dst: PodInfo, src_ip: str, src_pod: PodInfo | None, port: int, protocol: str) -> Decision:
-        d = self.inner.ingress(dst, src_ip, src_pod, port, protocol)
-        self.calls.append(PolicyCall(dst, src_ip, src_pod, port, protocol, d))
-        return d
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+PolicyCall = PolicyCheck  # the ingress decision an outcome's hop carries (paths.Hop.check)
 
 
 @dataclass
@@ -272,45 +243,39 @@ class _Predictor:
     def __init__(self, base: Scenario, profile: Profile) -> None:
         self.base = base
         self.profile = profile
-        self._engines: dict[tuple[Entry, ...], tuple[PathEngine, _RecordingPolicy, dict[str, Entry]]] = {}
+        self._engines: dict[tuple[Entry, ...], tuple[PathEngine, dict[str, Entry]]] = {}
         self._evals: dict[tuple[tuple[Entry, ...], FlowSpec], _Eval] = {}
 
-    def engine(self, entries: Sequence[Entry]) -> tuple[PathEngine, _RecordingPolicy, dict[str, Entry]]:
+    def engine(self, entries: Sequence[Entry]) -> tuple[PathEngine, dict[str, Entry]]:
         key = tuple(entries)
         if key not in self._engines:
             scenario, names = with_whitelist(self.base, key)
-            engine = PathEngine(resolve(scenario), self.profile)
-            recorder = _RecordingPolicy(engine.policy)
-            engine.policy = recorder  # type: ignore[assignment]
-            self._engines[key] = (engine, recorder, names)
+            self._engines[key] = (PathEngine(resolve(scenario), self.profile), names)
         return self._engines[key]
 
     def evaluate(self, entries: Sequence[Entry], flow: FlowSpec) -> _Eval:
         key = (tuple(entries), flow)
         if key not in self._evals:
-            engine, recorder, _ = self.engine(entries)
-            recorder.calls.clear()
+            engine, _ = self.engine(entries)
             pred = predict(engine, flow)
-            calls = list(recorder.calls)
-            self._evals[key] = _Eval(pred, [_view(o, calls) for o in pred.outcomes])
+            self._evals[key] = _Eval(pred, [_view(o) for o in pred.outcomes])
         return self._evals[key]
 
     def all_pass(self, entries: Sequence[Entry], flows: Iterable[FlowSpec]) -> bool:
         return all(self.evaluate(entries, f).passes for f in flows)
 
 
-def _view(outcome: Outcome, calls: list[PolicyCall]) -> _View:
+def _view(outcome: Outcome) -> _View:
     denial, denial_hop = None, -1
     admissions: list[tuple[int, PolicyCall]] = []
     for i, hop in enumerate(outcome.hops):
-        for c in calls:
-            if not c.in_hop(hop):
-                continue
-            if not c.decision.allowed and denial is None:
-                denial, denial_hop = c, i
-            elif c.decision.allowed and c.decision.isolated and all(a is not c for _, a in admissions):
-                admissions.append((i, c))
-            break
+        c = getattr(hop, "check", None)
+        if c is None:
+            continue
+        if not c.decision.allowed and denial is None:
+            denial, denial_hop = c, i
+        elif c.decision.allowed and c.decision.isolated:
+            admissions.append((i, c))
     if outcome.verdict == "allowed":
         denial = None
     return _View(outcome, denial, denial_hop, admissions)
@@ -405,7 +370,7 @@ def minimal_config(scenario: Scenario, profile: Profile = DEFAULT_PROFILE) -> Mi
 
     # 4. what the minimal whitelist lets through of the unwanted flows
     uncovered: list[FlowNote] = []
-    _, _, names = oracle.engine(final)
+    _, names = oracle.engine(final)
     for flow in unwanted:
         ev = oracle.evaluate(final, flow)
         allowed = [v for v in ev.views if v.outcome.verdict == "allowed"]

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 
 from netiso.model.addressing import symbols_of
 from netiso.model.types import NodeInfo, PodInfo, ServiceInfo, ServicePortInfo, Topology
-from netiso.oracle.netpol import PolicyEngine
+from netiso.oracle.netpol import Decision, PolicyEngine
 from netiso.oracle.profile import Profile
 
 TUNNEL_DEV = {"ipip": "tunl0", "vxlan": "vxlan.calico", "direct": "eth0"}
@@ -36,6 +36,33 @@ class Packet:
     proto: str
     mark: bool = False  # kube-proxy's 0x4000 masquerade mark
     src_alts: tuple[str, ...] = ()  # other addresses MASQUERADE may have picked (same-node delivery)
+
+
+@dataclass(frozen=True)
+class PolicyCheck:
+    """An ingress policy decision taken on the way: who was protected and what source it saw."""
+
+    pod: PodInfo
+    src_ip: str
+    src_pod: PodInfo | None
+    port: int
+    protocol: str
+    decision: Decision
+
+
+class Hop(str):
+    """A hop line; one that reports an ingress policy decision also carries it as ``check``.
+
+    A plain ``str`` everywhere (JSON, reports); consumers that reason about *why* a flow was
+    admitted or dropped (minimal-config) read ``check`` instead of parsing the text.
+    """
+
+    check: PolicyCheck | None
+
+    def __new__(cls, text: str, check: PolicyCheck | None = None) -> Hop:
+        hop = super().__new__(cls, text)
+        hop.check = check
+        return hop
 
 
 @dataclass
@@ -210,11 +237,13 @@ class PathEngine:
                 assert dst_pod is not None
                 src_pod = self.topo.pod_by_ip(pkt.src)
                 d = self.policy.ingress(dst_pod, pkt.src, src_pod, pkt.dport, pkt.proto)
+                check = PolicyCheck(dst_pod, pkt.src, src_pod, pkt.dport, pkt.proto, d)
                 if not d.allowed:
-                    hops.append(f"{n}: FORWARD cali-to-wl-dispatch (ingress of {dst_pod.symbol}): {d.reason} → dropped")
+                    hops.append(Hop(f"{n}: FORWARD cali-to-wl-dispatch (ingress of {dst_pod.symbol}): {d.reason} → dropped",
+                                    check))
                     yield Outcome("dropped", hops)
                     return
-                hops.append(f"{n}: FORWARD ingress of {dst_pod.symbol}: {d.reason}")
+                hops.append(Hop(f"{n}: FORWARD ingress of {dst_pod.symbol}: {d.reason}", check))
             if deferred:
                 hops.append(f"{n}: {chain} {deferred[1]}")
                 yield Outcome(deferred[0], hops)
