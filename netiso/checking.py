@@ -232,13 +232,21 @@ def check_many(topos: list[Topology], *, jobs: int = 1,
         return check_scenario(topo, agent, server=server)
 
     results: list[ScenarioResult] = []
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
     try:
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            for res in pool.map(work, topos):
-                results.append(res)
-                if on_result is not None:
-                    on_result(res)
+        futures = [pool.submit(work, topo) for topo in topos]
+        for future in futures:
+            res = future.result()
+            results.append(res)
+            if on_result is not None:
+                on_result(res)
+    except BaseException:
+        # Ctrl-C or a lab that cannot start: scenarios not yet begun are dropped; the ones
+        # running finish their own teardown (each lab tears itself down in a finally block)
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
     finally:
+        pool.shutdown(wait=True)
         for agent in agents:
             agent.stop()
     return results

@@ -168,6 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INPUT
     except BrokenPipeError:
         return EXIT_OK
+    except KeyboardInterrupt:
+        # running labs have torn themselves down by now (finally blocks); say so, no traceback
+        print("netiso: interrupted; labs that were running have been torn down", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
