@@ -168,8 +168,9 @@ def _down() -> int:
         deadline = time.monotonic() + 10
         while _keeper_alive(kept) and time.monotonic() < deadline:
             time.sleep(0.05)
-    with contextlib.suppress(OSError):
-        KEPT.unlink()
+    for path in (KEPT, KEPT_LOG):
+        with contextlib.suppress(OSError):
+            path.unlink()
     from netiso.backends.lab.runs import clean
 
     clean()  # whatever a killed keeper left
