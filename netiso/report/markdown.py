@@ -59,10 +59,15 @@ def render_markdown(doc: dict[str, Any]) -> str:
 
 
 def write_reports(directory: Path, doc: dict[str, Any]) -> list[Path]:
-    """Write ``results.json`` and ``matrix.md`` into ``directory``; returns the paths."""
+    """Write ``results.json``, ``matrix.md`` and ``modes.md`` (the same flows across encapsulation
+    modes) into ``directory``; returns the paths."""
+    from netiso.report.compare import render_mode_comparison
+
     directory.mkdir(parents=True, exist_ok=True)
     json_path = directory / "results.json"
     md_path = directory / "matrix.md"
+    modes_path = directory / "modes.md"
     json_path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     md_path.write_text(render_markdown(doc), encoding="utf-8")
-    return [json_path, md_path]
+    modes_path.write_text(render_mode_comparison(doc), encoding="utf-8")
+    return [json_path, md_path, modes_path]

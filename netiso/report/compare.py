@@ -1,0 +1,70 @@
+"""Cross-configuration comparison: the same flows under direct, IPIP and VXLAN side by side.
+
+Scenarios whose names differ only by the encapsulation token (``nodeport-cluster-vxlan``,
+``nodeport-cluster-ipip``, ``nodeport-cluster-direct``) form a family; for each family one
+table shows every flow with its outcome per mode and marks the rows where the modes differ —
+"what changes if we switch Calico from IPIP to VXLAN?" answered from measurements.
+
+>>> doc = {"scenarios": [
+...   {"name": "np-vxlan", "encapsulation": "vxlan", "flows": [
+...     {"from": "a", "to": "b", "port": "80/TCP", "predicted": {"verdict": "allowed", "source": ["tunnel:w"]}}]},
+...   {"name": "np-direct", "encapsulation": "direct", "flows": [
+...     {"from": "a", "to": "b", "port": "80/TCP", "predicted": {"verdict": "allowed", "source": ["node:w"]}}]}]}
+>>> print(render_mode_comparison(doc).splitlines()[6])
+| a | b | 80/TCP | allowed, node:w | – | allowed, tunnel:w | ≠ |
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+MODES = ("direct", "ipip", "vxlan")
+_MODE_RE = re.compile(r"(^|-)(direct|ipip|vxlan)(-|$)")
+
+
+def family_of(name: str) -> str | None:
+    """The scenario name without its encapsulation token, or None when it has none."""
+    if not _MODE_RE.search(name):
+        return None
+    return _MODE_RE.sub(lambda m: "-" if m.group(1) and m.group(3) else "", name, count=1)
+
+
+def _cell(flow: dict[str, Any]) -> str:
+    obs = flow.get("observed")
+    if obs is not None:
+        verdict, source = obs.get("verdict"), obs.get("source")
+    else:
+        pred = flow.get("predicted") or {}
+        verdict, source = pred.get("verdict"), " or ".join(pred.get("source") or []) or None
+    return f"{verdict}, {source}" if verdict == "allowed" and source else str(verdict)
+
+
+def render_mode_comparison(doc: dict[str, Any]) -> str:
+    """Markdown: one table per family present in at least two modes."""
+    families: dict[str, dict[str, dict[str, Any]]] = {}
+    for s in doc.get("scenarios", []):
+        fam, mode = family_of(s["name"]), s.get("encapsulation")
+        if fam is not None and mode in MODES:
+            families.setdefault(fam, {})[mode] = s
+    lines = [f"# Behaviour across encapsulation modes ({doc.get('backend', '?')})", ""]
+    shown = 0
+    for fam, by_mode in families.items():
+        if len(by_mode) < 2:
+            continue
+        shown += 1
+        rows: dict[tuple[str, str, str], dict[str, str]] = {}
+        for mode, s in by_mode.items():
+            for f in s["flows"]:
+                rows.setdefault((f["from"], f["to"], f.get("port", "")), {})[mode] = _cell(f)
+        lines += [f"## {fam}", "", "| from | to | port | " + " | ".join(MODES) + " | |",
+                  "|" + "---|" * (len(MODES) + 4)]
+        for (src, dst, port), cells in rows.items():
+            values = [cells.get(m, "–") for m in MODES]
+            present = {v for m, v in cells.items()}
+            mark = "≠" if len(present) > 1 else ""
+            lines.append(f"| {src} | {dst} | {port} | " + " | ".join(values) + f" | {mark} |")
+        lines.append("")
+    if not shown:
+        lines.append("No scenario family runs in more than one mode.")
+    return "\n".join(lines) + "\n"
