@@ -1,9 +1,11 @@
-"""Cross-configuration comparison: the same flows under direct, IPIP and VXLAN side by side.
+"""Cross-configuration comparison: the same flows under direct, IPIP and VXLAN (or MetalLB and
+OpenELB) side by side.
 
 Scenarios whose names differ only by the encapsulation token (``nodeport-cluster-vxlan``,
 ``nodeport-cluster-ipip``, ``nodeport-cluster-direct``) form a family; for each family one
 table shows every flow with its outcome per mode and marks the rows where the modes differ —
-"what changes if we switch Calico from IPIP to VXLAN?" answered from measurements.
+"what changes if we switch Calico from IPIP to VXLAN?" answered from measurements. The same
+works for the load balancer token (``lb-metallb-cluster-vxlan`` vs ``lb-openelb-cluster-vxlan``).
 
 >>> doc = {"scenarios": [
 ...   {"name": "np-vxlan", "encapsulation": "vxlan", "flows": [
@@ -20,14 +22,16 @@ import re
 from typing import Any
 
 MODES = ("direct", "ipip", "vxlan")
-_MODE_RE = re.compile(r"(^|-)(direct|ipip|vxlan)(-|$)")
+DIMENSIONS = {"encapsulation": MODES, "loadBalancer": ("metallb", "openelb")}
+TITLES = {"encapsulation": "encapsulation modes", "loadBalancer": "load balancers"}
 
 
-def family_of(name: str) -> str | None:
-    """The scenario name without its encapsulation token, or None when it has none."""
-    if not _MODE_RE.search(name):
+def family_of(name: str, values: tuple[str, ...] = MODES) -> str | None:
+    """The scenario name without its ``values`` token (e.g. the mode), or None when it has none."""
+    token = re.compile(r"(^|-)(" + "|".join(values) + r")(-|$)")
+    if not token.search(name):
         return None
-    return _MODE_RE.sub(lambda m: "-" if m.group(1) and m.group(3) else "", name, count=1)
+    return token.sub(lambda m: "-" if m.group(1) and m.group(3) else "", name, count=1)
 
 
 def _cell(flow: dict[str, Any]) -> str:
@@ -40,14 +44,15 @@ def _cell(flow: dict[str, Any]) -> str:
     return f"{verdict}, {source}" if verdict == "allowed" and source else str(verdict)
 
 
-def render_mode_comparison(doc: dict[str, Any]) -> str:
-    """Markdown: one table per family present in at least two modes."""
+def render_mode_comparison(doc: dict[str, Any], dimension: str = "encapsulation") -> str:
+    """Markdown: one table per family present with at least two values of ``dimension``."""
+    values = DIMENSIONS[dimension]
     families: dict[str, dict[str, dict[str, Any]]] = {}
     for s in doc.get("scenarios", []):
-        fam, mode = family_of(s["name"]), s.get("encapsulation")
-        if fam is not None and mode in MODES:
+        fam, mode = family_of(s["name"], values), s.get(dimension)
+        if fam is not None and mode in values:
             families.setdefault(fam, {})[mode] = s
-    lines = [f"# Behaviour across encapsulation modes ({doc.get('backend', '?')})", ""]
+    lines = [f"# Behaviour across {TITLES[dimension]} ({doc.get('backend', '?')})", ""]
     shown = 0
     for fam, by_mode in families.items():
         if len(by_mode) < 2:
@@ -57,14 +62,13 @@ def render_mode_comparison(doc: dict[str, Any]) -> str:
         for mode, s in by_mode.items():
             for f in s["flows"]:
                 rows.setdefault((f["from"], f["to"], f.get("port", "")), {})[mode] = _cell(f)
-        lines += [f"## {fam}", "", "| from | to | port | " + " | ".join(MODES) + " | |",
-                  "|" + "---|" * (len(MODES) + 4)]
+        lines += [f"## {fam}", "", "| from | to | port | " + " | ".join(values) + " | |",
+                  "|" + "---|" * (len(values) + 4)]
         for (src, dst, port), cells in rows.items():
-            values = [cells.get(m, "–") for m in MODES]
-            present = {v for m, v in cells.items()}
-            mark = "≠" if len(present) > 1 else ""
-            lines.append(f"| {src} | {dst} | {port} | " + " | ".join(values) + f" | {mark} |")
+            row = [cells.get(m, "–") for m in values]
+            mark = "≠" if len(set(cells.values())) > 1 else ""
+            lines.append(f"| {src} | {dst} | {port} | " + " | ".join(row) + f" | {mark} |")
         lines.append("")
     if not shown:
-        lines.append("No scenario family runs in more than one mode.")
+        lines.append(f"No scenario family runs with more than one of {', '.join(values)}.")
     return "\n".join(lines) + "\n"

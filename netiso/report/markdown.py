@@ -59,15 +59,17 @@ def render_markdown(doc: dict[str, Any]) -> str:
 
 
 def write_reports(directory: Path, doc: dict[str, Any]) -> list[Path]:
-    """Write ``results.json``, ``matrix.md`` and ``modes.md`` (the same flows across encapsulation
-    modes) into ``directory``; returns the paths."""
+    """Write ``results.json``, ``matrix.md``, ``modes.md`` and ``loadbalancers.md`` (the same
+    flows across encapsulation modes / load balancers) into ``directory``; returns the paths."""
     from netiso.report.compare import render_mode_comparison
 
     directory.mkdir(parents=True, exist_ok=True)
     json_path = directory / "results.json"
     md_path = directory / "matrix.md"
     modes_path = directory / "modes.md"
+    lbs_path = directory / "loadbalancers.md"
     json_path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     md_path.write_text(render_markdown(doc), encoding="utf-8")
     modes_path.write_text(render_mode_comparison(doc), encoding="utf-8")
-    return [json_path, md_path, modes_path]
+    lbs_path.write_text(render_mode_comparison(doc, "loadBalancer"), encoding="utf-8")
+    return [json_path, md_path, modes_path, lbs_path]

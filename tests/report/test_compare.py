@@ -30,3 +30,12 @@ def test_bundled_nodeport_family_differs_by_mode_only_where_snat_names_the_tunne
     differing = [line for line in text.splitlines() if line.endswith("≠ |")]
     assert differing, "the SNAT address changes with the mode"
     assert all("tunnel:" in line and "node:" in line for line in differing)
+
+
+def test_metallb_and_openelb_families_side_by_side(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    files = [str(ROOT / "scenarios" / f) for f in ("loadbalancer-metallb.yaml", "loadbalancer-openelb.yaml")]
+    assert main(["explain", *files, "--report", str(out)]) == 0
+    text = (out / "loadbalancers.md").read_text()
+    assert "## lb-cluster-vxlan" in text and "| metallb | openelb |" in text
+    assert any(line.endswith("≠ |") for line in text.splitlines()), "the announcer (and SNAT address) differs"
