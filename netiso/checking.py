@@ -60,19 +60,25 @@ def _origin_symbol(pred: Prediction) -> str:
     return t.origin_name if t.origin_kind == "pod" else f"{t.origin_kind}:{t.origin_name}"
 
 
-def serve_endpoints(lab: Any, agent: Any, preds: list[Prediction]) -> list[str]:
-    """Echo servers in every workload pod (its ports) and client (ports flows send to)."""
-    net = lab.net
+def serve_pods(lab: Any, agent: Any) -> list[str]:
+    """Echo servers on every port of every workload pod; returns the namespaces served."""
     used: list[str] = []
     for pod in lab.topo.pods:
         if pod.role != "workload":
             continue
-        ns = net.ns_of(pod.symbol)
+        ns = lab.net.ns_of(pod.symbol)
         for port in pod.ports:
             if port.protocol == "SCTP":
-                continue  # the echo server speaks TCP and UDP; SCTP flows are reported as errors
+                continue  # the echo server speaks TCP and UDP (check refuses SCTP flows up front)
             agent.serve(ns, port.port, port.protocol, hostname=pod.symbol)
         used.append(ns)
+    return used
+
+
+def serve_endpoints(lab: Any, agent: Any, preds: list[Prediction]) -> list[str]:
+    """Echo servers in every workload pod (its ports) and client (ports flows send to)."""
+    net = lab.net
+    used = serve_pods(lab, agent)
     client_ports: dict[str, set[tuple[int, str]]] = {}
     for p in preds:
         if p.target.dst_kind == "client":
@@ -303,7 +309,7 @@ def run_check(args: argparse.Namespace) -> int:
     from netiso.probe.agent import AgentError
 
     try:
-        scenarios = check_many(topos, jobs=getattr(args, "jobs", DEFAULT_JOBS), on_result=show)
+        scenarios = check_many(topos, jobs=getattr(args, "jobs", None) or DEFAULT_JOBS, on_result=show)
     except (LabUnavailable, LabCommandError, ControllerStartError, ForwarderError, AgentError) as exc:
         # the lab tore itself down before the error got here: nothing is left half-built
         raise InputError(f"the lab backend could not start: {exc}") from None

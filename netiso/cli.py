@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--json", metavar="OUT")
     c.add_argument("--report", metavar="DIR", help="write JSON + Markdown reports into DIR")
     c.add_argument("--paths", dest="show_paths", action="store_true", help="print every flow's hop path")
-    c.add_argument("--jobs", type=int, default=3, metavar="N", help="labs run side by side (default 3)")
+    c.add_argument("--jobs", type=int, default=None, metavar="N", help="labs run side by side (default 3)")
     c.add_argument("--baseline", metavar="OLD.json", help="list flows whose observed outcome differs from OLD.json")
 
     m = sub.add_parser("minimal-config", help="smallest ingress whitelist per isolated project for the flows marked "
@@ -131,7 +131,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     _check_out_path(args.json, "--json")
     if args.baseline:
         load_baseline(args.baseline)  # bad input is reported before any lab is built
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         raise InputError(f"--jobs {args.jobs}: must be at least 1")
     return run_check(args)
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from netiso.backends.lab.netns import proc_start_time
 from netiso.model.errors import InputError
 
 KEPT = Path("/run/netiso/kept-lab.json")
@@ -44,6 +45,7 @@ def _describe(lab: Any) -> dict[str, Any]:
 def keeper_main(argv: list[str]) -> int:
     """The keeper process: build, serve, report ready, wait for SIGTERM, tear down."""
     from netiso.backends.lab.lab import Lab
+    from netiso.checking import serve_pods
     from netiso.model.addressing import load_topologies
     from netiso.probe.agent import ProbeAgent
 
@@ -65,11 +67,7 @@ def keeper_main(argv: list[str]) -> int:
     agent = ProbeAgent().start()
     try:
         lab.run.register_pid(agent.pid, "probe agent (echo servers)")
-        for pod in topo.pods:
-            if pod.role == "workload":
-                for port in pod.ports:
-                    if port.protocol != "SCTP":
-                        agent.serve(lab.net.ns_of(pod.symbol), port.port, port.protocol, hostname=pod.symbol)
+        serve_pods(lab, agent)
         for c in topo.clients.values():
             agent.serve(lab.net.ns_of(c.symbol), 8080, "TCP", hostname=c.symbol)
         info = _describe(lab)
@@ -81,12 +79,6 @@ def keeper_main(argv: list[str]) -> int:
         agent.stop()
         lab.down()
     return 0
-
-
-def _start_time(pid: int) -> int | None:
-    from netiso.backends.lab.netns import proc_start_time
-
-    return proc_start_time(pid)
 
 
 def lab_command(args: argparse.Namespace) -> int:
@@ -105,7 +97,7 @@ def _read_kept() -> dict[str, Any] | None:
 
 
 def _keeper_alive(kept: dict[str, Any]) -> bool:
-    return _start_time(int(kept.get("keeper", 0))) == kept.get("keeper_start")
+    return proc_start_time(int(kept.get("keeper", 0))) == kept.get("keeper_start")
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -138,7 +130,7 @@ def _up(args: argparse.Namespace) -> int:
         raise InputError(f"the lab keeper failed to start: {line.strip() or 'no output'} (log: {KEPT_LOG})") from None
     if "error" in info:
         raise InputError(f"lab up failed: {info['error']}")
-    info["keeper_start"] = _start_time(proc.pid)
+    info["keeper_start"] = proc_start_time(proc.pid)
     if proc.stdout is not None:
         proc.stdout.close()
     KEPT.write_text(json.dumps(info, indent=1))

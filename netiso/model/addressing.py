@@ -21,7 +21,9 @@ import ipaddress
 
 from netiso.model import election
 from netiso.model.loader import pool_range
+from netiso.model.selectors import matches
 from netiso.model.symbols import parse_symbol
+from netiso.model.tenancy import KUBE_DNS
 from netiso.model.types import (
     ClientInfo,
     ControllerInfo,
@@ -36,8 +38,6 @@ from netiso.model.types import (
 )
 
 CONTROLLER_PORT = Port(80, "TCP", "http")
-DNS_SELECTOR = {"k8s-app": "kube-dns"}
-DNS_PORTS = (Port(53, "UDP", "dns"), Port(53, "TCP", "dns-tcp"), Port(9153, "TCP", "metrics"))
 
 
 def resolve(scenario: Scenario) -> Topology:
@@ -109,7 +109,7 @@ def resolve(scenario: Scenario) -> Topology:
                 np = node_port
                 node_port += 1
             sports.append(ServicePortInfo(p, np))
-        endpoints = tuple(p for p in pods if p.project == project and _selects(selector, p.labels))
+        endpoints = tuple(p for p in pods if p.project == project and matches({"matchLabels": selector}, p.labels))
         lb_ip = hc = None
         cands: tuple[str, ...] = ()
         lb_node = None
@@ -152,8 +152,8 @@ def resolve(scenario: Scenario) -> Topology:
             ing.project, ing.name, ing.host, backend, port,
             controller_infos[(c.project, c.node, c.exposure, c.externalTrafficPolicy)])
 
-    dns = ServiceInfo("kube-system", "kube-dns", "ClusterIP", "Cluster", dict(DNS_SELECTOR),
-                      tuple(ServicePortInfo(p, None) for p in DNS_PORTS), str(svc_net.network_address + 10), ())
+    dns = ServiceInfo(KUBE_DNS.namespace, KUBE_DNS.name, "ClusterIP", "Cluster", dict(KUBE_DNS.selector),
+                      tuple(ServicePortInfo(p, None) for p in KUBE_DNS.ports), str(svc_net.network_address + 10), ())
 
     topo = Topology(
         scenario=scenario, encapsulation=enc, load_balancer=scenario.cluster.loadBalancer,
@@ -163,10 +163,6 @@ def resolve(scenario: Scenario) -> Topology:
     )
     _apply_tenancy(topo)
     return topo
-
-
-def _selects(selector: dict[str, str], labels: dict[str, str] | object) -> bool:
-    return all(labels.get(k) == v for k, v in selector.items())  # type: ignore[union-attr]
 
 
 def addresses_of(topo: Topology, symbol: str) -> list[str]:

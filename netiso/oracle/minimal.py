@@ -212,15 +212,12 @@ def rule_name(result: MinimalConfig, entry: Entry) -> str:
 # --------------------------------------------------------------------------- observing the oracle
 
 
-PolicyCall = PolicyCheck  # the ingress decision an outcome's hop carries (paths.Hop.check)
-
-
 @dataclass
 class _View:
     outcome: Outcome
-    denial: PolicyCall | None  # the ingress policy that dropped it
+    denial: PolicyCheck | None  # the ingress policy that dropped it
     denial_hop: int  # index of that hop
-    admissions: list[tuple[int, PolicyCall]]  # isolating policies that admitted it, with hop index
+    admissions: list[tuple[int, PolicyCheck]]  # isolating policies that admitted it, with hop index
 
 
 @dataclass
@@ -267,7 +264,7 @@ class _Predictor:
 
 def _view(outcome: Outcome) -> _View:
     denial, denial_hop = None, -1
-    admissions: list[tuple[int, PolicyCall]] = []
+    admissions: list[tuple[int, PolicyCheck]] = []
     for i, hop in enumerate(outcome.hops):
         c = getattr(hop, "check", None)
         if c is None:
@@ -451,7 +448,7 @@ def _share(fatal: tuple[str, str], ev: _Eval) -> tuple[str, str]:
     return fatal if n < 2 else (fatal[0], f"for {bad} of {n} endpoints: {fatal[1]}")
 
 
-def _mode_text(c: PolicyCall, mode: str) -> str:
+def _mode_text(c: PolicyCheck, mode: str) -> str:
     if mode == "workspace":
         return (f"{c.pod.project} is isolated by its workspace (workspace mode): KubeSphere's syncNs deletes every "
                 f"NamespaceNetworkPolicy there, so no whitelist entry survives; enable project isolation on "

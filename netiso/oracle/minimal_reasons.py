@@ -14,10 +14,11 @@ from netiso.oracle.paths import Outcome
 from netiso.oracle.predict import Prediction
 
 if TYPE_CHECKING:
-    from netiso.oracle.minimal import Entry, PolicyCall, _Eval, _View
+    from netiso.oracle.minimal import Entry, _Eval, _View
+    from netiso.oracle.paths import PolicyCheck
 
 
-def peer_of(topo: Topology, c: PolicyCall) -> tuple[str, str]:
+def peer_of(topo: Topology, c: PolicyCheck) -> tuple[str, str]:
     if c.src_pod is not None:
         return "project", c.src_pod.project
     names = [s for s in symbols_of(topo, c.src_ip) if s.split(":", 1)[0] in ("client", "node", "tunnel")]
@@ -76,7 +77,7 @@ def context(pred: Prediction, pod: PodInfo) -> str:
     return f"{pred.flow.src} straight to {pod.symbol}"
 
 
-def how_seen(pred: Prediction, outcome: Outcome, hop: int, c: PolicyCall) -> str:
+def how_seen(pred: Prediction, outcome: Outcome, hop: int, c: PolicyCheck) -> str:
     """Why the policy at hop ``hop`` sees the source it sees, quoting the hop that decided it."""
     topo, t = pred.topo, pred.target
     seen = symbol(topo, c.src_ip, c.src_pod)
@@ -108,7 +109,7 @@ def entry_reason(entry: Entry, ev: _Eval) -> str:
     return ""
 
 
-def forced_because(ev: _Eval, view: _View, hop: int, c: PolicyCall, names: Mapping[str, Entry]) -> str:
+def forced_because(ev: _Eval, view: _View, hop: int, c: PolicyCheck, names: Mapping[str, Entry]) -> str:
     """Which rule admits the unwanted flow, and why its source is one a wanted flow shares."""
     admitted = c.decision.admitted_by or ""
     seen = symbol(ev.pred.topo, c.src_ip, c.src_pod)

@@ -244,17 +244,12 @@ class PathEngine:
                     yield Outcome("dropped", hops)
                     return
                 hops.append(Hop(f"{n}: FORWARD ingress of {dst_pod.symbol}: {d.reason}", check))
-            if deferred:
-                hops.append(f"{n}: {chain} {deferred[1]}")
-                yield Outcome(deferred[0], hops)
-                return
-        else:
-            if deferred:
-                hops.append(f"{n}: {chain} {deferred[1]}")
-                yield Outcome(deferred[0], hops)
-                return
-            if out == "cali":
-                hops.append(f"{n}: OUTPUT to local {dst_pod.symbol}: host → local pod traffic is not policed by Calico")
+        if deferred:  # kube-proxy's filter rules come after Calico's policy chains
+            hops.append(f"{n}: {chain} {deferred[1]}")
+            yield Outcome(deferred[0], hops)
+            return
+        if local and out == "cali":
+            hops.append(f"{n}: OUTPUT to local {dst_pod.symbol}: host → local pod traffic is not policed by Calico")
         pkt = self._postrouting(node, pkt, out, hops, local=local, from_pod=from_pod)
         if out == "cali":
             assert dst_pod is not None

@@ -47,15 +47,12 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 from netiso.backends.lab.naming import node_ns
 from netiso.backends.lab.netns import call_in
 from netiso.model.types import Topology
 
-T = TypeVar("T")
-
-CLONE_NEWNET = 0x40000000
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
