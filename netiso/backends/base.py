@@ -1,0 +1,170 @@
+"""The one interface every backend implements (lab, kube, kind).
+
+``checking`` (netiso check), ``minimizing`` (minimal-config proofs), the lab keeper and the pytest
+fixtures speak only to this module, so a new backend never touches them. A run goes:
+
+1. ``backend = open_backend(name, options, probers)`` (``netiso.backends``) and
+   ``backend.preflight(topos)``: every reason the backend cannot run these scenarios is found
+   here, before anything is created, and raised as :class:`BackendUnavailable` (exit 2);
+2. per scenario ``realization = backend.realize(topo)``: builds the scenario and returns a
+   handle whose ``topo`` is the topology *as realized* (on the lab the address plan itself; on a
+   cluster the addresses, node names and VIPs the cluster assigned), so the oracle predicts
+   for what was built and addresses map back to the scenario's symbols through
+   ``netiso.model.addressing``;
+3. ``realization.serve(preds)`` starts echo endpoints, ``realization.probe(preds)`` fires one
+   probe per flow and returns backend-independent :class:`~netiso.oracle.judge.Observation`s
+   (verdict, source address seen, answering pod, X-Forwarded-For, elected node), and
+   ``realization.evidence(...)`` gathers what explains a mismatch;
+4. ``realization.down()`` tears the scenario down (also on Ctrl-C), ``backend.close()`` ends
+   the session.
+
+Why probers are injected: the layer order is model -> oracle -> backends -> probe -> top, and
+the lab fires its probes with ``netiso.probe`` (an agent process in the lab's namespaces). The
+top layer hands the lab a :class:`ProberFactory` instead of the lab importing the probe layer;
+cluster backends probe through the Kubernetes exec API and ignore it.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from netiso.model.types import Topology
+from netiso.oracle.judge import Observation
+from netiso.oracle.predict import Prediction
+
+BACKEND_NAMES: tuple[str, ...] = ("lab", "kube", "kind")
+
+
+class BackendUnavailable(Exception):
+    """The backend cannot run (missing tool, unreachable cluster, refused preflight): exit 2.
+
+    Raised before anything is created, or after what was created has been removed again: the
+    message is all the user needs (what is wrong, and the fix).
+    """
+
+
+@dataclass(frozen=True)
+class LocalProbe:
+    """One probe the lab asks its prober to fire from a network namespace (see ProbeRequest)."""
+
+    id: str
+    netns: str
+    dst_ip: str
+    dst_port: int
+    protocol: str = "TCP"
+    host: str | None = None
+    timeout: float = 1.0
+    connect_timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class LocalResult:
+    """What one :class:`LocalProbe` saw (the probe layer's ProbeResult, in backend vocabulary)."""
+
+    id: str
+    verdict: str
+    client_ip: str | None = None
+    hostname: str | None = None
+    forwarded_for: str | None = None
+    ms: float = 0.0
+    detail: str = ""
+
+
+class Prober(Protocol):
+    """Echo servers and probes in local network namespaces (implemented by ``netiso.probe``)."""
+
+    def serve(self, netns: str, port: int, protocol: str, hostname: str) -> None: ...
+
+    def probe(self, probes: Sequence[LocalProbe]) -> list[LocalResult]: ...
+
+    def release(self, netns: str) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+ProberFactory = Callable[[], Prober]
+
+
+@dataclass
+class BackendOptions:
+    """Everything the command line / pytest options say about the backend (one place for both).
+
+    Field names follow the CLI flags (``--kubeconfig`` -> ``kubeconfig``); the lab reads none of
+    the cluster fields.
+    """
+
+    jobs: int | None = None  # scenarios realized side by side (None: the backend's default)
+    evidence: bool = True  # gather evidence for mismatching flows
+    kubeconfig: str | None = None
+    context: str | None = None
+    node_map: dict[str, str] = field(default_factory=dict)  # scenario node -> cluster node
+    clients: dict[str, str] = field(default_factory=dict)  # client name -> command prefix
+    image_registry: str | None = None
+    keep_cluster: bool = False  # kind
+    dry_run: bool = False
+    out: str | None = None  # --dry-run output directory
+    profile: str | None = None
+    progress: Callable[[str], None] | None = None  # one line per milestone (cluster up, installs, waits)
+
+
+class Realization(abc.ABC):
+    """One scenario built on a backend, until :meth:`down`."""
+
+    topo: Topology  # the topology as realized (predictions are made for this)
+    timings: dict[str, float]
+
+    @abc.abstractmethod
+    def serve(self, preds: Sequence[Prediction]) -> None:
+        """Echo endpoints in every workload pod (its ports) and in clients that egress flows reach."""
+
+    @abc.abstractmethod
+    def probe(self, preds: Sequence[Prediction]) -> list[Observation]:
+        """One observation per prediction, in order (``skipped`` with the reason when unprobeable)."""
+
+    def evidence(self, pred: Prediction, obs: Observation) -> dict[str, str]:
+        """What explains a mismatch of ``pred`` (rules, routes, a capture of a retry...)."""
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        """Where each symbol lives (for ``netiso lab up`` and debugging): JSON-able."""
+        return {}
+
+    @abc.abstractmethod
+    def down(self) -> None:
+        """Remove everything this realization created (idempotent)."""
+
+    def __enter__(self) -> Realization:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+
+class Backend(abc.ABC):
+    """A place scenarios run: the lab, an existing cluster, kind clusters."""
+
+    name: str = ""
+    default_jobs: int = 1
+
+    def preflight(self, topos: Sequence[Topology]) -> None:  # noqa: B027 - optional hook
+        """Raise :class:`BackendUnavailable` if any of ``topos`` cannot run here; creates nothing."""
+
+    @abc.abstractmethod
+    def realize(self, topo: Topology) -> Realization:
+        """Build ``topo``; on failure remove what was built and raise."""
+
+    def clean(self) -> list[str]:
+        """Remove what crashed runs left (the janitor); returns one line per thing removed."""
+        return []
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """End the session (probe agents, API connections)."""
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
