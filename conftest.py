@@ -5,7 +5,7 @@ The conformance suites live in ``suites/`` (``pytest suites``); the project's ow
 ``tests/``.
 """
 
-pytest_plugins = ["fixtures.options", "fixtures.lab", "fixtures.scenarios"]
+pytest_plugins = ["fixtures.options", "fixtures.backend", "fixtures.scenarios"]
 
 
 def pytest_configure(config) -> None:  # type: ignore[no-untyped-def]

@@ -1,11 +1,11 @@
-"""``netiso check`` on the lab: build each scenario, probe every flow, judge, report.
+"""``netiso check``: realize each scenario on a backend, probe every flow, judge, report.
 
-Top layer (it ties backends, probe and report together). Per scenario: predict with the
-oracle, bring the lab up, serve echo endpoints in every pod and client namespace, fire all
-probes concurrently (per-destination cap in the probe engine), read which node answered ARP
-for each VIP, judge, collect evidence for mismatches, tear the lab down. The probe agent is
-one process for the whole run; its sockets in a scenario's namespaces are released before the
-namespaces are deleted.
+Top layer: it speaks only to the backend interface (``netiso.backends``), never to a backend's
+own modules. Per scenario: realize it (the lab builds namespaces; a cluster backend applies
+objects and discovers the addresses the cluster assigned), predict with the oracle *for the
+topology as realized*, serve echo endpoints, probe every flow, judge, gather evidence for
+mismatches, tear down. A session holds what scenarios share (the lab's probe agents, a cluster
+connection); ``jobs`` scenarios run side by side.
 """
 
 from __future__ import annotations
@@ -15,22 +15,22 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from netiso.backends import Backend, BackendOptions, BackendUnavailable, open_backend
 from netiso.model.errors import InputError
-from netiso.model.symbols import parse_endpoint
 from netiso.model.types import Topology
 from netiso.oracle.judge import Observation, judge
 from netiso.oracle.predict import Prediction, predict_all
 from netiso.oracle.profile import DEFAULT_PROFILE
+from netiso.progress import Progress
 
 log = logging.getLogger("netiso.check")
 
-DEFAULT_JOBS = 3  # labs built and probed side by side
-PROBE_TIMEOUT_S = 1.0  # a dropped TCP/UDP probe costs this
-INGRESS_TIMEOUT_S = 4.5  # nginx: 1 s connect timeout x up to 3 upstream tries, plus margin
+DEFAULT_JOBS = 3  # scenarios realized side by side on the lab (a backend may choose its own default)
 
 
 @dataclass
@@ -40,284 +40,224 @@ class FlowResult:
     problems: list[str]
 
     @property
+    def skipped(self) -> bool:
+        return self.obs.verdict == "skipped"
+
+    @property
     def match(self) -> bool:
-        return not self.problems and not self.pred.disagreements
+        return not self.problems and not self.pred.disagreements and not self.skipped
 
 
 @dataclass
 class ScenarioResult:
-    topo: Topology
+    topo: Topology  # as realized: the addresses the backend built with
     results: list[FlowResult]
     timings: dict[str, float] = field(default_factory=dict)
+    backend: str = "lab"
 
     @property
     def mismatches(self) -> int:
-        return sum(1 for r in self.results if not r.match)
+        return sum(1 for r in self.results if not r.match and not r.skipped)
+
+    @property
+    def skipped(self) -> int:
+        return sum(1 for r in self.results if r.skipped)
 
 
-def _origin_symbol(pred: Prediction) -> str:
-    t = pred.target
-    return t.origin_name if t.origin_kind == "pod" else f"{t.origin_kind}:{t.origin_name}"
-
-
-def serve_pods(lab: Any, agent: Any) -> list[str]:
-    """Echo servers on every port of every workload pod; returns the namespaces served."""
-    used: list[str] = []
-    for pod in lab.topo.pods:
-        if pod.role != "workload":
-            continue
-        ns = lab.net.ns_of(pod.symbol)
-        for port in pod.ports:
-            if port.protocol == "SCTP":
-                continue  # the echo server speaks TCP and UDP (check refuses SCTP flows up front)
-            agent.serve(ns, port.port, port.protocol, hostname=pod.symbol)
-        used.append(ns)
-    return used
-
-
-def serve_endpoints(lab: Any, agent: Any, preds: list[Prediction]) -> list[str]:
-    """Echo servers in every workload pod (its ports) and client (ports flows send to)."""
-    net = lab.net
-    used = serve_pods(lab, agent)
-    client_ports: dict[str, set[tuple[int, str]]] = {}
-    for p in preds:
-        if p.target.dst_kind == "client":
-            name = parse_endpoint(p.flow.dst).name
-            client_ports.setdefault(str(name), set()).add((p.target.dst_port, p.target.protocol))
-    for name, ports in client_ports.items():
-        ns = net.ns_of(f"client:{name}")
-        for number, proto in sorted(ports):
-            agent.serve(ns, number, proto, hostname=f"client:{name}")
-        used.append(ns)
-    return used
-
-
-def probe_requests(lab: Any, preds: list[Prediction]) -> dict[int, Any]:
-    """One ProbeRequest per flow that has an address to send to, keyed by flow index."""
-    from netiso.probe.results import ProbeRequest
-
-    requests = {}
-    for i, p in enumerate(preds):
-        t = p.target
-        if t.dst_ip is None:
-            continue  # nothing to send to: judged as dropped below
-        ns = lab.net.ns_of(_origin_symbol(p))
-        timeout = INGRESS_TIMEOUT_S if t.ingress is not None else PROBE_TIMEOUT_S
-        requests[i] = ProbeRequest(str(i), ns, t.dst_ip, t.dst_port, t.protocol, host=t.host, timeout=timeout,
-                                   connect_timeout=PROBE_TIMEOUT_S)
-    return requests
-
-
-def probe_flows(lab: Any, agent: Any, preds: list[Prediction], requests: dict[int, Any]) -> list[Observation]:
-    from netiso.backends.lab import announce
-
-    results = {r.id: r for r in agent.probe(list(requests.values()))}
-    observations = []
-    for i, p in enumerate(preds):
-        r = results.get(str(i))
-        if r is None:
-            observations.append(Observation(verdict="dropped", detail="no address to send to"))
-            continue
-        xff = (r.forwarded_for or "").split(",")[0].strip() or None
-        obs = Observation(verdict=r.verdict, source_ip=r.client_ip, answered_by=r.hostname or None,
-                          forwarded_for=xff, ms=r.ms, detail=r.detail or "")
-        svc = p.target.service
-        if svc is not None and svc.lb_ip and p.target.dst_ip == svc.lb_ip and p.target.origin_kind == "client":
-            obs.elected = announce.who_has(lab.net, p.target.origin_name, svc.lb_ip)
-        observations.append(obs)
-    return observations
-
-
-def involved_nodes(pred: Prediction) -> list[str]:
-    nodes = []
-    for hop in pred.path:
-        head = hop.split(":", 1)[0].split(" ")[0]
-        if head in pred.topo.nodes and head not in nodes:
-            nodes.append(head)
-    return nodes
-
-
-def capture_retry(lab: Any, agent: Any, pred: Prediction, request: Any) -> dict[str, str]:
-    """Probe the flow once more while capturing the node network (br0) with scapy.
-
-    The retry's verdict is evidence too: a different verdict on retry means a flaky datapath,
-    which the report shows rather than hides (the first observation stays the result).
-    """
-    from netiso.backends.lab.capture import capture_during
-
-    t = pred.target
-    hosts = {t.dst_ip} | {n.ip for n in lab.topo.nodes.values()}
-    bpf = " or ".join(f"host {h}" for h in sorted(h for h in hosts if h))
-    retry: list[Any] = []
-    lines = capture_during(lab.net.switch_ns, "br0", bpf, lambda: retry.extend(agent.probe([request])))
-    out = {"capture br0": "\n".join(lines) or "(no packet crossed the node network)"}
-    if retry:
-        r = retry[0]
-        out["retry"] = f"{r.verdict} (server saw {r.client_ip}, answered by {r.hostname}, {r.ms:.1f} ms) {r.detail or ''}"
-    return out
-
-
-def check_scenario(topo: Topology, agent: Any, *, server: Any = None, evidence: bool = True) -> ScenarioResult:
-    """Build ``topo`` on the lab, probe every flow with ``agent``, judge, tear down.
-
-    Echo servers run in ``server`` (default: the same agent). A separate server process lets
-    the two cores share the work: measured 880 -> 1650 allowed probes/s on this machine.
-    """
-    server = server or agent
-    from netiso.backends.lab.lab import Lab
-
-    preds = predict_all(topo, DEFAULT_PROFILE)
+def check_scenario(topo: Topology, backend: Backend, *, evidence: bool = True,
+                   progress: Progress | None = None) -> ScenarioResult:
+    """Realize ``topo`` on ``backend``, probe every flow, judge, tear down."""
     started = time.perf_counter()
-    lab = Lab(topo)
-    lab.up()
-    namespaces: list[str] = []
+    if progress is not None:
+        progress.started(topo.name)
+    realization = backend.realize(topo)
+    probe_s = 0.0
     try:
-        namespaces = serve_endpoints(lab, server, preds)
-        requests = probe_requests(lab, preds)
+        realized = realization.topo
+        preds = predict_all(realized, DEFAULT_PROFILE)
+        realization.serve(preds)
         t0 = time.perf_counter()
-        observations = probe_flows(lab, agent, preds, requests)
+        observations = realization.probe(preds)
         probe_s = time.perf_counter() - t0
         results = []
-        for i, (pred, obs) in enumerate(zip(preds, observations, strict=True)):
-            problems = judge(topo, pred, obs)
-            if problems and evidence:
-                obs.evidence = lab.evidence(involved_nodes(pred) or list(topo.nodes))
-                if i in requests:
-                    obs.evidence.update(capture_retry(lab, agent, pred, requests[i]))
+        for pred, obs in zip(preds, observations, strict=True):
+            problems = judge(realized, pred, obs)
+            if problems and evidence and obs.verdict != "skipped":
+                obs.evidence = realization.evidence(pred, obs)
             results.append(FlowResult(pred, obs, problems))
     finally:
-        probed = [lab.net.ns_of(_origin_symbol(p)) for p in preds] if lab.net is not None else []
-        for who, spaces in ((server, namespaces), (agent, list(dict.fromkeys(probed)))):
-            for ns in spaces:
-                try:
-                    who.release(ns)  # sockets and helper threads would keep the namespace alive
-                except Exception as exc:  # a release failure must not stop the teardown
-                    log.warning("releasing %s: %s", ns, exc)
-        lab.down()
-    timings = dict(lab.timings)
+        realization.down()
+    timings = dict(realization.timings)
     timings["probe_s"] = probe_s
     timings["total_s"] = time.perf_counter() - started
-    return ScenarioResult(topo, results, timings)
+    result = ScenarioResult(realized, results, timings, backend.name)
+    if progress is not None:
+        progress.done(topo.name, flows=len(results), bad=result.mismatches, skipped=result.skipped)
+    return result
 
 
-def scenario_json(res: ScenarioResult) -> dict[str, Any]:
-    from netiso.report.document import flow_json
+def check_many(topos: list[Topology], *, jobs: int | None = None, on_result: Callable[[ScenarioResult], None] | None = None,
+               backend: Backend | None = None, evidence: bool = True, progress: Progress | None = None) -> list[ScenarioResult]:
+    """Run scenarios, ``jobs`` at a time; results come back, and ``on_result`` is called, in input order.
 
-    return {"name": res.topo.name, "description": res.topo.scenario.description,
-            "encapsulation": res.topo.encapsulation, "loadBalancer": res.topo.load_balancer,
-            "warnings": res.topo.warnings, "lab": {k: round(v, 3) for k, v in res.timings.items()},
-            "flows": [flow_json(r.pred, r.obs, r.problems) for r in res.results]}
-
-
-def check_many(topos: list[Topology], *, jobs: int = 1,
-               on_result: Any = None) -> list[ScenarioResult]:
-    """Run scenarios, ``jobs`` labs at a time (each worker thread has its own probe agent).
-
-    Labs are independent (own namespaces, own prefix), so running a few side by side only
-    overlaps the seconds a dropped probe waits. One agent process serves the echo endpoints of
-    all labs, each worker fires its probes from its own agent process. Results come back, and ``on_result`` is called,
-    in input order.
+    Without ``backend`` the lab is used (and closed at the end). Scenarios are independent (own
+    namespaces, own prefix), so running a few side by side overlaps the seconds a dropped probe
+    waits. On Ctrl-C or a backend that cannot start, scenarios not yet begun are dropped and the
+    running ones finish their own teardown (each realization is torn down in a finally block).
     """
-    import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from netiso.probe.agent import ProbeAgent
+    own = backend is None
+    if backend is None:
+        from netiso.probe.prober import start_agent_prober
 
-    local = threading.local()
-    agents: list[Any] = []
-    lock = threading.Lock()
-    server = ProbeAgent().start()  # echo servers of every lab; each worker probes from its own agent
-    agents.append(server)
-
-    def work(topo: Topology) -> ScenarioResult:
-        agent = getattr(local, "agent", None)
-        if agent is None:
-            agent = local.agent = ProbeAgent().start()
-            with lock:
-                agents.append(agent)
-        return check_scenario(topo, agent, server=server)
-
+        backend = open_backend("lab", BackendOptions(), probers=start_agent_prober)
+    workers = max(1, jobs or backend.default_jobs)
     results: list[ScenarioResult] = []
-    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    pool = ThreadPoolExecutor(max_workers=workers)
     try:
-        futures = [pool.submit(work, topo) for topo in topos]
+        futures = [pool.submit(check_scenario, topo, backend, evidence=evidence, progress=progress) for topo in topos]
         for future in futures:
             res = future.result()
             results.append(res)
             if on_result is not None:
                 on_result(res)
     except BaseException:
-        # Ctrl-C or a lab that cannot start: scenarios not yet begun are dropped; the ones
-        # running finish their own teardown (each lab tears itself down in a finally block)
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     finally:
         pool.shutdown(wait=True)
-        for agent in agents:
-            agent.stop()
+        if own:
+            backend.close()
     return results
 
 
-def _refuse_unprobeable(topos: list[Topology]) -> None:
-    """SCTP needs the sctp kernel module, which this kernel lacks (no module loading): say so up front."""
-    from netiso.model.flows import resolve_flow
+def backend_options(args: argparse.Namespace) -> BackendOptions:
+    """The backend part of the command line (check and minimal-config share it)."""
+    from netiso.cli_options import parse_pairs
 
-    for topo in topos:
-        for flow in topo.scenario.flows:
-            if resolve_flow(topo, flow).protocol == "SCTP":
-                src = topo.scenario.source
-                raise InputError("the lab probes TCP and UDP only (the kernel has no sctp module); "
-                                 "explain still predicts SCTP flows", file=src.file, document=src.index,
-                                 name=src.name, field=f"flows[{flow.index}].port")
+    return BackendOptions(
+        jobs=getattr(args, "jobs", None),
+        kubeconfig=getattr(args, "kubeconfig", None),
+        context=getattr(args, "context", None),
+        node_map=parse_pairs(getattr(args, "node_map", None) or [], "--node-map", "SCENARIO_NODE=CLUSTER_NODE"),
+        clients=parse_pairs(getattr(args, "client", None) or [], "--client", "NAME=COMMAND", split_commas=False),
+        image_registry=getattr(args, "image_registry", None),
+        keep_cluster=bool(getattr(args, "keep_cluster", False)),
+        dry_run=bool(getattr(args, "dry_run", False)),
+        out=getattr(args, "out", None),
+        profile=getattr(args, "profile", None),
+    )
+
+
+def open_for(name: str, options: BackendOptions) -> Backend:
+    """Open backend ``name`` with netiso's own probers; unknown names are bad input."""
+    from netiso.probe.prober import start_agent_prober
+
+    try:
+        return open_backend(name, options, probers=start_agent_prober)
+    except BackendUnavailable as exc:
+        raise InputError(str(exc)) from None
+
+
+def select_group(topos: Sequence[Topology], group: str | None) -> list[Topology]:
+    """Scenarios of one ``ENCAPSULATION/LOADBALANCER`` group (``loadBalancer: none`` rides with metallb)."""
+    if not group:
+        return list(topos)
+    enc, _, lb = group.partition("/")
+    from netiso.model.types import ENCAPSULATIONS, LOAD_BALANCERS
+
+    if enc not in ENCAPSULATIONS or lb not in LOAD_BALANCERS or lb == "none":
+        raise InputError(f"--group {group}: expected ENCAPSULATION/LOADBALANCER with ENCAPSULATION one of "
+                         f"{', '.join(ENCAPSULATIONS)} and LOADBALANCER metallb or openelb (e.g. vxlan/metallb)")
+    chosen = [t for t in topos if t.encapsulation == enc
+              and (t.load_balancer == lb or (t.load_balancer == "none" and lb == "metallb"))]
+    if not chosen:
+        raise InputError(f"--group {group}: no scenario of the given files is in that group")
+    return chosen
+
+
+def scenario_json(res: ScenarioResult) -> dict[str, Any]:
+    from netiso.report.document import flow_json
+
+    timings = {k: round(v, 3) for k, v in res.timings.items()}
+    out = {"name": res.topo.name, "description": res.topo.scenario.description,
+           "encapsulation": res.topo.encapsulation, "loadBalancer": res.topo.load_balancer,
+           "warnings": res.topo.warnings}
+    out["lab" if res.backend == "lab" else "timings"] = timings
+    out["flows"] = [flow_json(r.pred, r.obs, r.problems) for r in res.results]
+    return out
+
+
+def _dry_run(args: argparse.Namespace, options: BackendOptions, topos: list[Topology]) -> int:
+    if args.backend == "lab":
+        raise InputError("--dry-run writes the plan of a cluster backend (--backend kube or kind); "
+                         "the lab has nothing to plan: run `netiso check` or `netiso render`")
+    if not args.out:
+        raise InputError("--dry-run needs --out DIR (where the ordered objects and plan.txt go)")
+    backend = open_for(args.backend, options)
+    try:
+        written = backend.plan(topos, Path(args.out))
+    except BackendUnavailable as exc:
+        raise InputError(str(exc)) from None
+    print(f"dry run: {len(written)} files written to {args.out} for {len(topos)} scenarios; no cluster contacted")
+    return 0
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from netiso.backends.lab.netns import LabUnavailable
-    from netiso.backends.lab.runs import clean
     from netiso.model.addressing import load_topologies
     from netiso.report.document import document
     from netiso.report.table import check_table
 
-    if args.backend != "lab":
-        raise InputError(f"--backend {args.backend}: this build of netiso runs scenarios on the lab only; "
-                         "the kind and kube backends are not implemented yet (use --backend lab)")
     if args.report:
         Path(args.report).mkdir(parents=True, exist_ok=True)
-    topos = load_topologies(list(args.paths))
-    _refuse_unprobeable(topos)
-    from netiso.backends.lab.lab import check_prerequisites
-
-    try:
-        for topo in topos:
-            check_prerequisites(topo)
-    except LabUnavailable as exc:
-        raise InputError(str(exc)) from None
-    clean()
+    options = backend_options(args)
+    topos = select_group(load_topologies(list(args.paths)), getattr(args, "group", None))
+    if options.dry_run:
+        return _dry_run(args, options, topos)
+    progress = Progress(len(topos), sum(len(t.scenario.flows) for t in topos), backend=args.backend)
+    options.progress = progress.say
+    backend = open_for(args.backend, options)
     started = time.perf_counter()
 
     def show(res: ScenarioResult) -> None:
         print(check_table(res.topo, [(r.pred, r.obs, r.problems) for r in res.results],
                           paths=getattr(args, "show_paths", False)))
-        print(f"   lab up {res.timings.get('up_s', 0):.2f}s, probes {res.timings.get('probe_s', 0):.2f}s, "
-              f"down {res.timings.get('down_s', 0):.2f}s")
+        if res.backend == "lab":
+            print(f"   lab up {res.timings.get('up_s', 0):.2f}s, probes {res.timings.get('probe_s', 0):.2f}s, "
+                  f"down {res.timings.get('down_s', 0):.2f}s")
+        else:
+            print(f"   {res.backend}: realized, probed and removed in {res.timings.get('total_s', 0):.1f}s")
         print()
         sys.stdout.flush()
 
-    from netiso.backends.lab.ingress import ControllerStartError
-    from netiso.backends.lab.ipip import ForwarderError
-    from netiso.backends.lab.netns import LabCommandError
-    from netiso.probe.agent import AgentError
-
     try:
-        scenarios = check_many(topos, jobs=getattr(args, "jobs", None) or DEFAULT_JOBS, on_result=show)
-    except (LabUnavailable, LabCommandError, ControllerStartError, ForwarderError, AgentError) as exc:
-        # the lab tore itself down before the error got here: nothing is left half-built
-        raise InputError(f"the lab backend could not start: {exc}") from None
+        backend.preflight(topos)
+        for line in backend.clean():  # janitor: whatever a crashed run left
+            log.info("janitor: %s", line)
+        scenarios = check_many(topos, jobs=options.jobs, on_result=show, backend=backend, progress=progress)
+    except BackendUnavailable as exc:
+        # the backend removed what it had built before the error got here: nothing is left half-built
+        raise InputError(str(exc)) from None
+    except Exception as exc:
+        from netiso.probe.agent import AgentError
+
+        if isinstance(exc, AgentError):
+            raise InputError(f"the {args.backend} backend could not start: {exc}") from None
+        raise
+    finally:
+        backend.close()
+        progress.close()
     flows = sum(len(s.results) for s in scenarios)
     bad = sum(s.mismatches for s in scenarios)
-    print(f"{len(scenarios)} scenarios, {flows} flows on the lab in {time.perf_counter() - started:.1f}s: "
-          f"{flows - bad} matched, {bad} mismatched")
-    doc = document("lab", DEFAULT_PROFILE, [scenario_json(s) for s in scenarios])
+    skipped = sum(s.skipped for s in scenarios)
+    where = "on the lab" if args.backend == "lab" else f"on {args.backend}"
+    summary = f"{len(scenarios)} scenarios, {flows} flows {where} in {time.perf_counter() - started:.1f}s: " \
+              f"{flows - bad - skipped} matched, {bad} mismatched"
+    if skipped:
+        summary += f", {skipped} skipped (not probed: never counted as matched)"
+    print(summary)
+    doc = document(args.backend, DEFAULT_PROFILE, [scenario_json(s) for s in scenarios])
     if getattr(args, "baseline", None):
         from netiso.report.baseline import format_changes, load_baseline
 
@@ -328,13 +268,17 @@ def run_check(args: argparse.Namespace) -> int:
         from netiso.report.markdown import write_reports
 
         write_reports(Path(args.report), doc)
-    return 1 if bad else 0
+    return 1 if bad or skipped else 0
 
 
 def clean_command(args: argparse.Namespace) -> int:
-    from netiso.backends.lab.runs import clean
-
-    report = clean()
-    for line in report.lines():
+    backend = open_for(getattr(args, "backend", None) or "lab", backend_options(args))
+    try:
+        lines = backend.clean()
+    except BackendUnavailable as exc:
+        raise InputError(str(exc)) from None
+    finally:
+        backend.close()
+    for line in lines:
         print(line)
     return 0

@@ -42,14 +42,17 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--json", metavar="OUT")
     c.add_argument("--report", metavar="DIR", help="write JSON + Markdown reports into DIR")
     c.add_argument("--paths", dest="show_paths", action="store_true", help="print every flow's hop path")
-    c.add_argument("--jobs", type=int, default=None, metavar="N", help="labs run side by side (default 3)")
+    c.add_argument("--jobs", type=int, default=None, metavar="N", help="scenarios run side by side (lab default 3)")
     c.add_argument("--baseline", metavar="OLD.json", help="list flows whose observed outcome differs from OLD.json")
+    _cluster_options(c)
 
     m = sub.add_parser("minimal-config", help="smallest ingress whitelist per isolated project for the flows marked "
-                       "intent: wanted (--backend lab proves it)")
+                       "intent: wanted (--backend proves it)")
     m.add_argument("paths", nargs="+", metavar="FILE|DIR")
     m.add_argument("--backend", choices=("lab", "kind", "kube"))
     m.add_argument("--json", metavar="OUT")
+    m.add_argument("--jobs", type=int, default=None, metavar="N", help="proof scenarios run side by side (lab default 3)")
+    _cluster_options(m)
 
     lab = sub.add_parser("lab", help="keep a lab up for manual inspection")
     labsub = lab.add_subparsers(dest="lab_command", required=True, metavar="up|down|status")
@@ -59,8 +62,30 @@ def _parser() -> argparse.ArgumentParser:
     labsub.add_parser("down", help="tear down the kept lab")
     labsub.add_parser("status", help="show the kept lab")
 
-    sub.add_parser("clean", help="remove everything a crashed run left behind")
+    cl = sub.add_parser("clean", help="remove everything a crashed run left behind")
+    cl.add_argument("--backend", choices=("lab", "kind", "kube"), default="lab",
+                    help="whose leftovers: lab namespaces (default) or a cluster's netiso-labelled objects")
+    cl.add_argument("--kubeconfig", metavar="PATH")
+    cl.add_argument("--context", metavar="NAME")
     return p
+
+
+def _cluster_options(p: argparse.ArgumentParser) -> None:
+    """Options of the kube and kind backends (docs/scenarios.md "Additions for real clusters")."""
+    g = p.add_argument_group("kube / kind backends")
+    g.add_argument("--kubeconfig", metavar="PATH", help="kubeconfig (default: $KUBECONFIG, then ~/.kube/config)")
+    g.add_argument("--context", metavar="NAME", help="kubeconfig context (default: its current-context)")
+    g.add_argument("--node-map", action="append", metavar="SCENARIO_NODE=CLUSTER_NODE,...",
+                   help="which cluster node plays each scenario node (default: control-plane first, workers by name)")
+    g.add_argument("--client", action="append", metavar="NAME=COMMAND",
+                   help="command prefix that runs a probe on external host NAME (repeatable), e.g. "
+                        "alice='docker exec -i c1'; flows from unmapped clients are reported skipped")
+    g.add_argument("--image-registry", metavar="HOST[/PATH]", help="pull every image from this mirror (air-gapped clusters)")
+    g.add_argument("--profile", metavar="NAME", help="assert the behaviour profile when the cluster cannot show it")
+    g.add_argument("--keep-cluster", action="store_true", help="kind: keep (and reuse) the clusters after the run")
+    g.add_argument("--group", metavar="ENC/LB", help="only the scenarios of one cluster group, e.g. vxlan/metallb")
+    g.add_argument("--dry-run", action="store_true", help="write the ordered plan to --out DIR; contact no cluster")
+    g.add_argument("--out", metavar="DIR", help="where --dry-run writes NN-<kind>-<name>.yaml and plan.txt")
 
 
 def _check_out_path(path: str | None, what: str) -> None:
@@ -170,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except KeyboardInterrupt:
         # running labs have torn themselves down by now (finally blocks); say so, no traceback
-        print("netiso: interrupted; labs that were running have been torn down", file=sys.stderr)
+        print("netiso: interrupted; labs and cluster objects that were being used have been torn down", file=sys.stderr)
         return 130
 
 

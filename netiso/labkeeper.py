@@ -21,33 +21,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from netiso.backends.lab.netns import proc_start_time
+from netiso.backends.processes import proc_start_time
 from netiso.model.errors import InputError
 
 KEPT = Path("/run/netiso/kept-lab.json")
 KEPT_LOG = Path("/run/netiso/kept-lab.log")
 
 
-def _describe(lab: Any) -> dict[str, Any]:
-    net = lab.net
-    entries = {}
-    for name, n in net.nodes.items():
-        entries[f"node:{name}"] = {"netns": n.netns, "ip": n.ip}
-    for name, c in net.clients.items():
-        entries[f"client:{name}"] = {"netns": c.netns, "ip": c.ip}
-    for pod in lab.topo.pods:
-        entries[pod.symbol] = {"netns": net.ns_of(pod.symbol), "ip": pod.ip}
-    vips = {s.key: {"vip": s.lb_ip, "announcedBy": s.lb_node} for s in lab.topo.services.values() if s.lb_ip}
-    return {"prefix": lab.run.prefix, "scenario": lab.topo.name, "encapsulation": lab.topo.encapsulation,
-            "namespaces": entries, "vips": vips}
-
-
 def keeper_main(argv: list[str]) -> int:
     """The keeper process: build, serve, report ready, wait for SIGTERM, tear down."""
-    from netiso.backends.lab.lab import Lab
-    from netiso.checking import serve_pods
+    from netiso.backends import BackendOptions, BackendUnavailable, open_backend
     from netiso.model.addressing import load_topologies
-    from netiso.probe.agent import ProbeAgent
+    from netiso.probe.prober import start_agent_prober
 
     path, name = argv[0], (argv[1] if len(argv) > 1 and argv[1] else None)
     topos = load_topologies([path])
@@ -58,26 +43,28 @@ def keeper_main(argv: list[str]) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    lab = Lab(topo)
+    backend = open_backend("lab", BackendOptions(), probers=start_agent_prober)
     try:
-        lab.up()
-    except Exception as exc:
-        print(json.dumps({"error": str(exc)}), flush=True)
-        return 2
-    agent = ProbeAgent().start()
-    try:
-        lab.run.register_pid(agent.pid, "probe agent (echo servers)")
-        serve_pods(lab, agent)
-        for c in topo.clients.values():
-            agent.serve(lab.net.ns_of(c.symbol), 8080, "TCP", hostname=c.symbol)
-        info = _describe(lab)
-        info["keeper"] = os.getpid()
-        print(json.dumps(info), flush=True)
-        while not stop.wait(0.5):
-            pass
+        try:
+            realization = backend.realize(topo)
+        except (BackendUnavailable, Exception) as exc:
+            print(json.dumps({"error": str(exc)}), flush=True)
+            return 2
+        try:
+            server = getattr(realization, "server", None)
+            if server is not None and getattr(server, "pid", None):
+                realization.adopt(server.pid, "probe agent (echo servers)")  # type: ignore[attr-defined]
+            realization.serve_pods()  # type: ignore[attr-defined]
+            realization.serve_clients({c: {(8080, "TCP")} for c in topo.clients})  # type: ignore[attr-defined]
+            info = realization.describe()
+            info["keeper"] = os.getpid()
+            print(json.dumps(info), flush=True)
+            while not stop.wait(0.5):
+                pass
+        finally:
+            realization.down()
     finally:
-        agent.stop()
-        lab.down()
+        backend.close()
     return 0
 
 
@@ -101,9 +88,9 @@ def _keeper_alive(kept: dict[str, Any]) -> bool:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from netiso.backends.lab.lab import check_prerequisites
-    from netiso.backends.lab.netns import LabUnavailable
+    from netiso.backends import BackendOptions, BackendUnavailable, open_backend
     from netiso.model.addressing import load_topologies
+    from netiso.probe.prober import start_agent_prober
 
     kept = _read_kept()
     if kept and _keeper_alive(kept):
@@ -112,10 +99,13 @@ def _up(args: argparse.Namespace) -> int:
     if args.scenario and not any(t.name == args.scenario for t in topos):
         raise InputError(f"no scenario named '{args.scenario}' (scenarios: {', '.join(t.name for t in topos)})",
                          file=args.path)
+    backend = open_backend("lab", BackendOptions(), probers=start_agent_prober)
     try:
-        check_prerequisites(topos[0])
-    except LabUnavailable as exc:
+        backend.preflight([t for t in topos if args.scenario in (None, t.name)][:1])
+    except BackendUnavailable as exc:
         raise InputError(str(exc)) from None
+    finally:
+        backend.close()
     KEPT.parent.mkdir(parents=True, exist_ok=True)
     # the keeper outlives this command: it must not hold the caller's stderr (a pipe would never close)
     with open(KEPT_LOG, "w") as log_file:
@@ -163,9 +153,10 @@ def _down() -> int:
     for path in (KEPT, KEPT_LOG):
         with contextlib.suppress(OSError):
             path.unlink()
-    from netiso.backends.lab.runs import clean
+    from netiso.backends import BackendOptions, open_backend
 
-    clean()  # whatever a killed keeper left
+    backend = open_backend("lab", BackendOptions(), probers=lambda: None)  # type: ignore[arg-type,return-value]
+    backend.clean()  # whatever a killed keeper left
     print(f"lab {kept['prefix']} is down")
     return 0
 

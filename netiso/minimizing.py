@@ -1,7 +1,8 @@
-"""``netiso minimal-config``: the minimal whitelist from the oracle, proved on the lab.
+"""``netiso minimal-config``: the minimal whitelist from the oracle, proved on a backend.
 
 Top layer: :mod:`netiso.oracle.minimal` computes the answer without root; this module prints
-it, writes the contract JSON and, with ``--backend lab``, proves it on the kernel datapath.
+it, writes the contract JSON and, with ``--backend lab|kube|kind``, proves it on that backend's
+datapath (through the backend interface, like ``netiso check``).
 A proof is only worth something if it could fail, so it checks both directions:
 
 * the scenario with the minimal whitelist (rules ``minimal-<n>``): every wanted flow allowed,
@@ -138,23 +139,27 @@ def judge_lab(lab: ProofLab, observed: Sequence[str]) -> list[tuple[str | None, 
 Runner = Callable[[list[Topology]], list[Any]]
 
 
-def _lab_runner(jobs: int) -> Runner:
+def _backend_runner(jobs: int | None, backend: Any = None) -> Runner:
     def run(topos: list[Topology]) -> list[Any]:
         from netiso.checking import check_many
 
-        return check_many(topos, jobs=jobs)
+        return check_many(topos, jobs=jobs, backend=backend)
 
     return run
 
 
-def prove(results: Sequence[MinimalConfig], *, jobs: int = DEFAULT_JOBS, runner: Runner | None = None) -> list[ProofLab]:
-    """Run every proof lab (``jobs`` side by side) and set ``verified``/``proof`` on each project."""
+def prove(results: Sequence[MinimalConfig], *, jobs: int | None = DEFAULT_JOBS, runner: Runner | None = None,
+          backend: Any = None) -> list[ProofLab]:
+    """Run every proof lab (``jobs`` side by side) and set ``verified``/``proof`` on each project.
+
+    ``backend`` (from ``netiso.backends.open_backend``) defaults to the lab.
+    """
     labs = [lab for r in results for lab in proof_labs(r)]
-    outcomes = (runner or _lab_runner(jobs))([lab.topo for lab in labs])
+    outcomes = (runner or _backend_runner(jobs, backend))([lab.topo for lab in labs])
     failures: dict[int, list[tuple[str | None, str]]] = {}
     for lab, res in zip(labs, outcomes, strict=True):
         lab.timings = dict(getattr(res, "timings", {}) or {})
-        observed = [r.obs.verdict for r in res.results]
+        observed = [r.obs.verdict for r in res.results]  # skipped flows are never "allowed": no false proof
         failures.setdefault(id(lab.result), []).extend(judge_lab(lab, observed))
     for r in results:
         found = failures.get(id(r), [])
@@ -169,7 +174,7 @@ def prove(results: Sequence[MinimalConfig], *, jobs: int = DEFAULT_JOBS, runner:
 # --------------------------------------------------------------------------- output
 
 
-def minimal_table(result: MinimalConfig) -> str:
+def minimal_table(result: MinimalConfig, where: str = "lab") -> str:
     """The answer for one scenario, for people: entries with reason and neededBy, then the caveats."""
     from netiso.report.table import render_table
 
@@ -196,11 +201,11 @@ def minimal_table(result: MinimalConfig) -> str:
                 lines.append(f"  {title}:")
                 lines.extend(f"    {n.flow.label}: {n.because}" for n in notes)
         if p.verified is not None:
-            lines.append("  verified on the lab: " + ("yes" if p.verified else "NO"))
+            lines.append(f"  verified on the {where}: " + ("yes" if p.verified else "NO"))
             lines.extend(f"    ✗ {msg}" for msg in p.proof)
     for n in result.uncovered:
         lines.append(f"unwanted but outside this whitelist: {n.flow.label}: {n.because}")
-    lines.extend(f"✗ not verified on the lab: {msg}" for msg in result.proof)
+    lines.extend(f"✗ not verified on the {where}: {msg}" for msg in result.proof)
     return "\n".join(lines)
 
 
@@ -229,48 +234,35 @@ def load_wanted(paths: Sequence[str]) -> tuple[list[Scenario], list[str]]:
     return keep, skipped
 
 
-def _require_lab(results: Sequence[MinimalConfig]) -> None:
-    from netiso.backends.lab.lab import check_prerequisites
-    from netiso.backends.lab.netns import LabUnavailable
-    from netiso.model.flows import resolve_flow
-
-    for r in results:
-        topo = resolve(r.scenario)
-        for flow in r.scenario.flows:
-            if flow.intent and resolve_flow(topo, flow).protocol == "SCTP":
-                src = r.scenario.source
-                raise InputError("the lab probes TCP and UDP only (the kernel has no sctp module)", file=src.file,
-                                 document=src.index, name=src.name, field=f"flows[{flow.index}].port")
-        try:
-            check_prerequisites(topo)
-        except LabUnavailable as exc:
-            raise InputError(str(exc)) from None
-
-
 def run_minimal_config(args: argparse.Namespace) -> int:
     """The command: 0 computed (and proved, with a backend), 1 a backend did not confirm it, 2 bad input."""
     backend = getattr(args, "backend", None)
-    if backend in ("kind", "kube"):
-        raise InputError(f"--backend {backend}: this build of netiso proves minimal configurations on the lab only; "
-                         "the kind and kube backends are not implemented yet (use --backend lab, or none)")
     started = time.perf_counter()
     scenarios, skipped = load_wanted(args.paths)
     results = [minimal_config(s) for s in scenarios]
     computed = time.perf_counter() - started
     labs: list[ProofLab] = []
-    if backend == "lab":
-        _require_lab(results)
-        from netiso.backends.lab.ingress import ControllerStartError
-        from netiso.backends.lab.ipip import ForwarderError
-        from netiso.backends.lab.netns import LabCommandError, LabUnavailable
+    if backend is not None:
+        from netiso.backends import BackendUnavailable
+        from netiso.checking import backend_options, open_for
         from netiso.probe.agent import AgentError
 
+        options = backend_options(args)
+        if options.dry_run:
+            raise InputError("minimal-config has no --dry-run; use `netiso check --dry-run` on the scenario")
+        session = open_for(backend, options)
         try:
-            labs = prove(results, jobs=getattr(args, "jobs", DEFAULT_JOBS))
-        except (LabUnavailable, LabCommandError, ControllerStartError, ForwarderError, AgentError) as exc:
-            raise InputError(f"the lab backend could not start: {exc}") from None
+            session.preflight([proof.topo for r in results for proof in proof_labs(r)])
+            session.clean()
+            labs = prove(results, jobs=options.jobs, backend=session)
+        except BackendUnavailable as exc:
+            raise InputError(str(exc)) from None
+        except AgentError as exc:
+            raise InputError(f"the {backend} backend could not start: {exc}") from None
+        finally:
+            session.close()
     for r in results:
-        print(minimal_table(r))
+        print(minimal_table(r, backend or "lab"))
         print()
     if skipped:
         print(f"skipped {len(skipped)} scenarios without intent: wanted flows: {', '.join(skipped)}")
@@ -279,7 +271,7 @@ def run_minimal_config(args: argparse.Namespace) -> int:
     if labs:
         bad = sum(1 for r in results for p in r.projects if p.verified is False)
         probes = sum(len(lab.topo.scenario.flows) for lab in labs)
-        print(f"; proved on the lab with {len(labs)} labs, {probes} probes in "
+        print(f"; proved on the {backend} with {len(labs)} {'labs' if backend == 'lab' else 'scenarios'}, {probes} probes in "
               f"{time.perf_counter() - started - computed:.1f}s: {bad} projects NOT verified", end="")
     print()
     if args.json:

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from fixtures.lab import expect_scenarios, flow_failure_message
+from fixtures.backend import expect_scenarios, flow_failure_message
 from suites.founding import (
     CLIENTS,
     CONTROL_PLANE,
@@ -62,8 +62,29 @@ def scenarios(test: str) -> list[Any]:
                          if fs.id in known else []) for fs in matrix()]
 
 
+_REALIZED: dict[str, Any] = {}  # scenario name -> the topology as the backend realized it
+
+
 def observe(runner: Any, fs: FoundingScenario, case: Case) -> Any:
-    return runner(fs.topo).results[case.index]
+    res = runner(fs.topo)
+    _REALIZED[fs.topo.name] = res.topo
+    return res.results[case.index]
+
+
+def realized(fs: FoundingScenario) -> Any:
+    """Addresses as built (the lab: the address plan; a cluster: what it assigned); plan until observed."""
+    return _REALIZED.get(fs.topo.name, fs.topo)
+
+
+def host(fs: FoundingScenario, node: str) -> str:
+    """The name the backend knows a scenario node by (what MetalLB/OpenELB hash)."""
+    return realized(fs).nodes[node].host_name
+
+
+def hash_order_of(fs: FoundingScenario, nodes: list[str], vip: str) -> list[str]:
+    """``hash_order`` over the backend's node names, answered in scenario names."""
+    back = {host(fs, n): n for n in nodes}
+    return [back[h] for h in hash_order([host(fs, n) for n in nodes], vip)]
 
 
 def seen(result: Any) -> str:
@@ -85,19 +106,21 @@ def entry_node(case: Case, result: Any) -> str | None:
 
 
 def vip_of(fs: FoundingScenario, case: Case) -> str:
+    topo = realized(fs)
     if case.exposure.kind == "ingress":
-        svc = fs.topo.ingresses[f"{case.variant}/{case.exposure.obj}"].controller.service
+        svc = topo.ingresses[f"{case.variant}/{case.exposure.obj}"].controller.service
     else:
-        svc = fs.topo.services[f"{case.variant}/{case.exposure.obj}"]
+        svc = topo.services[f"{case.variant}/{case.exposure.obj}"]
     assert svc.lb_ip, f"{case.id}: no VIP allocated"
     return svc.lb_ip
 
 
 def ip_of(fs: FoundingScenario, symbol: str) -> str:
     kind, name = symbol.split(":", 1)
+    topo = realized(fs)
     if kind == "client":
-        return fs.topo.clients[name].ip
-    node = fs.topo.nodes[name]
+        return topo.clients[name].ip
+    node = topo.nodes[name]
     return node.ip if kind == "node" else str(node.tunnel_ip)
 
 
@@ -234,9 +257,9 @@ def _lb(c: Case) -> bool:
 def test_lb_local_announces_from_endpoint_node(fs: FoundingScenario, case: Case, scenario_runner: Any) -> None:
     """MetalLB (nodesWithEndpoint) and OpenELB (getServiceNodes) keep only endpoint nodes as
     candidates for Local. The VIP is chosen so that the hash alone would pick another node."""
-    eligible = [OTHER_NODE, ENDPOINT_NODE] + ([CONTROL_PLANE] if case.lb == "openelb" else [])
-    assert hash_order(eligible, vip_of(fs, case))[0] != ENDPOINT_NODE, "VIP plan: this case would prove nothing"
     result = observe(scenario_runner, fs, case)
+    eligible = [OTHER_NODE, ENDPOINT_NODE] + ([CONTROL_PLANE] if case.lb == "openelb" else [])
+    assert hash_order_of(fs, eligible, vip_of(fs, case))[0] != ENDPOINT_NODE, "VIP plan: this case would prove nothing"
     assert result.obs.elected in endpoint_nodes(fs, case), f"{case.id}: VIP answered by {result.obs.elected}"
 
 
@@ -251,9 +274,9 @@ def test_metallb_never_elects_control_plane(fs: FoundingScenario, case: Case, sc
     assert result.obs.elected is not None, f"{case.id}: nobody answered ARP for {vip}"
     assert result.obs.elected != CONTROL_PLANE, f"{case.id}: {vip} announced by the control-plane"
     if case.exposure.etp == "Cluster":
-        assert result.obs.elected == hash_order([ENDPOINT_NODE, OTHER_NODE], vip)[0], (
+        assert result.obs.elected == hash_order_of(fs, [ENDPOINT_NODE, OTHER_NODE], vip)[0], (
             f"{case.id}: {vip} announced by {result.obs.elected}, the hash order says "
-            f"{hash_order([ENDPOINT_NODE, OTHER_NODE], vip)[0]}")
+            f"{hash_order_of(fs, [ENDPOINT_NODE, OTHER_NODE], vip)[0]}")
 
 
 def _ingress_reachable(c: Case) -> bool:
@@ -328,7 +351,7 @@ def derive_entry(fs: FoundingScenario, shop_alice: Any, infra_bob: Any) -> str:
     the entry); otherwise, if alice passes on her CIDR alone, the client CIDR is enough."""
     if infra_bob.obs.verdict == "allowed":
         ip = infra_bob.obs.source_ip
-        pod = fs.topo.pod_by_ip(ip) if ip else None
+        pod = realized(fs).pod_by_ip(ip) if ip else None
         return f"project:{pod.project}" if pod else seen(infra_bob)
     return "client-cidr" if shop_alice.obs.verdict == "allowed" else "unreachable"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fixtures.lab import flow_failure_message
+from fixtures.backend import flow_failure_message
 
 
 def test_flow(scenario_flow: tuple[Any, int], scenario_runner: Any) -> None:

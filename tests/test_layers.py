@@ -174,3 +174,32 @@ def test_fixtures_and_suites_are_the_top_layer(path: Path) -> None:
         if e.target.startswith("netiso."):
             head = ROOT.joinpath(*e.target.split(".")[:2])
             assert head.is_dir() or head.with_suffix(".py").is_file(), f"{path}:{e.line} imports {e.target}"
+
+
+# --------------------------------------------------------------------------- the backend interface
+
+BACKEND_PUBLIC = ("netiso.backends", "netiso.backends.base", "netiso.backends.processes", "netiso.backends.trace_parse")
+
+
+def backend_internals(edges: list[Edge]) -> list[str]:
+    """Imports of a backend's own modules (``netiso.backends.lab.*``...) from above the backends layer."""
+    out = []
+    for e in edges:
+        if not e.target.startswith("netiso.backends") or e.target in BACKEND_PUBLIC:
+            continue
+        if layer_of(e.module) != "backends":
+            out.append(f"{e.module}:{e.line} imports {e.target}")
+    return out
+
+
+def test_internals_checker_flags_a_lab_import_from_the_top() -> None:
+    assert backend_internals(imports_of("from netiso.backends.lab.lab import Lab\n", "netiso.checking"))
+    assert not backend_internals(imports_of("from netiso.backends import open_backend\n", "netiso.checking"))
+    assert not backend_internals(imports_of("from netiso.backends.lab import topology\n", "netiso.backends.kube.x"))
+
+
+@pytest.mark.parametrize("path", [*package_modules(), *outside_modules()], ids=lambda p: str(p.relative_to(ROOT)))
+def test_nothing_above_backends_imports_a_backends_internals(path: Path) -> None:
+    # checking, minimizing, the lab keeper, the probe and report layers and the pytest fixtures speak
+    # only to netiso.backends (open_backend) and netiso.backends.base (the interface)
+    assert backend_internals(edges_of(path)) == []

@@ -29,6 +29,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from netiso.model.types import Topology
@@ -58,6 +59,7 @@ class LocalProbe:
     host: str | None = None
     timeout: float = 1.0
     connect_timeout: float | None = None
+    trace: bool = False  # trace the first packet (the prober runs monitors in the node namespaces)
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ class LocalResult:
     forwarded_for: str | None = None
     ms: float = 0.0
     detail: str = ""
+    path: list[dict[str, Any]] = field(default_factory=list)  # trace hops of the first packet
+    decided_by: str | None = None  # the deciding rule (netiso.oracle.decided vocabulary)
 
 
 class Prober(Protocol):
@@ -159,6 +163,10 @@ class Backend(abc.ABC):
     def clean(self) -> list[str]:
         """Remove what crashed runs left (the janitor); returns one line per thing removed."""
         return []
+
+    def plan(self, topos: Sequence[Topology], out_dir: Path) -> list[Path]:
+        """``--dry-run``: write the ordered objects and steps into ``out_dir``; contacts nothing."""
+        raise BackendUnavailable(f"--dry-run is not available for the {self.name} backend")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """End the session (probe agents, API connections)."""

@@ -26,6 +26,7 @@ from netiso.model.symbols import parse_symbol
 from netiso.model.tenancy import KUBE_DNS
 from netiso.model.types import (
     ClientInfo,
+    ClusterFacts,
     ControllerInfo,
     IngressInfo,
     NodeInfo,
@@ -40,41 +41,55 @@ from netiso.model.types import (
 CONTROLLER_PORT = Port(80, "TCP", "http")
 
 
-def resolve(scenario: Scenario) -> Topology:
-    """Resolve every address of ``scenario`` (see the module docstring for the plan)."""
+def resolve(scenario: Scenario, facts: ClusterFacts | None = None) -> Topology:
+    """Resolve every address of ``scenario`` (see the module docstring for the plan).
+
+    With ``facts`` (a real cluster's assignments, see ClusterFacts) those win over the plan and
+    the LoadBalancer election hashes the cluster's node names; names and symbols stay the
+    scenario's.
+    """
+    facts = facts or ClusterFacts()
     plan = scenario.cluster.network
     enc = scenario.cluster.encapsulation
-    node_net = ipaddress.ip_network(plan.nodeNetwork)
-    pod_net = ipaddress.ip_network(plan.podNetwork)
-    svc_net = ipaddress.ip_network(plan.serviceNetwork)
+    node_net = ipaddress.ip_network(facts.node_network or plan.nodeNetwork, strict=False)
+    plan_pod_net = ipaddress.ip_network(plan.podNetwork)
+    pod_net = ipaddress.ip_network(facts.pod_network or plan.podNetwork, strict=False)
+    svc_net = ipaddress.ip_network(facts.service_network or plan.serviceNetwork, strict=False)
+    plan_svc_net = ipaddress.ip_network(plan.serviceNetwork)
     multi = len(scenario.cluster.nodes) > 1
 
     nodes: dict[str, NodeInfo] = {}
+    plan_blocks: dict[str, ipaddress.IPv4Network | ipaddress.IPv6Network] = {}
     for i, name in enumerate(scenario.cluster.nodes):
-        base = pod_net.network_address + i * 256
-        block = ipaddress.ip_network(f"{base}/{plan.blockSize}")
+        base = plan_pod_net.network_address + i * 256
+        block = plan_blocks[name] = ipaddress.ip_network(f"{base}/{plan.blockSize}")
+        plan_node_ip = str(ipaddress.ip_network(plan.nodeNetwork).network_address + 10 + i)
         nodes[name] = NodeInfo(
-            name=name, index=i, ip=str(node_net.network_address + 10 + i), block=str(block),
-            tunnel_ip=None if enc == "direct" else str(block.network_address),
-            lb_excluded=multi and i == 0,
+            name=name, index=i, ip=facts.node_ips.get(name, plan_node_ip), block=facts.blocks.get(name, str(block)),
+            tunnel_ip=(facts.tunnel_ips[name] if name in facts.tunnel_ips else
+                       None if enc == "direct" else str(block.network_address)),
+            lb_excluded=facts.lb_excluded.get(name, multi and i == 0),
+            cluster_name=facts.node_names.get(name, ""),
         )
-    clients = {c: ClientInfo(c, str(node_net.network_address + 100 + j))
+    plan_node_net = ipaddress.ip_network(plan.nodeNetwork)
+    clients = {c: ClientInfo(c, facts.client_ips.get(c, str(plan_node_net.network_address + 100 + j)))
                for j, c in enumerate(scenario.cluster.clients)}
 
     next_host = {n: 1 for n in nodes}
 
-    def pod_ip(node: str) -> str:
-        block = ipaddress.ip_network(nodes[node].block)
+    def pod_ip(node: str, symbol: str) -> str:
+        block = plan_blocks[node]
         ip = block.network_address + next_host[node]
         next_host[node] += 1
         if ip not in block or ip == block.broadcast_address:
             raise ValueError(f"node {node}: pod block {block} is full")
-        return str(ip)
+        return facts.pod_ips.get(symbol, str(ip))
 
     pods: list[PodInfo] = []
     for w in scenario.workloads:
         for node in w.nodes:
-            pods.append(PodInfo(w.project, w.name, node, pod_ip(node), dict(w.labels), w.ports))
+            pods.append(PodInfo(w.project, w.name, node, pod_ip(node, f"pod:{w.project}/{w.name}@{node}"),
+                                dict(w.labels), w.ports))
 
     # one controller per distinct (project, node, exposure, etp)
     controllers: dict[tuple[str, str, str, str], PodInfo] = {}
@@ -84,7 +99,7 @@ def resolve(scenario: Scenario) -> Topology:
         if key not in controllers:
             suffix = "" if not controllers else f"-{len(controllers)}"
             name = f"ingress-controller{suffix}"
-            controllers[key] = PodInfo(c.project, name, c.node, pod_ip(c.node),
+            controllers[key] = PodInfo(c.project, name, c.node, pod_ip(c.node, f"pod:{c.project}/{name}@{c.node}"),
                                        {"app": name, "app.kubernetes.io/component": "controller"},
                                        (CONTROLLER_PORT,), role="ingress-controller")
     pods.extend(controllers.values())
@@ -100,13 +115,14 @@ def resolve(scenario: Scenario) -> Topology:
         nonlocal svc_index, node_port, hc_port
         if len(ports) > 1:  # Kubernetes requires names on multi-port Services (render names them alike)
             ports = tuple(p if p.name else Port(p.port, p.protocol, f"{p.protocol.lower()}-{p.port}") for p in ports)
-        cluster_ip = str(svc_net.network_address + 100 + svc_index)
+        key = f"{project}/{name}"
+        cluster_ip = facts.cluster_ips.get(key, str(plan_svc_net.network_address + 100 + svc_index))
         svc_index += 1
         sports = []
         for p in ports:
             np = None
             if stype in ("NodePort", "LoadBalancer"):
-                np = node_port
+                np = facts.node_ports.get(f"{key} {p}", node_port)
                 node_port += 1
             sports.append(ServicePortInfo(p, np))
         endpoints = tuple(p for p in pods if p.project == project and matches({"matchLabels": selector}, p.labels))
@@ -118,13 +134,18 @@ def resolve(scenario: Scenario) -> Topology:
                 lb_ip = next(pool)
             except StopIteration:
                 raise ValueError(f"loadBalancerPool {plan.loadBalancerPool} is exhausted") from None
+            lb_ip = facts.lb_ips.get(key, lb_ip)
             if etp == "Local":
-                hc = hc_port
+                hc = facts.health_check_node_ports.get(key, hc_port)
                 hc_port += 1
-            cands = tuple(election.candidates(
-                scenario.cluster.loadBalancer, [(n.name, n.lb_excluded) for n in nodes.values()], etp,
-                [p.node for p in endpoints]))
-            lb_node = election.elect(cands, lb_ip)
+            # the election hashes the names the cluster knows its nodes by
+            real = {n: info.host_name for n, info in nodes.items()}
+            back = {v: k for k, v in real.items()}
+            cands = tuple(back[c] for c in election.candidates(
+                scenario.cluster.loadBalancer, [(real[n.name], n.lb_excluded) for n in nodes.values()], etp,
+                [real[p.node] for p in endpoints]))
+            elected = election.elect([real[c] for c in cands], lb_ip)
+            lb_node = back[elected] if elected is not None else None
         return ServiceInfo(project, name, stype, etp, dict(selector), tuple(sports), cluster_ip, endpoints,
                            lb_ip, hc, cands, lb_node, role)
 
@@ -153,7 +174,8 @@ def resolve(scenario: Scenario) -> Topology:
             controller_infos[(c.project, c.node, c.exposure, c.externalTrafficPolicy)])
 
     dns = ServiceInfo(KUBE_DNS.namespace, KUBE_DNS.name, "ClusterIP", "Cluster", dict(KUBE_DNS.selector),
-                      tuple(ServicePortInfo(p, None) for p in KUBE_DNS.ports), str(svc_net.network_address + 10), ())
+                      tuple(ServicePortInfo(p, None) for p in KUBE_DNS.ports),
+                      facts.dns_ip or str(plan_svc_net.network_address + 10), ())
 
     topo = Topology(
         scenario=scenario, encapsulation=enc, load_balancer=scenario.cluster.loadBalancer,

@@ -30,6 +30,7 @@ from netiso.model.types import PodInfo, Port, ServiceInfo, Topology
 AGNHOST_IMAGE = "registry.k8s.io/e2e-test-images/agnhost:2.66.1"
 INGRESS_NGINX_IMAGE = "registry.k8s.io/ingress-nginx/controller:v1.15.1"
 INGRESS_CLASS = "nginx"
+CONTROLLER_CLASS = "k8s.io/ingress-nginx"
 BACKENDS = ("lab", "kind", "kube")
 
 METALLB_NAMESPACE = "metallb-system"
@@ -147,8 +148,19 @@ def workload_pod(pod: PodInfo) -> dict[str, Any]:
     return _pod(pod, containers)
 
 
-def controller_pod(pod: PodInfo, service_name: str) -> dict[str, Any]:
+def controller_pod(
+    pod: PodInfo,
+    service_name: str,
+    *,
+    ingress_class: str = INGRESS_CLASS,
+    controller_class: str = CONTROLLER_CLASS,
+    watch_without_class: bool = True,
+) -> dict[str, Any]:
     """The ingress-nginx controller pod, pinned to its node, watching class ``nginx``.
+
+    The keyword arguments let a cluster backend give the controller a class of its own (the
+    kube backend: ``netiso-<run>``, ``--watch-ingress-without-class=false``) so that it never
+    serves, or is served by, an ingress-nginx the cluster already runs.
 
     RBAC, ServiceAccount and the IngressClass come with the ingress-nginx install of the cluster
     backend; this pod only fixes placement, labels and the publish Service.
@@ -165,9 +177,9 @@ def controller_pod(pod: PodInfo, service_name: str) -> dict[str, Any]:
             "/nginx-ingress-controller",
             f"--publish-service=$(POD_NAMESPACE)/{service_name}",
             f"--election-id={service_name}-leader",
-            "--controller-class=k8s.io/ingress-nginx",
-            f"--ingress-class={INGRESS_CLASS}",
-            "--watch-ingress-without-class=true",
+            f"--controller-class={controller_class}",
+            f"--ingress-class={ingress_class}",
+            f"--watch-ingress-without-class={'true' if watch_without_class else 'false'}",
         ],
         "env": [
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -213,7 +225,9 @@ def service(svc: ServiceInfo, load_balancer: str, backend: str = "lab") -> dict[
     return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec}
 
 
-def ingress(project: str, name: str, host: str, service_name: str, port: int) -> dict[str, Any]:
+def ingress(
+    project: str, name: str, host: str, service_name: str, port: int, ingress_class: str = INGRESS_CLASS
+) -> dict[str, Any]:
     """A networking.k8s.io/v1 Ingress: one host, path ``/`` to one Service port, class ``nginx``.
 
     >>> ingress("shop", "web", "web.example", "web", 8080)["spec"]["rules"][0]["host"]
@@ -225,7 +239,7 @@ def ingress(project: str, name: str, host: str, service_name: str, port: int) ->
         "kind": "Ingress",
         "metadata": {"name": name, "namespace": project},
         "spec": {
-            "ingressClassName": INGRESS_CLASS,
+            "ingressClassName": ingress_class,
             "rules": [{"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}],
         },
     }
@@ -255,6 +269,11 @@ def lb_pool_objects(load_balancer: str, pool: str) -> list[dict[str, Any]]:
              "spec": {"address": pool, "protocol": "layer2", "interface": OPENELB_INTERFACE}},
         ]
     return []
+
+
+def ingress_controllers(topology: Topology) -> list[tuple[PodInfo, ServiceInfo]]:
+    """Distinct ingress controllers as (pod, Service), in the order ``render_objects`` emits them."""
+    return _controllers(topology)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -331,6 +350,15 @@ def _http_port(group: Mapping[str, Port]) -> int:
         if proto in group:
             return group[proto].port
     raise ValueError("empty port group")
+
+
+def plain(value: Any) -> Any:
+    """A deep copy of ``value`` as plain dicts/lists (what backends may mutate and YAML-dump).
+
+    >>> plain({"a": (1, {"b": 2})})
+    {'a': [1, {'b': 2}]}
+    """
+    return _plain(value)
 
 
 def _plain(value: Any) -> Any:

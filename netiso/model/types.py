@@ -184,6 +184,34 @@ class Scenario:
         return next((w for w in self.workspaces if w.name == name), None)
 
 
+@dataclass(frozen=True)
+class ClusterFacts:
+    """What a real cluster assigned, overriding the address plan (kube and kind backends).
+
+    The oracle predicts a cluster run for the topology *as realized*: real node, tunnel, pod,
+    client and service addresses, real node ports and VIPs, and the LoadBalancer election hashed
+    over the cluster's node names (MetalLB/OpenELB hash ``node#ip``), so a prediction is for that
+    cluster, not for the lab's defaults. Keys are scenario names and symbols, so reports keep
+    speaking the scenario's language. Anything missing keeps the address plan's value.
+    """
+
+    node_names: Mapping[str, str] = field(default_factory=dict)  # scenario node -> cluster node name
+    node_ips: Mapping[str, str] = field(default_factory=dict)  # scenario node -> InternalIP
+    tunnel_ips: Mapping[str, str | None] = field(default_factory=dict)  # scenario node -> Calico tunnel IP
+    lb_excluded: Mapping[str, bool] = field(default_factory=dict)  # scenario node -> exclusion label present
+    blocks: Mapping[str, str] = field(default_factory=dict)  # scenario node -> its affine pod block (CIDR)
+    client_ips: Mapping[str, str] = field(default_factory=dict)  # client name -> its address
+    pod_ips: Mapping[str, str] = field(default_factory=dict)  # pod symbol (pod:P/W@N) -> IP
+    cluster_ips: Mapping[str, str] = field(default_factory=dict)  # service key P/S -> ClusterIP
+    node_ports: Mapping[str, int] = field(default_factory=dict)  # "P/S 8080/TCP" -> nodePort
+    health_check_node_ports: Mapping[str, int] = field(default_factory=dict)  # service key -> port
+    lb_ips: Mapping[str, str] = field(default_factory=dict)  # service key -> VIP
+    dns_ip: str | None = None  # kube-dns ClusterIP
+    node_network: str | None = None
+    pod_network: str | None = None
+    service_network: str | None = None
+
+
 # --------------------------------------------------------------------------- resolved topology
 
 
@@ -195,10 +223,16 @@ class NodeInfo:
     block: str  # the node's affine pod block (CIDR)
     tunnel_ip: str | None  # first address of the block in ipip/vxlan mode, None in direct
     lb_excluded: bool  # carries node.kubernetes.io/exclude-from-external-load-balancers
+    cluster_name: str = ""  # the name a real cluster knows this node by ("" on the lab: the scenario name)
 
     @property
     def symbol(self) -> str:
         return f"node:{self.name}"
+
+    @property
+    def host_name(self) -> str:
+        """The node's name in the cluster (what MetalLB/OpenELB hash, what ``nodeName`` pins to)."""
+        return self.cluster_name or self.name
 
 
 @dataclass(frozen=True)

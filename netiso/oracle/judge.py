@@ -8,6 +8,7 @@ the same X-Forwarded-For. Explicit expectations are checked on top; both must ho
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from netiso.model.addressing import symbols_of
 from netiso.model.types import Topology
@@ -18,7 +19,7 @@ from netiso.oracle.predict import Prediction, ips_of, source_symbol
 class Observation:
     """What one probe saw (the backend-independent result schema)."""
 
-    verdict: str  # allowed | dropped | refused | error
+    verdict: str  # allowed | dropped | refused | error | skipped (the backend could not probe it: detail says why)
     source_ip: str | None = None  # the client address the server saw
     answered_by: str | None = None  # symbol of the answering pod/client (from its hostname)
     forwarded_for: str | None = None  # first X-Forwarded-For entry, ingress flows
@@ -26,10 +27,14 @@ class Observation:
     detail: str = ""
     elected: str | None = None  # LoadBalancer flows: the node that answered ARP for the VIP
     evidence: dict[str, str] = field(default_factory=dict)
+    path: list[dict[str, Any]] = field(default_factory=list)  # traced rules of the first packet (TraceHop dicts)
+    decided_by: str | None = None  # the deciding rule the trace shows (netiso.oracle.decided words)
 
 
 def judge(topo: Topology, pred: Prediction, obs: Observation) -> list[str]:
     """Problems with ``obs`` (empty list: it matches)."""
+    if obs.verdict == "skipped":
+        return [f"not probed: {obs.detail or 'the backend could not probe this flow'}"]
     problems: list[str] = []
     candidates = [o for o in pred.outcomes if o.verdict == obs.verdict]
     if not candidates:
@@ -49,6 +54,7 @@ def judge(topo: Topology, pred: Prediction, obs: Observation) -> list[str]:
                 if obs.forwarded_for not in xff_ok:
                     problems.append(f"X-Forwarded-For {obs.forwarded_for}, predicted "
                                     f"{' or '.join(sorted(xff_ok))}")
+    problems += _reason_problems(pred, obs, candidates)
     svc = pred.target.service
     if svc is not None and svc.lb_ip and obs.elected is not None and obs.elected != svc.lb_node:
         problems.append(f"VIP answered by node:{obs.elected}, predicted node:{pred.target.service.lb_node}")
@@ -66,6 +72,20 @@ def judge(topo: Topology, pred: Prediction, obs: Observation) -> list[str]:
                 problems.append(f"scenario expects forwardedFor {', '.join(exp.forwardedFor)}, observed "
                                 f"{obs.forwarded_for}")
     return problems
+
+
+def _reason_problems(pred: Prediction, obs: Observation, candidates: list[Any]) -> list[str]:
+    """A verdict right for the wrong reason: both sides name a deciding rule and they differ."""
+    if not obs.decided_by or not candidates:
+        return []
+    if obs.verdict == "allowed":
+        by_endpoint = [o for o in candidates if o.receiver == obs.answered_by]
+        candidates = by_endpoint or candidates
+    predicted = {d for o, d in zip(pred.outcomes, pred.outcome_decided_by, strict=True)
+                 if d is not None and any(o is c for c in candidates)}
+    if not predicted or obs.decided_by in predicted:
+        return []
+    return [f"decided by {obs.decided_by}, predicted {' or '.join(sorted(predicted))}"]
 
 
 def describe(topo: Topology, ip: str | None, pred: Prediction) -> str:

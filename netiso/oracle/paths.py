@@ -50,18 +50,44 @@ class PolicyCheck:
     decision: Decision
 
 
+@dataclass(frozen=True)
+class Step:
+    """What a hop did, in structure: where it happened, which kind of step, the packet after it.
+
+    Read by the path diagrams (netiso/report/diagram.py) so they never parse the hop text. Kinds:
+    send, arp, service (kube-proxy matched a service, no DNAT yet), dnat, snat, policy, filter
+    (kube-proxy's filter verdict), tunnel / forward (to the next node), deliver, refuse, drop,
+    proxy (ingress-nginx), note.
+    """
+
+    at: str  # symbol of the place: client:alice, node:w1, pod:ns/name@w1
+    kind: str
+    src: str | None = None  # the packet's source address after this step
+    dst: str | None = None  # ... and its destination
+    alts: tuple[str, ...] = ()  # other sources MASQUERADE may have picked
+    to: str | None = None  # tunnel / forward / arp: the next place's symbol
+    via: str | None = None  # tunnel / forward: the device (tunl0, vxlan.calico, eth0)
+    verdict: str | None = None  # set when the walk ends here: allowed | dropped | refused
+    direction: str | None = None  # policy: ingress | egress
+    decision: Decision | None = None  # policy: the decision taken
+    rule: str | None = None  # service / snat / filter: the chain or rule that acted, e.g. "KUBE-POSTROUTING"
+
+
 class Hop(str):
     """A hop line; one that reports an ingress policy decision also carries it as ``check``.
 
     A plain ``str`` everywhere (JSON, reports); consumers that reason about *why* a flow was
-    admitted or dropped (minimal-config) read ``check`` instead of parsing the text.
+    admitted or dropped (minimal-config) read ``check`` instead of parsing the text, diagrams
+    read ``step``.
     """
 
     check: PolicyCheck | None
+    step: Step | None
 
-    def __new__(cls, text: str, check: PolicyCheck | None = None) -> Hop:
+    def __new__(cls, text: str, check: PolicyCheck | None = None, step: Step | None = None) -> Hop:
         hop = super().__new__(cls, text)
         hop.check = check
+        hop.step = step
         return hop
 
 
@@ -123,8 +149,9 @@ class PathEngine:
             assert origin.pod is not None
             pod = origin.pod
             pkt = replace(pkt, src=pod.ip)
-            hops.append(f"{pod.symbol} ({pod.ip}) sends to {self._short(pkt.dst)} {pkt.dport}/{pkt.proto} "
-                        f"via its default route 169.254.1.1 (proxy-ARP on the host side)")
+            hops.append(Hop(f"{pod.symbol} ({pod.ip}) sends to {self._short(pkt.dst)} {pkt.dport}/{pkt.proto} "
+                            f"via its default route 169.254.1.1 (proxy-ARP on the host side)",
+                            step=Step(pod.symbol, "send", pod.ip, pkt.dst, to=f"node:{pod.node}")))
             return list(self._at_node(self.topo.nodes[pod.node], pkt, hops, from_pod=pod, local=False))
         node = self.topo.nodes[origin.name]
         src = self._host_source(node, pkt.dst)
@@ -135,8 +162,9 @@ class PathEngine:
             # first global address of the node, as for same-node MASQUERADE (either is acceptable)
             picks = self._out_addresses(node, "cali")
             src, alts = picks[0], tuple(picks[1:])
-        hops.append(f"node:{node.name} (host network) sends to {self._short(pkt.dst)} {pkt.dport}/{pkt.proto}, "
-                    f"source address {self._alts([src, *alts])} chosen by the route")
+        hops.append(Hop(f"node:{node.name} (host network) sends to {self._short(pkt.dst)} {pkt.dport}/{pkt.proto}, "
+                        f"source address {self._alts([src, *alts])} chosen by the route",
+                        step=Step(node.symbol, "send", src, pkt.dst, alts)))
         return list(self._at_node(node, replace(pkt, src=src, src_alts=alts), hops, from_pod=None, local=True))
 
     # ------------------------------------------------------------------ origins
@@ -148,25 +176,30 @@ class PathEngine:
         node = next((n for n in self.topo.nodes.values() if dst in self._local_addrs(n) and dst == n.ip), None)
         lb = next((s for s in self.topo.services.values() if s.lb_ip == dst), None)
         if owner is not None:
-            hops.append(f"client:{name} ({client.ip}) routes {owner.block} via node:{owner.name} "
-                        "(the external router knows the pod routes)")
+            hops.append(Hop(f"client:{name} ({client.ip}) routes {owner.block} via node:{owner.name} "
+                            "(the external router knows the pod routes)",
+                            step=Step(client.symbol, "send", client.ip, dst, to=owner.symbol, via="router")))
             yield from self._at_node(owner, pkt, hops, from_pod=None, local=False)
         elif node is not None:
-            hops.append(f"client:{name} ({client.ip}) → node:{node.name} ({dst}:{pkt.dport}/{pkt.proto}) on the node network")
+            hops.append(Hop(f"client:{name} ({client.ip}) → node:{node.name} ({dst}:{pkt.dport}/{pkt.proto}) on the node network",
+                            step=Step(client.symbol, "send", client.ip, dst, to=node.symbol, via="eth0")))
             yield from self._at_node(node, pkt, hops, from_pod=None, local=False)
         elif lb is not None:
             if lb.lb_node is None:
                 why = ("no node has a ready endpoint" if not lb.endpoints else
                        "no eligible node (externalTrafficPolicy Local and no endpoint on an announcing node)")
-                hops.append(f"client:{name}: ARP for VIP {dst} gets no answer: {self.topo.load_balancer} announces it "
-                            f"from no node ({why}) → dropped")
+                hops.append(Hop(f"client:{name}: ARP for VIP {dst} gets no answer: {self.topo.load_balancer} announces it "
+                                f"from no node ({why}) → dropped",
+                                step=Step(client.symbol, "arp", client.ip, dst, verdict="dropped")))
                 yield Outcome("dropped", hops)
                 return
-            hops.append(f"client:{name}: ARP for VIP {dst} answered by node:{lb.lb_node} "
-                        f"({self.topo.load_balancer} elected it among {', '.join(lb.lb_candidates)})")
+            hops.append(Hop(f"client:{name}: ARP for VIP {dst} answered by node:{lb.lb_node} "
+                            f"({self.topo.load_balancer} elected it among {', '.join(lb.lb_candidates)})",
+                            step=Step(client.symbol, "arp", client.ip, dst, to=f"node:{lb.lb_node}", via="eth0")))
             yield from self._at_node(self.topo.nodes[lb.lb_node], pkt, hops, from_pod=None, local=False)
         else:
-            hops.append(f"client:{name} has no route to {dst} → dropped")
+            hops.append(Hop(f"client:{name} has no route to {dst} → dropped",
+                            step=Step(client.symbol, "drop", client.ip, dst, verdict="dropped")))
             yield Outcome("dropped", hops)
 
     def _host_source(self, node: NodeInfo, dst: str) -> str:
@@ -187,6 +220,7 @@ class PathEngine:
     def _route(self, node: NodeInfo, pkt: Packet, hops: list[str], *, from_pod: PodInfo | None, local: bool,
                deferred: tuple[str, str] | None) -> Iterator[Outcome]:
         n = node.name
+        at = node.symbol
         dst_pod = self.topo.pod_by_ip(pkt.dst)
         is_local_addr = pkt.dst in self._local_addrs(node)
         if is_local_addr and not local:
@@ -194,15 +228,20 @@ class PathEngine:
             if from_pod is not None:
                 d = self.policy.egress(from_pod, pkt.dst, None, pkt.dport, pkt.proto)
                 if not d.allowed:
-                    hops.append(f"{n}: INPUT cali-wl-to-host: {d.reason} → dropped")
+                    hops.append(Hop(f"{n}: INPUT cali-wl-to-host: {d.reason} → dropped",
+                                    step=Step(at, "policy", pkt.src, pkt.dst, verdict="dropped", direction="egress",
+                                              decision=d)))
                     yield Outcome("dropped", hops)
                     return
             if deferred:
-                hops.append(f"{n}: INPUT {deferred[1]}")
+                hops.append(Hop(f"{n}: INPUT {deferred[1]}",
+                                step=Step(at, "filter", pkt.src, pkt.dst, verdict=deferred[0],
+                                          rule=deferred[1].split(":", 1)[0])))
                 yield Outcome(deferred[0], hops)
                 return
-            hops.append(f"{n}: nothing listens on {self._short(pkt.dst)} {pkt.dport}/{pkt.proto} → "
-                        f"{'RST' if pkt.proto == 'TCP' else 'ICMP port unreachable'} → refused")
+            hops.append(Hop(f"{n}: nothing listens on {self._short(pkt.dst)} {pkt.dport}/{pkt.proto} → "
+                            f"{'RST' if pkt.proto == 'TCP' else 'ICMP port unreachable'} → refused",
+                            step=Step(at, "refuse", pkt.src, pkt.dst, verdict="refused")))
             yield Outcome("refused", hops)
             return
         # where does it go?
@@ -211,7 +250,8 @@ class PathEngine:
         elif self.in_pods(pkt.dst):
             owner = self._block_owner(pkt.dst)
             if owner is None or owner.name == n:
-                hops.append(f"{n}: {pkt.dst} is in no allocated pod (blackhole route of the block) → dropped")
+                hops.append(Hop(f"{n}: {pkt.dst} is in no allocated pod (blackhole route of the block) → dropped",
+                                step=Step(at, "drop", pkt.src, pkt.dst, verdict="dropped")))
                 yield Outcome("dropped", hops)
                 return
             out, nxt = self.dev, owner
@@ -220,7 +260,8 @@ class PathEngine:
         elif deferred:
             out, nxt = "default", None  # a real node routes it by its default route; kube-proxy's filter decides
         else:
-            hops.append(f"{n}: no route to {pkt.dst} inside the cluster (not DNATed) → dropped")
+            hops.append(Hop(f"{n}: no route to {pkt.dst} inside the cluster (not DNATed) → dropped",
+                            step=Step(at, "drop", pkt.src, pkt.dst, verdict="dropped")))
             yield Outcome("dropped", hops)
             return
         chain = "OUTPUT" if local else "FORWARD"
@@ -228,11 +269,14 @@ class PathEngine:
             if from_pod is not None:
                 d = self.policy.egress(from_pod, pkt.dst, dst_pod, pkt.dport, pkt.proto)
                 if not d.allowed:
-                    hops.append(f"{n}: FORWARD cali-from-wl-dispatch (egress of {from_pod.symbol}): {d.reason} → dropped")
+                    hops.append(Hop(f"{n}: FORWARD cali-from-wl-dispatch (egress of {from_pod.symbol}): {d.reason} → dropped",
+                                    step=Step(at, "policy", pkt.src, pkt.dst, verdict="dropped", direction="egress",
+                                              decision=d)))
                     yield Outcome("dropped", hops)
                     return
                 if d.isolated:
-                    hops.append(f"{n}: FORWARD egress of {from_pod.symbol}: {d.reason}")
+                    hops.append(Hop(f"{n}: FORWARD egress of {from_pod.symbol}: {d.reason}",
+                                    step=Step(at, "policy", pkt.src, pkt.dst, direction="egress", decision=d)))
             if out == "cali":
                 assert dst_pod is not None
                 src_pod = self.topo.pod_by_ip(pkt.src)
@@ -240,16 +284,20 @@ class PathEngine:
                 check = PolicyCheck(dst_pod, pkt.src, src_pod, pkt.dport, pkt.proto, d)
                 if not d.allowed:
                     hops.append(Hop(f"{n}: FORWARD cali-to-wl-dispatch (ingress of {dst_pod.symbol}): {d.reason} → dropped",
-                                    check))
+                                    check, Step(at, "policy", pkt.src, pkt.dst, verdict="dropped", direction="ingress",
+                                                decision=d)))
                     yield Outcome("dropped", hops)
                     return
-                hops.append(Hop(f"{n}: FORWARD ingress of {dst_pod.symbol}: {d.reason}", check))
+                hops.append(Hop(f"{n}: FORWARD ingress of {dst_pod.symbol}: {d.reason}", check,
+                                Step(at, "policy", pkt.src, pkt.dst, direction="ingress", decision=d)))
         if deferred:  # kube-proxy's filter rules come after Calico's policy chains
-            hops.append(f"{n}: {chain} {deferred[1]}")
+            hops.append(Hop(f"{n}: {chain} {deferred[1]}", step=Step(at, "filter", pkt.src, pkt.dst, verdict=deferred[0],
+                                          rule=deferred[1].split(":", 1)[0])))
             yield Outcome(deferred[0], hops)
             return
         if local and out == "cali":
-            hops.append(f"{n}: OUTPUT to local {dst_pod.symbol}: host → local pod traffic is not policed by Calico")
+            hops.append(Hop(f"{n}: OUTPUT to local {dst_pod.symbol}: host → local pod traffic is not policed by Calico",
+                            step=Step(at, "note", pkt.src, pkt.dst)))
         pkt = self._postrouting(node, pkt, out, hops, local=local, from_pod=from_pod)
         if out == "cali":
             assert dst_pod is not None
@@ -257,30 +305,36 @@ class PathEngine:
         elif nxt is not None:
             how = {"tunl0": "IP-in-IP (protocol 4)", "vxlan.calico": "VXLAN (VNI 4096, UDP 4789)",
                    "eth0": "plain routing (no encapsulation)"}[out]
-            hops.append(f"{n} → {nxt.name} via {out}: {how} across the node network")
+            hops.append(Hop(f"{n} → {nxt.name} via {out}: {how} across the node network",
+                            step=Step(at, "tunnel", pkt.src, pkt.dst, to=nxt.symbol, via=out)))
             yield from self._at_node(nxt, pkt, hops, from_pod=None, local=False)
         else:
             client = next((c for c in self.topo.clients.values() if c.ip == pkt.dst), None)
             if client is None:
                 other = next((x for x in self.topo.nodes.values() if x.ip == pkt.dst), None)
                 if other is not None:
-                    hops.append(f"{n} → node:{other.name} on the node network")
+                    hops.append(Hop(f"{n} → node:{other.name} on the node network",
+                                    step=Step(at, "forward", pkt.src, pkt.dst, to=other.symbol, via="eth0")))
                     yield from self._at_node(other, pkt, hops, from_pod=None, local=False)
                     return
-                hops.append(f"{n}: nobody on the node network answers ARP for {pkt.dst} → dropped")
+                hops.append(Hop(f"{n}: nobody on the node network answers ARP for {pkt.dst} → dropped",
+                                step=Step(at, "drop", pkt.src, pkt.dst, verdict="dropped")))
                 yield Outcome("dropped", hops)
                 return
-            hops.append(f"client:{client.name} answers; it sees {self.sym(pkt.src)}")
+            hops.append(Hop(f"client:{client.name} answers; it sees {self.sym(pkt.src)}",
+                            step=Step(client.symbol, "deliver", pkt.src, pkt.dst, verdict="allowed")))
             yield Outcome("allowed", hops, receiver=client.symbol, seen=(pkt.src,))
 
     def _deliver_pod(self, pod: PodInfo, pkt: Packet, hops: list[str]) -> Outcome:
         serves = any(p.port == pkt.dport and p.protocol == pkt.proto for p in pod.ports)
         if not serves:
-            hops.append(f"{pod.symbol}: nothing listens on {pkt.dport}/{pkt.proto} → "
-                        f"{'RST' if pkt.proto == 'TCP' else 'ICMP port unreachable'} → refused")
+            hops.append(Hop(f"{pod.symbol}: nothing listens on {pkt.dport}/{pkt.proto} → "
+                            f"{'RST' if pkt.proto == 'TCP' else 'ICMP port unreachable'} → refused",
+                            step=Step(pod.symbol, "refuse", pkt.src, pkt.dst, verdict="refused")))
             return Outcome("refused", hops)
         seen = (pkt.src, *pkt.src_alts)
-        hops.append(f"{pod.symbol} answers; it sees {' or '.join(self.sym(s) for s in seen)}")
+        hops.append(Hop(f"{pod.symbol} answers; it sees {' or '.join(self.sym(s) for s in seen)}",
+                        step=Step(pod.symbol, "deliver", pkt.src, pkt.dst, pkt.src_alts, verdict="allowed")))
         return Outcome("allowed", hops, receiver=pod.symbol, seen=seen, endpoint=pod)
 
     # ------------------------------------------------------------------ NAT
@@ -290,15 +344,21 @@ class PathEngine:
         addrs = self._out_addresses(node, out)
         if (self.in_pods(pkt.src) and not self.in_pods(pkt.dst) and pkt.src not in self._local_addrs(node)
                 and not (self.profile.nat_outgoing_excludes_hosts and self._is_host(pkt.dst))):
-            hops.append(f"{n}: POSTROUTING cali-nat-outgoing (natOutgoing: pod source, destination outside the "
-                        f"pools) MASQUERADE out {out} picks {self._alts(addrs)}")
+            hops.append(Hop(f"{n}: POSTROUTING cali-nat-outgoing (natOutgoing: pod source, destination outside the "
+                            f"pools) MASQUERADE out {out} picks {self._alts(addrs)}",
+                            step=Step(node.symbol, "snat", addrs[0], pkt.dst, tuple(addrs[1:]), via=out,
+                                      rule="cali-nat-outgoing")))
             return replace(pkt, src=addrs[0], src_alts=tuple(addrs[1:]), mark=False)
         if pkt.mark:
-            hops.append(f"{n}: POSTROUTING KUBE-POSTROUTING MASQUERADE (mark 0x4000) out {out} picks {self._alts(addrs)}")
+            hops.append(Hop(f"{n}: POSTROUTING KUBE-POSTROUTING MASQUERADE (mark 0x4000) out {out} picks {self._alts(addrs)}",
+                            step=Step(node.symbol, "snat", addrs[0], pkt.dst, tuple(addrs[1:]), via=out,
+                                      rule="KUBE-POSTROUTING")))
             return replace(pkt, src=addrs[0], src_alts=tuple(addrs[1:]), mark=False)
         if (out in ("tunl0", "vxlan.calico") and local and pkt.src in self._local_addrs(node)
                 and pkt.src != node.tunnel_ip):
-            hops.append(f"{n}: POSTROUTING Felix tunnel rule MASQUERADE picks {self.sym(node.tunnel_ip or '')}")
+            hops.append(Hop(f"{n}: POSTROUTING Felix tunnel rule MASQUERADE picks {self.sym(node.tunnel_ip or '')}",
+                            step=Step(node.symbol, "snat", node.tunnel_ip or pkt.src, pkt.dst, via=out,
+                                      rule="Felix tunnel MASQUERADE")))
             return replace(pkt, src=node.tunnel_ip or pkt.src)
         return pkt
 
@@ -330,7 +390,9 @@ class PathEngine:
             if svc.cluster_ip == pkt.dst and sp is not None:
                 name = f"{svc.key}:{sp.port}"
                 if not svc.endpoints:
-                    yield pkt, hops + [f"{n}: nat {hook} KUBE-SERVICES: no DNAT for {name} (cluster IP)"], (
+                    yield pkt, hops + [Hop(f"{n}: nat {hook} KUBE-SERVICES: no DNAT for {name} (cluster IP)",
+                                           step=Step(node.symbol, "service", pkt.src, pkt.dst,
+                                                     rule=f"KUBE-SERVICES {svc.key}"))], (
                         "refused", f"KUBE-SERVICES: \"{name} has no endpoints\" → REJECT → refused")
                     return
                 mark = pkt.mark
@@ -338,7 +400,10 @@ class PathEngine:
                 if not self.in_pods(pkt.src):
                     mark = True
                     note += "; source outside the pod CIDR → KUBE-MARK-MASQ"
-                yield from self._to_endpoints(node, replace(pkt, mark=mark), hops + [note], svc, sp, svc.endpoints)
+                yield from self._to_endpoints(node, replace(pkt, mark=mark),
+                                              hops + [Hop(note, step=Step(node.symbol, "service", pkt.src, pkt.dst,
+                                                                        rule=f"KUBE-SVC {svc.key}"))],
+                                              svc, sp, svc.endpoints)
                 return
             if svc.lb_ip and svc.lb_ip == pkt.dst and sp is not None:
                 yield from self._ext(node, pkt, hops, svc, sp, f"load balancer IP {svc.lb_ip}", hook, local)
@@ -365,28 +430,31 @@ class PathEngine:
         n = node.name
         name = f"{svc.key}:{sp.port}"
         head = f"{n}: nat {hook} {entry} → KUBE-EXT for {name} (ETP {svc.etp})"
+        step = Step(node.symbol, "service", pkt.src, pkt.dst, rule=f"KUBE-EXT {svc.key} (ETP {svc.etp})")
         if not svc.endpoints:
-            yield pkt, hops + [head], ("refused", f"KUBE-EXTERNAL-SERVICES: \"{name} has no endpoints\" → REJECT → refused")
+            yield pkt, hops + [Hop(head, step=step)], (
+                "refused", f"KUBE-EXTERNAL-SERVICES: \"{name} has no endpoints\" → REJECT → refused")
             return
         if svc.etp == "Cluster":
-            yield from self._to_endpoints(node, replace(pkt, mark=True),
-                                          hops + [head + " marks for masquerade (KUBE-MARK-MASQ)"], svc, sp, svc.endpoints)
+            yield from self._to_endpoints(node, replace(pkt, mark=True), hops + [
+                Hop(head + " marks for masquerade (KUBE-MARK-MASQ)", step=step)], svc, sp, svc.endpoints)
             return
         if self.in_pods(pkt.src):
-            yield from self._to_endpoints(node, pkt, hops + [head + ": pod source → KUBE-SVC (Cluster semantics, no SNAT)"],
-                                          svc, sp, svc.endpoints)
+            yield from self._to_endpoints(node, pkt, hops + [
+                Hop(head + ": pod source → KUBE-SVC (Cluster semantics, no SNAT)", step=step)], svc, sp, svc.endpoints)
             return
         if local or pkt.src in self._local_addrs(node):
             yield from self._to_endpoints(node, replace(pkt, mark=True), hops + [
-                head + ": source is a local address → KUBE-MARK-MASQ, KUBE-SVC (all endpoints)"], svc, sp, svc.endpoints)
+                Hop(head + ": source is a local address → KUBE-MARK-MASQ, KUBE-SVC (all endpoints)", step=step)],
+                svc, sp, svc.endpoints)
             return
         local_eps = tuple(p for p in svc.endpoints if p.node == n)
         if not local_eps:
-            yield pkt, hops + [head + f": no local endpoint on {n}, no DNAT"], (
+            yield pkt, hops + [Hop(head + f": no local endpoint on {n}, no DNAT", step=step)], (
                 "dropped", f"KUBE-EXTERNAL-SERVICES: \"{name} has no local endpoints\" → DROP → dropped")
             return
-        yield from self._to_endpoints(node, pkt, hops + [head + " → KUBE-SVL (local endpoints only, no SNAT)"],
-                                      svc, sp, local_eps)
+        yield from self._to_endpoints(node, pkt, hops + [
+            Hop(head + " → KUBE-SVL (local endpoints only, no SNAT)", step=step)], svc, sp, local_eps)
 
     def _to_endpoints(self, node: NodeInfo, pkt: Packet, hops: list[str], svc: ServiceInfo, sp: ServicePortInfo,
                       endpoints: tuple[PodInfo, ...]) -> Iterator[tuple[Packet, list[str], None]]:
@@ -397,4 +465,5 @@ class PathEngine:
             if pkt.src == ep.ip:
                 mark = True
                 note += "; hairpin (source is the endpoint) → KUBE-MARK-MASQ"
-            yield replace(pkt, dst=ep.ip, dport=sp.target_port, mark=mark), hops + [note], None
+            step = Step(node.symbol, "dnat", pkt.src, ep.ip, to=ep.symbol)
+            yield replace(pkt, dst=ep.ip, dport=sp.target_port, mark=mark), hops + [Hop(note, step=step)], None

@@ -10,11 +10,12 @@ or timeout (``proxy_next_upstream error timeout``), so one reachable endpoint is
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from netiso.model.addressing import addresses_of, symbols_of
 from netiso.model.flows import FlowTarget, resolve_flow
 from netiso.model.types import FlowSpec, Topology
-from netiso.oracle.paths import Origin, Outcome, Packet, PathEngine
+from netiso.oracle.paths import Hop, Origin, Outcome, Packet, PathEngine, Step
 from netiso.oracle.profile import DEFAULT_PROFILE, Profile
 
 
@@ -35,6 +36,22 @@ class Prediction:
         """The symbol for ``ip`` in this flow's context (see :func:`source_symbol`)."""
         return source_symbol(self.topo, ip, self.target)
 
+    @cached_property
+    def outcome_decided_by(self) -> list[str | None]:
+        """The rule that decides each outcome (``netiso.oracle.decided`` words; see ``deciding``)."""
+        from netiso.oracle.deciding import DecisionNamer
+
+        namer, t = DecisionNamer(self.topo), self.target
+        return [namer.decided_by(o, t.origin_pod, t.dst_port, t.protocol, t.dst_ip) for o in self.outcomes]
+
+    @property
+    def decided_by(self) -> str | list[str | None] | None:
+        """``predicted.decidedBy``: one value, or one per outcome where the outcomes differ."""
+        values = self.outcome_decided_by
+        if not values:
+            return None
+        return values[0] if len(set(values)) == 1 else list(values)
+
 
 def predict_all(topo: Topology, profile: Profile = DEFAULT_PROFILE) -> list[Prediction]:
     """One prediction per flow of the topology's scenario, in scenario order."""
@@ -47,7 +64,8 @@ def predict(engine: PathEngine, flow: FlowSpec) -> Prediction:
     target = resolve_flow(topo, flow)
     origin = Origin(target.origin_kind, target.origin_name, target.origin_pod)
     if target.dst_ip is None:
-        outcomes = [Outcome("dropped", [f"{flow.dst} has no address (the VIP was never allocated) → dropped"])]
+        outcomes = [Outcome("dropped", [Hop(f"{flow.dst} has no address (the VIP was never allocated) → dropped",
+                                            step=Step(flow.src, "drop", verdict="dropped"))])]
     else:
         pkt = Packet(src="", dst=target.dst_ip, dport=target.dst_port, proto=target.protocol)
         outcomes = engine.walk(origin, pkt)
@@ -70,13 +88,15 @@ def _ingress_legs(engine: PathEngine, target: FlowTarget, first: list[Outcome]) 
         seen_by_nginx = leg1.seen
         backend: list[Outcome] = []
         if not ing.service.endpoints:
-            hops = leg1.hops + [f"{ctrl.symbol}: nginx has no endpoint for {ing.service.key} → 503"]
+            hops = leg1.hops + [Hop(f"{ctrl.symbol}: nginx has no endpoint for {ing.service.key} → 503",
+                                    step=Step(ctrl.symbol, "proxy", verdict="refused"))]
             out.append(Outcome("refused", hops, extra={"status": 503}))
             continue
         for ep in ing.service.endpoints:
-            hops = list(leg1.hops) + [
+            hops = list(leg1.hops) + [Hop(
                 f"{ctrl.symbol}: nginx routes Host {ing.host} to endpoint {ep.symbol} ({ep.ip}:{ing.port.target_port}) "
-                f"directly, X-Real-IP/X-Forwarded-For = {' or '.join(engine.sym(s) for s in seen_by_nginx)}"]
+                f"directly, X-Real-IP/X-Forwarded-For = {' or '.join(engine.sym(s) for s in seen_by_nginx)}",
+                step=Step(ctrl.symbol, "proxy", ctrl.ip, ep.ip, to=ep.symbol))]
             pkt = Packet(src="", dst=ep.ip, dport=ing.port.target_port, proto="TCP")
             for leg2 in engine.walk(Origin("pod", ctrl.symbol, ctrl), pkt):
                 leg2.hops = hops + leg2.hops[1:]
@@ -85,14 +105,17 @@ def _ingress_legs(engine: PathEngine, target: FlowTarget, first: list[Outcome]) 
         allowed = [o for o in backend if o.verdict == "allowed"]
         if allowed and len(allowed) != len(backend):
             for o in allowed:
-                o.hops.append("(nginx retries the next endpoint on error/timeout: proxy_next_upstream)")
+                o.hops.append(Hop("(nginx retries the next endpoint on error/timeout: proxy_next_upstream)",
+                                  step=Step(ctrl.symbol, "note")))
             out.extend(allowed)
             continue
         for o in backend:
             if o.verdict == "dropped":
-                o.hops.append(f"{ctrl.symbol}: upstream timeout → nginx answers 504 → dropped")
+                o.hops.append(Hop(f"{ctrl.symbol}: upstream timeout → nginx answers 504 → dropped",
+                                  step=Step(ctrl.symbol, "proxy", verdict="dropped")))
             elif o.verdict == "refused":
-                o.hops.append(f"{ctrl.symbol}: upstream refused → nginx answers 502 → refused")
+                o.hops.append(Hop(f"{ctrl.symbol}: upstream refused → nginx answers 502 → refused",
+                                  step=Step(ctrl.symbol, "proxy", verdict="refused")))
         out.extend(backend)
     return out
 

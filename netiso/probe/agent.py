@@ -8,7 +8,10 @@ request object per line, one response per line carrying the same ``id``::
     {"id": 2, "op": "probe", "probes": [{"id": "f1", "netns": ..., "dst_ip": ..., ...}]}
                                                                  -> {"id": 2, "ok": true, "results": [...]}
     {"id": 3, "op": "unserve", "netns": ..., "port": 8080, "protocol": "TCP"}
-    {"id": 4, "op": "release", "netns": ...}   (close its servers and helper thread)
+    {"id": 4, "op": "release", "netns": ...}   (close its servers, helper thread and trace monitor)
+    {"id": 6, "op": "trace_start", "namespaces": {"nx..-n-worker": "worker", ...}, "dscp": 45}
+                                                                 -> {"id": 6, "ok": true, "traced": [netns...]}
+    {"id": 7, "op": "trace_stop", "namespaces": [...] | null}  -> {"id": 7, "ok": true, "stopped": [netns...]}
     {"id": 5, "op": "ping"} / {"op": "stats"} / {"op": "quit"}
 
 Why a separate process: the suite's own process stays free of namespace threads and asyncio,
@@ -16,6 +19,11 @@ a crash or hang in the datapath cannot take pytest down, and stopping the agent 
 every socket that pins a lab namespace. Requests are handled concurrently, so ``ping`` and
 ``stats`` answer during a long probe batch. Errors are answered as ``{"ok": false, "error"}``;
 the agent exits on ``quit`` or when stdin closes (its parent went away).
+
+Tracing (``trace_start``): the agent reads the kernel's trace events of each node namespace
+(the caller loads the TRACE rules first); probes with ``"trace": true`` are then matched to
+their packets, settled early when a rule drops them, and answered with ``path``/``decided_by``
+(:mod:`netiso.probe.tracer`). Stop tracing a namespace (or release it) before deleting it.
 
 ``ProbeAgent`` is the synchronous client the backends use.
 """
@@ -39,6 +47,7 @@ from netiso.probe.echo import EchoServer, EchoStats, make_listener, start_echo
 from netiso.probe.engine import DEFAULT_GLOBAL_LIMIT, DEFAULT_PER_DESTINATION, ProbeEngine
 from netiso.probe.netns import NetnsThreads
 from netiso.probe.results import ProbeRequest, ProbeResult
+from netiso.probe.tracer import Tracer
 
 ServerKey = tuple[str | None, int, str, str]
 
@@ -63,6 +72,8 @@ class Agent:
         self.out = out
         self.threads = NetnsThreads()
         self.engine = ProbeEngine(self.threads, per_destination=per_destination, global_limit=global_limit)
+        self.tracer = Tracer(self.threads)
+        self.engine.tracer = self.tracer
         self.echo_stats = EchoStats()
         self.servers: dict[ServerKey, EchoServer] = {}
         self.started = time.monotonic()
@@ -138,9 +149,17 @@ class Agent:
         for key in [k for k in self.servers if k[0] == netns]:
             self.servers.pop(key).close()
             closed += 1
+        await self.tracer.stop([netns])  # a monitor inside would keep the namespace alive
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.threads.release, netns)
         return {"closed": closed}
+
+    async def op_trace_start(self, namespaces: dict[str, str], dscp: int | None = None) -> dict[str, Any]:
+        """Trace the node namespaces (netns -> node name)."""
+        return {"traced": await self.tracer.start(namespaces, dscp if dscp is not None else self.tracer.dscp)}
+
+    async def op_trace_stop(self, namespaces: list[str] | None = None) -> dict[str, Any]:
+        return {"stopped": await self.tracer.stop(namespaces)}
 
     async def op_probe(self, probes: list[dict[str, Any]]) -> dict[str, Any]:
         reqs = [ProbeRequest.from_dict(p) for p in probes]
@@ -160,11 +179,16 @@ class Agent:
             "http_requests": self.echo_stats.http_requests,
             "udp_datagrams": self.echo_stats.udp_datagrams,
             "probes": dict(self.engine.counts),
+            "traced": {n: m.events for n, m in self.tracer.monitors.items()},
         }
 
     async def op_quit(self) -> dict[str, Any]:
         self.stopping.set()
         return {}
+
+    async def aclose(self) -> None:
+        await self.tracer.stop()
+        self.close()
 
     def close(self) -> None:
         for server in self.servers.values():
@@ -212,7 +236,7 @@ async def _amain(per_destination: int, global_limit: int) -> None:
         if agent.tasks:
             await asyncio.wait(agent.tasks, timeout=5)
     finally:
-        agent.close()
+        await agent.aclose()
         out.flush()
 
 
@@ -330,6 +354,17 @@ class ProbeAgent:
 
     def stats(self) -> dict[str, Any]:
         return self.request("stats")
+
+    def trace_start(self, namespaces: dict[str, str], dscp: int | None = None) -> list[str]:
+        """Trace each node namespace (netns -> node name); probes with ``trace=True`` use it."""
+        fields: dict[str, Any] = {"namespaces": dict(namespaces)}
+        if dscp is not None:
+            fields["dscp"] = dscp
+        return list(self.request("trace_start", timeout=15.0, **fields)["traced"])
+
+    def trace_stop(self, namespaces: list[str] | None = None) -> list[str]:
+        """Stop tracing ``namespaces`` (all if None); do it before the namespaces are deleted."""
+        return list(self.request("trace_stop", namespaces=namespaces)["stopped"])
 
     def stop(self, grace: float = 3.0) -> int | None:
         """Ask the agent to quit; terminate, then kill, exactly the PID we started."""

@@ -14,6 +14,14 @@ Classification (what the suite calls a verdict):
 * UDP (connected socket, so ICMP errors are reported): a reply -> ``allowed``; ECONNREFUSED
   (ICMP port unreachable) or another ICMP unreachable -> ``refused``; timeout -> ``dropped``.
 
+Tracing (when the agent runs a :class:`~netiso.probe.tracer.Tracer` and the request asks
+for it): the socket sets the tracer's DSCP, the first packet's 4-tuple is registered before it
+leaves (so the connect is done by hand: ``connect_ex``, ``getsockname``, then wait for
+writability), and the socket's answer is raced against the tracer's verdict: a rule that DROPs
+the first packet settles the probe as ``dropped`` at once, ``detail`` naming the rule. The
+timeout stays for what no rule decides (no route, no ARP answer). After a batch, each traced
+result gets ``path`` and ``decided_by``.
+
 Load discipline: at most ``per_destination`` probes in flight per destination IP and
 ``global_limit`` overall; and the first probe of each (source namespace, destination IP) pair
 runs alone before the rest of that pair, so that the neighbour (ARP) entry is resolved before a
@@ -23,10 +31,14 @@ burst of SYNs (the kernel's unresolved-neighbour queue drops packets under a bur
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import os
 import socket
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from netiso.probe.classify import (
     build_http_request,
@@ -39,6 +51,10 @@ from netiso.probe.classify import (
 )
 from netiso.probe.netns import NetnsThreads, make_sockets
 from netiso.probe.results import ProbeRequest, ProbeResult, ProbeVerdict
+
+if TYPE_CHECKING:
+    from netiso.backends.trace_parse import TraceHop
+    from netiso.probe.tracer import Tracer
 
 DEFAULT_PER_DESTINATION = 64
 DEFAULT_GLOBAL_LIMIT = 512
@@ -131,6 +147,8 @@ class ProbeEngine:
         self._global: asyncio.Semaphore | None = None
         self._per_dst: dict[str, asyncio.Semaphore] = {}
         self.counts: Counter[str] = Counter()
+        self.tracer: Tracer | None = None  # set by the agent's trace_start
+        self._trace_keys: dict[str, str] = {}  # id of the traced result object -> tracer key
 
     def _sem_global(self) -> asyncio.Semaphore:
         if self._global is None:
@@ -164,7 +182,23 @@ class ProbeEngine:
         finally:
             for key in demand:
                 self.supply.done(key)
-        return [r for r in results if r is not None]
+        return await self._with_paths([r for r in results if r is not None])
+
+    async def _with_paths(self, results: list[ProbeResult]) -> list[ProbeResult]:
+        """Fill ``path``/``decided_by`` of traced results once the monitors' last lines are in."""
+        keys = {id(r): self._trace_keys.pop(f"{id(r)}", None) for r in results}
+        if self.tracer is None or not any(keys.values()):
+            return results
+        await self.tracer.drain()
+        out = []
+        for r in results:
+            key = keys[id(r)]
+            if key is None:
+                out.append(r)
+                continue
+            path, decided = self.tracer.result(key, r.verdict)
+            out.append(replace(r, path=path, decided_by=decided))
+        return out
 
     async def _run_destination(
         self,
@@ -202,30 +236,38 @@ class ProbeEngine:
         await asyncio.gather(*(worker() for _ in range(min(self.per_destination, len(indexes)))))
 
     async def probe(self, req: ProbeRequest) -> ProbeResult:
-        """One probe, no caps applied (``run_probes`` applies them)."""
+        """One probe, no caps applied (``run_probes`` applies them and fills traced paths)."""
         loop = asyncio.get_running_loop()
         start = loop.time()
         try:
             sock = await self.supply.take(self.socket_key(req))
         except Exception as exc:  # e.g. the namespace does not exist (any more)
             return self._done(req, "error", start, f"socket in {req.netns}: {exc}")
+        tracer = self.tracer if req.trace and self.tracer is not None and self.tracer.active else None
+        traced = _Traced(tracer) if tracer is not None else None
         try:
+            if tracer is not None:
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tracer.tos)
             if req.protocol == "TCP":
-                verdict, detail, evidence = await self._tcp(sock, req)
+                verdict, detail, evidence = await self._tcp(sock, req, traced)
             else:
-                verdict, detail, evidence = await self._udp(sock, req)
+                verdict, detail, evidence = await self._udp(sock, req, traced)
         except Exception as exc:  # a bug must cost one result, not the whole batch
             verdict, detail, evidence = "error", f"{type(exc).__name__}: {exc}", {}
         finally:
             sock.close()
-        return self._done(req, verdict, start, detail, **evidence)
+        result = self._done(req, verdict, start, detail, **evidence)
+        if traced is not None and traced.key is not None:
+            self._trace_keys[f"{id(result)}"] = traced.key
+        return result
 
     def _done(self, req: ProbeRequest, verdict: ProbeVerdict, start: float, detail: str, **ev: Any) -> ProbeResult:
         self.counts[verdict] += 1
         ms = (asyncio.get_running_loop().time() - start) * 1000.0
         return ProbeResult(req.id, verdict, ms=round(ms, 3), detail=detail, **ev)
 
-    async def _tcp(self, sock: socket.socket, req: ProbeRequest) -> tuple[ProbeVerdict, str, dict[str, Any]]:
+    async def _tcp(self, sock: socket.socket, req: ProbeRequest,
+                   traced: _Traced | None = None) -> tuple[ProbeVerdict, str, dict[str, Any]]:
         loop = asyncio.get_running_loop()
         stage = "connect"
         data = bytearray()
@@ -233,7 +275,12 @@ class ProbeEngine:
             async with asyncio.timeout(req.timeout):
                 # a proxy (ingress) may take long to answer, but a dropped SYN is known early
                 async with asyncio.timeout(req.connect_timeout or req.timeout):
-                    await loop.sock_connect(sock, (req.dst_ip, req.dst_port))
+                    if traced is None:
+                        await loop.sock_connect(sock, (req.dst_ip, req.dst_port))
+                    else:
+                        hop = await traced.connect(sock, req)
+                        if hop is not None:
+                            return "dropped", _stop_detail(hop), {}
                 stage = "answer"
                 await loop.sock_sendall(sock, build_http_request(req))
                 while len(data) < MAX_RESPONSE_BYTES:
@@ -265,19 +312,28 @@ class ProbeEngine:
             return "allowed", "", evidence
         return verdict, f"HTTP {status}", evidence
 
-    async def _udp(self, sock: socket.socket, req: ProbeRequest) -> tuple[ProbeVerdict, str, dict[str, Any]]:
+    async def _udp(self, sock: socket.socket, req: ProbeRequest,
+                   traced: _Traced | None = None) -> tuple[ProbeVerdict, str, dict[str, Any]]:
         loop = asyncio.get_running_loop()
         payload = udp_payload(req.path)
         try:
             # connect() on UDP only sets the peer, so ICMP errors come back to this socket.
             sock.connect((req.dst_ip, req.dst_port))
+            if traced is not None:
+                traced.expect(sock, "UDP", req)
             tries = 1 + max(0, self.udp_retries)
             answer = b""
             for attempt in range(tries):
                 sock.send(payload)
                 try:
                     async with asyncio.timeout(req.timeout / tries):
-                        answer = await loop.sock_recv(sock, 65536)
+                        if traced is None:
+                            answer = await loop.sock_recv(sock, 65536)
+                        else:
+                            got = await traced.recv_or_stop(sock)
+                            if not isinstance(got, bytes):
+                                return "dropped", _stop_detail(got), {}
+                            answer = got
                     break
                 except TimeoutError:
                     if attempt == tries - 1:
@@ -293,6 +349,68 @@ class ProbeEngine:
         self.supply.close()
         if self._own_threads:
             self.threads.close()
+
+
+class _Traced:
+    """One traced probe: registers its first packet with the tracer and races the socket."""
+
+    def __init__(self, tracer: Tracer) -> None:
+        self.tracer = tracer
+        self.key: str | None = None
+        self.stop: asyncio.Future[TraceHop] | None = None
+
+    def expect(self, sock: socket.socket, proto: str, req: ProbeRequest) -> None:
+        src, sport = sock.getsockname()[:2]
+        self.key, self.stop = self.tracer.expect((proto, src, sport, req.dst_ip, req.dst_port))
+
+    async def connect(self, sock: socket.socket, req: ProbeRequest) -> TraceHop | None:
+        """Non-blocking connect; the rule that dropped the SYN, or None once connected."""
+        err = sock.connect_ex((req.dst_ip, req.dst_port))
+        if err not in (0, errno.EINPROGRESS):
+            raise OSError(err, os.strerror(err))
+        self.expect(sock, "TCP", req)  # before the loop runs again: the trace cannot be earlier
+        if err == 0:
+            return None
+        loop = asyncio.get_running_loop()
+        writable: asyncio.Future[None] = loop.create_future()
+        fd = sock.fileno()
+        loop.add_writer(fd, lambda: writable.done() or writable.set_result(None))
+        try:
+            assert self.stop is not None
+            await asyncio.wait({writable, self.stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            loop.remove_writer(fd)
+            if not writable.done():
+                writable.cancel()
+        if not writable.done() or writable.cancelled():
+            assert self.stop is not None
+            return self.stop.result()
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            raise OSError(err, os.strerror(err))
+        return None
+
+    async def recv_or_stop(self, sock: socket.socket) -> bytes | TraceHop:
+        assert self.stop is not None
+        if self.stop.done():
+            return self.stop.result()
+        recv = asyncio.ensure_future(asyncio.get_running_loop().sock_recv(sock, 65536))
+        try:
+            await asyncio.wait({recv, self.stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not recv.done():
+                recv.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await recv
+        if recv.done() and not recv.cancelled():
+            return recv.result()
+        return self.stop.result()
+
+
+def _stop_detail(hop: TraceHop) -> str:
+    from netiso.probe.tracer import describe_stop
+
+    return describe_stop(hop)
 
 
 async def run_probes(requests: Iterable[ProbeRequest], engine: ProbeEngine | None = None) -> list[ProbeResult]:

@@ -8,7 +8,7 @@ answered by the wrong pod, or with an SNAT source, is exactly what the suite loo
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 ProbeVerdict = Literal["allowed", "dropped", "refused", "error"]
@@ -37,6 +37,7 @@ class ProbeRequest:
     path: str = "/netiso"
     timeout: float = 1.0
     connect_timeout: float | None = None  # TCP: limit for the handshake alone (default: timeout)
+    trace: bool = False  # mark the first packet for the agent's tracer (see netiso.probe.tracer)
 
     def __post_init__(self) -> None:
         if self.protocol not in PROBE_PROTOCOLS:
@@ -73,6 +74,9 @@ class ProbeResult:
     ``real_ip`` are the ``X-Forwarded-For`` / ``X-Real-IP`` headers it received (set by an
     ingress proxy). ``status`` is the HTTP status (TCP only). ``ms`` is the wall time of the
     probe; ``detail`` says why a probe was not allowed (errno name, HTTP status...).
+    ``path`` (traced probes) holds the rules the kernel reported for the first packet, node by
+    node (``TraceHop`` dicts), and ``decided_by`` the deciding rule in ``netiso.oracle.decided``
+    words; a probe a rule dropped is settled at once, its ``detail`` naming that rule.
     """
 
     id: str
@@ -85,6 +89,8 @@ class ProbeResult:
     detail: str = ""
     client_port: int | None = None
     status: int | None = None
+    path: list[dict[str, Any]] = field(default_factory=list)
+    decided_by: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ProbeResult:

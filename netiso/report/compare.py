@@ -44,27 +44,37 @@ def _cell(flow: dict[str, Any]) -> str:
     return f"{verdict}, {source}" if verdict == "allowed" and source else str(verdict)
 
 
-def render_mode_comparison(doc: dict[str, Any], dimension: str = "encapsulation") -> str:
-    """Markdown: one table per family present with at least two values of ``dimension``."""
+def families(doc: dict[str, Any], dimension: str = "encapsulation") -> dict[str, dict[str, dict[str, Any]]]:
+    """Scenario families with at least two values of ``dimension``: family -> value -> scenario."""
     values = DIMENSIONS[dimension]
-    families: dict[str, dict[str, dict[str, Any]]] = {}
+    found: dict[str, dict[str, dict[str, Any]]] = {}
     for s in doc.get("scenarios", []):
         fam, mode = family_of(s["name"], values), s.get(dimension)
         if fam is not None and mode in values:
-            families.setdefault(fam, {})[mode] = s
+            found.setdefault(fam, {})[mode] = s
+    return {fam: by_mode for fam, by_mode in found.items() if len(by_mode) >= 2}
+
+
+def family_rows(by_mode: dict[str, dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, dict[str, Any]]]:
+    """(from, to, port) -> value -> flow, over the scenarios of one family."""
+    rows: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
+    for mode, s in by_mode.items():
+        for f in s["flows"]:
+            rows.setdefault((f["from"], f["to"], f.get("port", "")), {})[mode] = f
+    return rows
+
+
+def render_mode_comparison(doc: dict[str, Any], dimension: str = "encapsulation") -> str:
+    """Markdown: one table per family present with at least two values of ``dimension``."""
+    values = DIMENSIONS[dimension]
     lines = [f"# Behaviour across {TITLES[dimension]} ({doc.get('backend', '?')})", ""]
     shown = 0
-    for fam, by_mode in families.items():
-        if len(by_mode) < 2:
-            continue
+    for fam, by_mode in families(doc, dimension).items():
         shown += 1
-        rows: dict[tuple[str, str, str], dict[str, str]] = {}
-        for mode, s in by_mode.items():
-            for f in s["flows"]:
-                rows.setdefault((f["from"], f["to"], f.get("port", "")), {})[mode] = _cell(f)
         lines += [f"## {fam}", "", "| from | to | port | " + " | ".join(values) + " | |",
                   "|" + "---|" * (len(values) + 4)]
-        for (src, dst, port), cells in rows.items():
+        for (src, dst, port), flows in family_rows(by_mode).items():
+            cells = {m: _cell(f) for m, f in flows.items()}
             row = [cells.get(m, "–") for m in values]
             mark = "≠" if len(set(cells.values())) > 1 else ""
             lines.append(f"| {src} | {dst} | {port} | " + " | ".join(row) + f" | {mark} |")

@@ -1,7 +1,8 @@
 """The JSON result document of the public contract (docs/scenarios.md, ``--json OUT``).
 
 ``explain`` writes it without ``observed``/``match``; ``check`` adds both. Extensions (never
-replacing a contract key): ``predicted.answeredBy``/``forwardedFor``/``outcomes``,
+replacing a contract key): ``predicted.answeredBy``/``forwardedFor``/``outcomes``/``hops`` (the path in structure),
+``predicted.decidedBy`` and ``observed.path``/``observed.decidedBy`` (the deciding rule, traced backends),
 ``problems`` (why a flow did not match), ``disagreements`` (oracle vs the scenario's own
 ``expect``), per-scenario ``description``, ``warnings`` and ``lab`` timings.
 """
@@ -37,10 +38,46 @@ def predicted_json(pred: Prediction) -> dict[str, Any]:
         out["answeredBy"] = pred.answered_by
     if pred.target.ingress is not None:
         out["forwardedFor"] = pred.forwarded_for
+    out["hops"] = hops_json(pred)
     if len(pred.outcomes) > 1:
         out["outcomes"] = [
             {"verdict": o.verdict, "answeredBy": o.receiver,
              "source": [pred.symbol(ip) for ip in o.seen]} for o in pred.outcomes]
+        for item, decided in zip(out["outcomes"], pred.outcome_decided_by, strict=True):
+            item["decidedBy"] = decided
+    out["decidedBy"] = pred.decided_by
+    return out
+
+
+def hops_json(pred: Prediction) -> list[dict[str, Any]]:
+    """The predicted path in structure (``predicted.hops``), one object per hop, for the path
+    diagrams: where (``at``), which ``step``, the packet's addresses after it, the next place,
+    the policy decision with the source it saw, and ``outcome`` (1-based) when the flow branches
+    over several endpoints. ``detail`` is the hop's text, as in ``path``."""
+    many = len(pred.outcomes) > 1
+    out: list[dict[str, Any]] = []
+    for i, outcome in enumerate(pred.outcomes, 1):
+        for hop in outcome.hops:
+            step = getattr(hop, "step", None)
+            item: dict[str, Any] = {"at": step.at if step else None, "step": step.kind if step else "note",
+                                    "detail": str(hop)}
+            if step is not None:
+                for key, ip in (("src", step.src), ("dst", step.dst)):
+                    if ip:
+                        item[key] = {"ip": ip, "symbol": pred.symbol(ip)}
+                if step.alts:
+                    item["srcAlternatives"] = [{"ip": ip, "symbol": pred.symbol(ip)} for ip in step.alts]
+                for key in ("to", "via", "verdict", "rule"):
+                    if getattr(step, key):
+                        item[key] = getattr(step, key)
+                if step.decision is not None:
+                    d = step.decision
+                    item["policy"] = {"direction": step.direction, "allowed": d.allowed, "isolated": d.isolated,
+                                      "policies": list(d.policies), "admittedBy": d.admitted_by,
+                                      "saw": item.get("src", {}).get("symbol")}
+            if many:
+                item["outcome"] = i
+            out.append(item)
     return out
 
 
@@ -59,6 +96,9 @@ def observed_json(pred: Prediction, obs: Observation) -> dict[str, Any]:
         out["detail"] = obs.detail
     if obs.evidence:
         out["evidence"] = obs.evidence
+    if obs.path or obs.decided_by:
+        out["path"] = obs.path
+        out["decidedBy"] = obs.decided_by
     return out
 
 

@@ -121,12 +121,13 @@ def test_no_policy_leaves_every_endpoint_to_its_allow_all_profile() -> None:
     assert r.chain("cali-FORWARD")[1:] == ["-i cali+ -j cali-from-wl-dispatch", "-o cali+ -j cali-to-wl-dispatch"]
     local = sorted((WEB_A, DB_A, WEB_B), key=cali_iface)
     assert r.chain("cali-to-wl-dispatch")[:-1] == [f"-o {cali_iface(p)} -g {tw(p)}" for p in local]
-    assert r.chain("cali-from-wl-dispatch")[-1].endswith('"Unknown interface" -j DROP')
+    assert r.chain("cali-from-wl-dispatch")[-1].endswith('"netiso:calico=unknown-interface drop; Unknown interface" -j DROP')
     for pod in local:
         for chain in (tw(pod), fw(pod)):
             rules = r.chain(chain)
             assert rules[:2] == ["-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
-                                 "-m conntrack --ctstate INVALID -j DROP"]
+                                 '-m conntrack --ctstate INVALID -m comment --comment '
+                                 '"netiso:calico=conntrack-invalid drop; conntrack INVALID" -j DROP']
             assert not any("tier" in x for x in rules) and any(x.startswith("-j cali-pr") for x in rules)
     assert not [x for x in r.rules if x.startswith(("-A cali-pi-", "-A cali-po-"))]
     assert REMOTE_B.ip not in r.ipsets  # no selector sets without policies
@@ -273,13 +274,14 @@ def test_nat_outgoing_and_tunnel_masquerade_per_encapsulation() -> None:
         assert r.hooks == {"POSTROUTING": ["-j cali-POSTROUTING"]}
         assert r.chain("cali-nat-outgoing") == [
             f"-m set --match-set {MASQ_POOLS_SET} src -m set ! --match-set {ALL_POOLS_SET} dst "
-            '-m comment --comment "natOutgoing" -j MASQUERADE --random-fully']
+            '-m comment --comment "netiso:masquerade=nat-outgoing; natOutgoing" -j MASQUERADE --random-fully']
         tunnel = [x for x in r.chain("cali-POSTROUTING") if x.startswith("-o ")]
         if device is None:
             assert tunnel == []
         else:
             assert tunnel == [f"-o {device} -m addrtype ! --src-type LOCAL --limit-iface-out "
-                              "-m addrtype --src-type LOCAL -j MASQUERADE"]
+                              '-m addrtype --src-type LOCAL -m comment --comment "netiso:masquerade=tunnel; '
+                              'tunnel source" -j MASQUERADE']
         assert r.set_entries(MASQ_POOLS_SET) == [POD_CIDR] == r.set_entries(ALL_POOLS_SET)
         inp = render(encapsulation=encap).chain("cali-INPUT")
         assert inp[-1] == "-i cali+ -g cali-wl-to-host"

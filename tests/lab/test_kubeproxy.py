@@ -175,7 +175,8 @@ def test_nodeport_local_without_local_endpoint_falls_through_to_filter_drop() ->
     assert chain(nat, "KUBE-NODEPORTS") == [
         f"-m comment --comment demo/web:http -m tcp -p tcp --dport 30082 -j {ch.ext}"]
     assert chain(rs.table("filter").rules, "KUBE-EXTERNAL-SERVICES") == [
-        '-m comment --comment "demo/web:http has no local endpoints" -m addrtype --dst-type LOCAL '
+        '-m comment --comment "netiso:kube-proxy=demo/web:http no-local-endpoints drop; '
+        'demo/web:http has no local endpoints" -m addrtype --dst-type LOCAL '
         "-m tcp -p tcp --dport 30082 -j DROP"]
     # The remote endpoint stays reachable through the cluster IP and for pod sources.
     assert endpoint_chain(svc, svc.ports[0], "100.64.2.2") in rs.table("nat").chains
@@ -194,9 +195,11 @@ def test_loadbalancer_local_captures_vip_and_accepts_health_check() -> None:
         assert chain(rules(topology(svc), node, "filter"), "KUBE-NODEPORTS") == [hc_rule]
     ext_filter = chain(rules(topology(svc), "worker2", "filter"), "KUBE-EXTERNAL-SERVICES")
     assert ext_filter == [
-        '-m comment --comment "demo/lb:http has no local endpoints" -m tcp -p tcp -d 198.18.0.201 --dport 8080 '
+        '-m comment --comment "netiso:kube-proxy=demo/lb:http no-local-endpoints drop; '
+        'demo/lb:http has no local endpoints" -m tcp -p tcp -d 198.18.0.201 --dport 8080 '
         "-j DROP",
-        '-m comment --comment "demo/lb:http has no local endpoints" -m addrtype --dst-type LOCAL -m tcp -p tcp '
+        '-m comment --comment "netiso:kube-proxy=demo/lb:http no-local-endpoints drop; '
+        'demo/lb:http has no local endpoints" -m addrtype --dst-type LOCAL -m tcp -p tcp '
         "--dport 30084 -j DROP",
     ]
 
@@ -213,7 +216,8 @@ def test_service_without_endpoints_is_rejected_everywhere_and_has_no_nat_chains(
     rs = render_kube_proxy(topology(svc), "worker")
     flt = rs.table("filter").rules
     assert chain(flt, "KUBE-SERVICES") == [
-        '-m comment --comment "demo/empty:http has no endpoints" -m tcp -p tcp -d 198.19.0.10 --dport 8080 -j REJECT']
+        '-m comment --comment "netiso:kube-proxy=demo/empty:http no-endpoints reject; demo/empty:http has no '
+        'endpoints" -m tcp -p tcp -d 198.19.0.10 --dport 8080 -j REJECT']
     assert [r.split(" -j ")[-1] for r in chain(flt, "KUBE-EXTERNAL-SERVICES")] == ["REJECT", "REJECT"]
     assert any("--dport 30083" in r for r in chain(flt, "KUBE-EXTERNAL-SERVICES"))
     nat = rs.table("nat")
@@ -263,11 +267,13 @@ def test_fixed_chains_masquerade_mark_and_forward_rules() -> None:
     assert chain(nat, "KUBE-POSTROUTING") == [
         "-m mark ! --mark 0x4000/0x4000 -j RETURN",
         "-j MARK --xor-mark 0x4000",
-        '-m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully',
+        '-m comment --comment "netiso:masquerade=kube-proxy; kubernetes service traffic requiring SNAT" '
+        '-j MASQUERADE --random-fully',
     ]
     assert [r.split(" -j ")[-1] for r in chain(flt, "KUBE-FORWARD")] == ["DROP", "ACCEPT", "ACCEPT"]
     assert "--ctstate INVALID" in chain(flt, "KUBE-FORWARD")[0]
-    assert chain(flt, "KUBE-FIREWALL")[0].startswith('-m comment --comment "block incoming localnet connections"')
+    assert chain(flt, "KUBE-FIREWALL")[0].startswith(
+        '-m comment --comment "netiso:kubelet=localnet drop; block incoming localnet connections"')
     liberal = rules(topology(service("web")), table="filter", cfg=KubeProxyConfig(conntrack_tcp_be_liberal=True))
     assert "INVALID" not in " ".join(chain(liberal, "KUBE-FORWARD"))
 

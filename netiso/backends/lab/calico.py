@@ -20,6 +20,13 @@ policy, ``cali-wl-to-host``); node -> local pod (OUTPUT) is not policed, as in C
 
 Deliberate differences from Felix, each without effect on verdicts:
 
+* every rule that can decide a packet (policy allow, isolation drop, profile allow, the
+  infrastructure drops, the MASQUERADEs) has a comment that starts with its
+  ``netiso.oracle.decided`` token (``netiso:policy=shop/x ingress allow; <Felix's text>``), so
+  a TRACE of the kernel names the decision in the oracle's words; Felix's own comments are
+  kept after the token, and rules Felix leaves uncommented (INVALID drop, tunnel MASQUERADE)
+  get one.
+
 * conntrack: as in Felix, ``RELATED,ESTABLISHED -j ACCEPT`` and ``INVALID -j DROP`` open every
   per-endpoint chain (``cali-fw-*``/``cali-tw-*``), not ``cali-FORWARD``: forwarded traffic
   that touches no workload (node network transit, NodePort to another node) is not Calico's
@@ -53,6 +60,7 @@ from netiso.backends.lab.iptables import RuleSet, Table
 from netiso.backends.lab.naming import cali_iface
 from netiso.model.selectors import matches
 from netiso.model.types import PodInfo, Topology
+from netiso.oracle.decided import Decision
 
 MAX_CHAIN_NAME = 28  # iptables (xt) limit
 MAX_IPSET_NAME = 31  # IPSET_MAXNAMELEN - 1
@@ -117,8 +125,10 @@ def _set_name(kind: str, key: object) -> str:
     return prefix + digest[: MAX_IPSET_NAME - len(prefix)]
 
 
-def _comment(text: str) -> str:
-    clean = text.replace('"', "'").replace("\n", " ")[:255]
+def _comment(text: str, decision: Decision | None = None) -> str:
+    """``-m comment``; a deciding rule's comment starts with its :class:`Decision` token."""
+    clean = text.replace('"', "'").replace("\n", " ")
+    clean = decision.comment(clean) if decision is not None else clean[:255]
     return f'-m comment --comment "{clean}"'
 
 
@@ -318,7 +328,8 @@ def _policy_chain_rules(sets: _SetRegistry, policy: _Policy, direction: str) -> 
                 continue  # an empty peer selects nothing (the API server rejects it anyway)
             where = f"{policy.key} {rules_key}[{i}]" + ("" if peer is None else f" {peers_key}[{j}]")
             for pm in port_matches:
-                match = " ".join(x for x in (pm, peer_match, _comment(f"allow {where}")) if x)
+                decided = Decision("policy", f"{policy.key} {direction.lower()}", "allow")
+                match = " ".join(x for x in (pm, peer_match, _comment(f"allow {where}", decided)) if x)
                 specs += [f"{match} {_ACCEPT_MARK}", f"{_IF_ACCEPTED} -j RETURN"]
     return specs
 
@@ -330,12 +341,14 @@ def _endpoint_chain(
     table: Table, chain: str, pod: PodInfo, direction: str, policies: list[_Policy], from_workload: bool
 ) -> None:
     table.add(chain, "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
-    table.add(chain, "-m conntrack --ctstate INVALID -j DROP")
+    invalid = _comment("conntrack INVALID", Decision("calico", "conntrack-invalid", "drop"))
+    table.add(chain, f"-m conntrack --ctstate INVALID {invalid} -j DROP")
     table.add(chain, f"-j MARK --set-xmark 0x0/{MARK_ACCEPT | MARK_PASS:#x}")
     if from_workload:  # encapsulated packets from a pod could bypass egress policy
-        vxlan = _comment("Drop VXLAN encapped packets originating in workloads")
+        encap = Decision("calico", "workload-encap", "drop")
+        vxlan = _comment("Drop VXLAN encapped packets originating in workloads", encap)
         table.add(chain, f"-p udp -m multiport --dports {VXLAN_PORT} {vxlan} -j DROP")
-        table.add(chain, f"-p 4 {_comment('Drop IPinIP encapped packets originating in workloads')} -j DROP")
+        table.add(chain, f"-p 4 {_comment('Drop IPinIP encapped packets originating in workloads', encap)} -j DROP")
     if policies:
         table.add(chain, f"{_comment(f'Start of tier {TIER}')} -j MARK --set-xmark 0x0/{MARK_PASS:#x}")
         for pol in policies:
@@ -343,20 +356,23 @@ def _endpoint_chain(
             table.add(chain, f"{_IF_ACCEPTED} {_comment('Return if policy accepted')} -j RETURN")
         names = ", ".join(p.key for p in policies)
         why = f"Drop if no policies passed packet: tier {TIER}, {direction.lower()} of {pod.symbol} ({names})"
-        table.add(chain, f"{_IF_NOT_PASSED} {_comment(why)} -j DROP")
+        isolated = Decision("isolation", f"{pod.project} {direction.lower()}", "drop")
+        table.add(chain, f"{_IF_NOT_PASSED} {_comment(why, isolated)} -j DROP")
     profile = length_limited_id("cali-pri-" if direction == "Ingress" else "cali-pro-", f"kns.{pod.project}")
     table.add(chain, f"-j {profile}")
     table.add(chain, f"{_IF_ACCEPTED} {_comment('Return if profile accepted')} -j RETURN")
-    table.add(chain, f"{_comment('Drop if no profiles matched')} -j DROP")
-    _profile_chain(table, profile, pod.project)
+    no_profile = Decision("calico", f"{pod.project} {direction.lower()} no-profile", "drop")
+    table.add(chain, f"{_comment('Drop if no profiles matched', no_profile)} -j DROP")
+    _profile_chain(table, profile, pod.project, direction)
 
 
-def _profile_chain(table: Table, chain: str, namespace: str) -> None:
+def _profile_chain(table: Table, chain: str, namespace: str, direction: str) -> None:
     """Kubernetes namespace profile ``kns.<ns>``: allow all (what applies when no policy does)."""
     if chain in table.chains:
         return
     table.chain(chain)
-    table.add(chain, f"{_comment(f'profile kns.{namespace}: allow')} {_ACCEPT_MARK}")
+    allowed = Decision("profile", f"{namespace} {direction.lower()}", "allow")
+    table.add(chain, f"{_comment(f'profile kns.{namespace}: allow', allowed)} {_ACCEPT_MARK}")
     table.add(chain, f"{_IF_ACCEPTED} -j RETURN")
 
 
@@ -364,7 +380,7 @@ def _dispatch(table: Table, chain: str, flag: str, prefix: str, ifaces: list[str
     table.chain(chain)
     for iface in ifaces:
         table.add(chain, f"{flag} {iface} -g {endpoint_chain_name(prefix, iface)}")
-    table.add(chain, f"{_comment('Unknown interface')} -j DROP")
+    table.add(chain, f"{_comment('Unknown interface', Decision('calico', 'unknown-interface', 'drop'))} -j DROP")
 
 
 def _static_filter(filt: Table, sets: _SetRegistry, topology: Topology) -> None:
@@ -378,13 +394,14 @@ def _static_filter(filt: Table, sets: _SetRegistry, topology: Topology) -> None:
     local = "-m addrtype --dst-type LOCAL"
     if topology.encapsulation == "ipip":
         hosts = sets.nets(ALL_HOSTS_SET, node_ips, "all node addresses")
-        ok, bad = _comment("Allow IPIP packets from Calico hosts"), _comment("Drop IPIP packets from non-Calico hosts")
+        ok = _comment("Allow IPIP packets from Calico hosts")
+        bad = _comment("Drop IPIP packets from non-Calico hosts", Decision("calico", "tunnel-source", "drop"))
         filt.add("cali-INPUT", f"-p 4 -m set --match-set {hosts} src {local} {ok} -j ACCEPT")
         filt.add("cali-INPUT", f"-p 4 {bad} -j DROP")
     elif topology.encapsulation == "vxlan":
         vx = sets.nets(ALL_VXLAN_SET, node_ips, "addresses of VXLAN nodes")
         ok = _comment("Allow IPv4 VXLAN packets from allowed hosts")
-        bad = _comment("Drop IPv4 VXLAN packets from non-allowed hosts")
+        bad = _comment("Drop IPv4 VXLAN packets from non-allowed hosts", Decision("calico", "tunnel-source", "drop"))
         udp = f"-p udp -m multiport --dports {VXLAN_PORT}"
         filt.add("cali-INPUT", f"{udp} -m set --match-set {vx} src {local} {ok} -j ACCEPT")
         filt.add("cali-INPUT", f"{udp} {local} {bad} -j DROP")
@@ -447,12 +464,13 @@ def render_calico(topology: Topology, node: str) -> tuple[RuleSet, str]:
         nat.add(
             "cali-POSTROUTING",
             f"-o {TUNNEL_DEVICES[topology.encapsulation]} -m addrtype ! --src-type LOCAL --limit-iface-out"
-            " -m addrtype --src-type LOCAL -j MASQUERADE",
+            f" -m addrtype --src-type LOCAL {_comment('tunnel source', Decision('masquerade', 'tunnel'))}"
+            " -j MASQUERADE",
         )
     nat.add(
         "cali-nat-outgoing",
         f"-m set --match-set {masq_pools} src -m set ! --match-set {all_pools} dst"
-        f" {_comment('natOutgoing')} -j MASQUERADE --random-fully",
+        f" {_comment('natOutgoing', Decision('masquerade', 'nat-outgoing'))} -j MASQUERADE --random-fully",
     )
     return rs, render_ipsets(sets.sets.values())
 

@@ -26,6 +26,10 @@ Why the traffic that nothing DNATs is dropped in *filter*: NodePort/LB traffic o
 service without a local endpoint leaves KUBE-EXT without a jump, stays addressed to the node
 (INPUT) or the LB IP (FORWARD) and meets KUBE-EXTERNAL-SERVICES: the client times out.
 
+Comments of the deciding rules (REJECT/DROP in filter, the MASQUERADE, the INVALID and localnet
+drops) start with their ``netiso.oracle.decided`` token, then kube-proxy's own text, so that a
+TRACE names the decision in the oracle's words (upstream's INVALID drop has no comment).
+
 Upstream iterates Services in Go map order; here service ports are sorted by name so that the
 document is stable. Endpoints are sorted by ``ip:port`` string as kube-proxy's endpoint cache
 sorts them, so the probability ladder is the one a real node shows.
@@ -39,6 +43,7 @@ from dataclasses import dataclass, field
 
 from netiso.backends.lab.iptables import RuleSet
 from netiso.model.types import PodInfo, ServiceInfo, ServicePortInfo, Topology
+from netiso.oracle.decided import Decision
 
 MASQUERADE_BIT = 14  # kube-proxy's default --iptables-masquerade-bit
 
@@ -83,7 +88,8 @@ _KUBELET_JUMPS: tuple[tuple[str, str, str], ...] = (
     ("filter", "INPUT", f"-j {KUBE_FIREWALL}"),
 )
 _LOCALNET_RULE = (
-    '-m comment --comment "block incoming localnet connections" -d 127.0.0.0/8 ! -s 127.0.0.0/8 '
+    f'-m comment --comment "{Decision("kubelet", "localnet", "drop").comment("block incoming localnet connections")}"'
+    ' -d 127.0.0.0/8 ! -s 127.0.0.0/8 '
     "-m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP"
 )
 
@@ -268,7 +274,8 @@ def _skeleton(rs: RuleSet, cfg: KubeProxyConfig) -> None:
     mark = cfg.mark
     nat.add(KUBE_POSTROUTING, f"-m mark ! --mark {mark}/{mark} -j RETURN")
     nat.add(KUBE_POSTROUTING, f"-j MARK --xor-mark {mark}")  # clear it: no double SNAT on re-entry
-    masq = '-m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE'
+    snat = Decision("masquerade", "kube-proxy").comment("kubernetes service traffic requiring SNAT")
+    masq = f'-m comment --comment "{snat}" -j MASQUERADE'
     nat.add(KUBE_POSTROUTING, masq + (" --random-fully" if cfg.random_fully else ""))
     nat.add(KUBE_MARK_MASQ, f"-j MARK --or-mark {mark}")
     # kube-proxy writes the localnet rule with localhost node ports; the kubelet always does.
@@ -289,8 +296,9 @@ def _service_port_rules(rs: RuleSet, plan: PortPlan, pod_cidr: str, cfg: KubePro
     svc, proto, name, ch = plan.service, plan.protocol, plan.name, plan.chains
     match, port = f"-m {proto} -p {proto}", plan.port.port.port
     # Filter verdict for what nothing DNATs: REJECT without endpoints, DROP without local ones.
-    target, comment = ("DROP", f"{name} has no local endpoints") if plan.has_endpoints else (
-        "REJECT", f"{name} has no endpoints")
+    target, comment = ("DROP", Decision("kube-proxy", f"{name} no-local-endpoints", "drop").comment(
+        f"{name} has no local endpoints")) if plan.has_endpoints else (
+        "REJECT", Decision("kube-proxy", f"{name} no-endpoints", "reject").comment(f"{name} has no endpoints"))
     cip = f'-m comment --comment "{name} cluster IP" {match} -d {svc.cluster_ip} --dport {port}'
 
     # Capture the cluster IP (internal traffic policy is always Cluster in the model).
@@ -391,7 +399,8 @@ def render_kube_proxy(topology: Topology, node: str, config: KubeProxyConfig | N
     flt = rs.table("filter")
     if not cfg.conntrack_tcp_be_liberal:
         acct = f" -m nfacct --nfacct-name {NFACCT_INVALID}" if cfg.nfacct else ""
-        flt.add(KUBE_FORWARD, f"-m conntrack --ctstate INVALID{acct} -j DROP")
+        invalid = Decision("kube-proxy", "conntrack-invalid", "drop").comment("conntrack INVALID")
+        flt.add(KUBE_FORWARD, f'-m conntrack --ctstate INVALID{acct} -m comment --comment "{invalid}" -j DROP')
     flt.add(KUBE_FORWARD, f'-m comment --comment "kubernetes forwarding rules" -m mark --mark '
             f"{cfg.mark}/{cfg.mark} -j ACCEPT")
     flt.add(KUBE_FORWARD, '-m comment --comment "kubernetes forwarding conntrack rule" '

@@ -37,6 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from netiso.backends.processes import proc_start_time as proc_start_time  # re-exported for the lab modules
+from netiso.backends.processes import process_alive
+
 log = logging.getLogger("netiso.lab")
 
 STATE_DIR = Path("/run/netiso/runs")
@@ -115,29 +118,6 @@ class PidRecord:
     pid: int
     start_time: int
     what: str
-
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, start time) of a process from /proc/<pid>/stat, None if it does not exist."""
-    try:
-        data = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    # comm (field 2) may contain spaces and parentheses: split after the last ")".
-    rest = data[data.rindex(")") + 2 :].split()
-    return rest[0], int(rest[19])
-
-
-def proc_start_time(pid: int) -> int | None:
-    """Start time of ``pid`` (field 22 of /proc/<pid>/stat), None if the pid does not exist."""
-    stat = _proc_stat(pid)
-    return stat[1] if stat else None
-
-
-def process_alive(pid: int, start_time: int) -> bool:
-    """True when ``pid`` still is the very process started at ``start_time`` and not a zombie."""
-    stat = _proc_stat(pid)
-    return stat is not None and stat[1] == start_time and stat[0] not in ("Z", "X")
 
 
 def _wait_gone(

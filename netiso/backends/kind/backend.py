@@ -1,0 +1,295 @@
+"""``--backend kind``: a kind cluster per (encapsulation, load balancer), then exactly the kube backend.
+
+What it does per group of scenarios (``configs.group_topologies``): render the group's kind
+config, name the cluster by its config hash, reuse it if it exists or create it
+(``cluster.py``), pre-load every pinned image, install the add-ons and wait for them
+(``addons.py`` + ``install.py``; a reused cluster whose marker ConfigMap carries the same hash
+only re-checks the waits), start one agnhost container per ``client:`` symbol on the ``kind``
+network, and hand the cluster to a kube backend built with that cluster's kubeconfig, context,
+node map (scenario node -> ``<cluster>-worker`` ...) and client command prefixes
+(``docker exec -i netiso-<run>-<client>``). Preflight and realization are the kube backend's.
+
+Why a factory seam (``kube_factory``): the kube backend is the part that speaks the Kubernetes
+API; the kind backend's own job ends at the ``kind``/``docker`` processes and the add-on
+install, and its tests run against stand-in executables with a stand-in kube backend.
+
+Lifecycle guarantees: on any failure while a cluster is being prepared or a scenario realized,
+``kind export logs`` writes ``reports/kind-logs/<cluster>/`` first; clusters are deleted at
+:meth:`close` unless ``--keep-cluster``, and also when Ctrl-C (KeyboardInterrupt) interrupts the
+preparation. Clients are removed in every case. A group whose scenarios have all been realized
+and taken down is retired (its cluster deleted) as soon as another group needs a cluster, so
+a full run holds one cluster at a time when scenarios come group by group.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from netiso.backends.base import Backend, BackendOptions, BackendUnavailable, Realization
+from netiso.backends.kind.addons import InstallPlan, addon_checksums, install_plan
+from netiso.backends.kind.cluster import ClientContainers, KindCluster, kind_subnet
+from netiso.backends.kind.configs import (
+    Group,
+    cluster_name,
+    config_hash,
+    group_of,
+    group_topologies,
+    node_map,
+    pod_subnet,
+    render_config,
+)
+from netiso.backends.kind.tools import ToolError, Tools
+from netiso.model.types import Topology
+
+KubeFactory = Callable[[BackendOptions], Backend]
+Installer = Callable[[KindCluster, InstallPlan, str, Callable[[str], None]], None]
+
+DEFAULT_WORKDIR = Path(".netiso") / "kind"
+DEFAULT_LOGS = Path("reports") / "kind-logs"
+
+
+def default_kube_factory(options: BackendOptions) -> Backend:
+    from netiso.backends.kube.backend import KubeBackend
+
+    return KubeBackend(options)
+
+
+def default_installer(cluster: KindCluster, plan: InstallPlan, hash8: str, progress: Callable[[str], None]) -> None:
+    from netiso.backends.kind.install import DynamicApi, installed, run_plan
+
+    api = DynamicApi(str(cluster.kubeconfig), cluster.context)
+    skip = installed(api, hash8)
+    if skip:
+        progress(f"install: {cluster.name} already carries these add-ons (marker hash {hash8}): only waiting")
+    run_plan(api, plan, progress, skip_apply=skip)
+
+
+def default_images(registry: str | None) -> list[str]:
+    """The kube backend's own images (agnhost workloads, ingress-nginx controller)."""
+    from netiso.backends.kube.images import all_images
+
+    return all_images(registry)
+
+
+@dataclass
+class _Session:
+    group: Group
+    cluster: KindCluster
+    clients: ClientContainers
+    kube: Backend | None = None
+    live: int = 0  # realizations not yet down
+    realized: set[str] = field(default_factory=set)
+
+
+class _KindRealization(Realization):
+    """The kube backend's realization, counted so an exhausted group can be retired."""
+
+    def __init__(self, inner: Realization, on_down: Callable[[], None]) -> None:
+        self.inner = inner
+        self.topo = inner.topo
+        self.timings = inner.timings
+        self._on_down = on_down
+        self._down = False
+
+    def serve(self, preds: Sequence[Any]) -> None:
+        self.inner.serve(preds)
+
+    def probe(self, preds: Sequence[Any]) -> list[Any]:
+        return self.inner.probe(preds)
+
+    def evidence(self, pred: Any, obs: Any) -> dict[str, str]:
+        return self.inner.evidence(pred, obs)
+
+    def describe(self) -> dict[str, Any]:
+        return self.inner.describe()
+
+    def down(self) -> None:
+        try:
+            self.inner.down()
+        finally:
+            if not self._down:
+                self._down = True
+                self._on_down()
+
+
+class KindBackend(Backend):
+    name = "kind"
+    default_jobs = 1
+
+    def __init__(
+        self,
+        options: BackendOptions | None = None,
+        *,
+        kube_factory: KubeFactory | None = None,
+        installer: Installer | None = None,
+        tools: Tools | None = None,
+        images: Callable[[str | None], list[str]] | None = None,
+        workdir: Path | None = None,
+        logs_dir: Path | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        self.options = options or BackendOptions()
+        self.tools = tools or Tools(progress=self.options.progress)
+        if self.tools.progress is None:
+            self.tools.progress = self.options.progress
+        self.kube_factory = kube_factory or default_kube_factory
+        self.installer = installer or default_installer
+        self.images = images or default_images
+        self.workdir = workdir or DEFAULT_WORKDIR
+        self.logs_dir = logs_dir or DEFAULT_LOGS
+        self.run_id = run_id or "nx" + secrets.token_hex(3)
+        self._groups: dict[tuple[str, str], Group] = {}
+        self._sessions: dict[tuple[str, str], _Session] = {}
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------------ Backend
+
+    def preflight(self, topos: Sequence[Topology]) -> None:
+        """kind and a running Docker daemon; the scenarios grouped by cluster. Creates nothing."""
+        self.tools.require()
+        try:
+            for group in group_topologies(topos):
+                self._groups[group.key] = group
+        except ValueError as exc:
+            raise BackendUnavailable(f"kind: {exc}") from None
+
+    def realize(self, topo: Topology) -> Realization:
+        key = group_of(topo)
+        with self._lock:
+            self._retire_finished(keep=key)
+            session = self._sessions.get(key) or self._open(key, topo)
+            session.live += 1
+            session.realized.add(topo.name)
+        try:
+            assert session.kube is not None
+            inner = session.kube.realize(topo)
+        except Exception:
+            session.cluster.export_logs(self.logs_dir)
+            self._release(session)
+            raise
+        except BaseException:
+            self._release(session)
+            raise
+        return _KindRealization(inner, lambda: self._release(session))
+
+    def plan(self, topos: Sequence[Topology], out: Path) -> list[Path]:
+        """``--dry-run``: the ordered plan of all six clusters (see ``plan.py``); no tool is run."""
+        from netiso.backends.kind.plan import write_kind_plans
+
+        return write_kind_plans(topos, out, self.options, run_id=self.run_id)
+
+    def close(self) -> None:
+        with self._lock:
+            for key in list(self._sessions):
+                self._end(self._sessions.pop(key))
+
+    # ------------------------------------------------------------------ sessions
+
+    def _group_for(self, key: tuple[str, str], topo: Topology) -> Group:
+        group = self._groups.get(key)
+        if group is None or topo.name not in {t.name for t in group.topos}:
+            known = group.topos if group else ()
+            group = Group(key[0], key[1], (*known, topo))
+            self._groups[key] = group
+        return group
+
+    def _open(self, key: tuple[str, str], topo: Topology) -> _Session:
+        group = self._group_for(key, topo)
+        say = self.tools.say
+        rendered = render_config(group.encapsulation, group.workers, self.options.image_registry)
+        sums = addon_checksums(group.load_balancer)
+        name = cluster_name(group.encapsulation, group.load_balancer, rendered, sums)
+        hash8 = config_hash(rendered, sums)
+        cluster = KindCluster(name, rendered, self.workdir, self.tools)
+        from netiso.backends.kube.images import image
+
+        clients = ClientContainers(self.run_id, image("agnhost", self.options.image_registry), self.tools)
+        session = _Session(group, cluster, clients)
+        say(f"kind: group {group.label}: cluster {name} for {len(group.topos)} scenario(s)")
+        try:
+            created = cluster.ensure()
+            subnet = kind_subnet(self.tools)
+            plan = install_plan(
+                group.encapsulation,
+                group.load_balancer,
+                pod_subnet(rendered),
+                subnet,
+                cluster=name,
+                config_hash=hash8,
+                image_registry=self.options.image_registry,
+            )
+            if created:
+                cluster.load_images(list(dict.fromkeys([*plan.images, *self.images(self.options.image_registry)])))
+            self.tools.timed(f"install: add-ons of {name}", lambda: self.installer(cluster, plan, hash8, say))
+            self.tools.timed(f"clients: {', '.join(group.clients) or 'none'}", lambda: clients.start(group.clients))
+            kube_options = replace(
+                self.options,
+                kubeconfig=str(cluster.kubeconfig),
+                context=cluster.context,
+                node_map=self.options.node_map or node_map(group.scenario_nodes, name, group.workers),
+                clients={**clients.commands(), **self.options.clients},
+            )
+            session.kube = self.kube_factory(kube_options)
+            session.kube.preflight(group.topos)
+        except KeyboardInterrupt:
+            say(f"kind: interrupted while preparing {name}")
+            self._end(session)
+            raise
+        except Exception as exc:
+            if cluster.created or self._cluster_listed(cluster):
+                cluster.export_logs(self.logs_dir)
+            self._end(session)
+            if isinstance(exc, ToolError):
+                raise BackendUnavailable(str(exc)) from None
+            raise
+        self._sessions[key] = session
+        return session
+
+    def _cluster_listed(self, cluster: KindCluster) -> bool:
+        try:
+            return cluster.exists()
+        except Exception:  # the tool itself failing: nothing to export from
+            return False
+
+    def _release(self, session: _Session) -> None:
+        with self._lock:
+            session.live = max(0, session.live - 1)
+
+    def _retire_finished(self, keep: tuple[str, str]) -> None:
+        """End the sessions of other groups whose scenarios were all realized and are all down."""
+        for key, session in list(self._sessions.items()):
+            if key == keep or session.live:
+                continue
+            wanted = {t.name for t in self._groups.get(key, session.group).topos}
+            if wanted <= session.realized:
+                self._end(self._sessions.pop(key))
+
+    def _end(self, session: _Session) -> None:
+        """Close the kube backend, remove the clients, delete the cluster unless kept."""
+        errors: list[str] = []
+        if session.kube is not None:
+            try:
+                session.kube.close()
+            except Exception as exc:
+                errors.append(f"kube backend: {exc}")
+        try:
+            session.clients.stop()
+        except Exception as exc:
+            errors.append(f"clients: {exc}")
+        if self.options.keep_cluster:
+            self.tools.say(
+                f"kind: keeping cluster {session.cluster.name} (--keep-cluster); "
+                f"kubeconfig {session.cluster.kubeconfig}, context {session.cluster.context}"
+            )
+        elif session.cluster.created or self._cluster_listed(session.cluster):
+            try:
+                session.cluster.delete()
+            except Exception as exc:
+                errors.append(f"delete: {exc}")
+        for line in errors:
+            self.tools.say(f"kind: cleanup of {session.cluster.name}: {line}")

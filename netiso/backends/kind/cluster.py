@@ -1,0 +1,241 @@
+"""One kind cluster's life through the kind CLI, the ``kind`` docker network, images and client containers.
+
+Mirrors the kind CLI (kubernetes-sigs/kind v0.32.0, ``pkg/cmd/kind``): ``kind create cluster
+--name N --config F --kubeconfig P --wait 0s`` (netiso waits for what it needs itself, Calico
+first: with ``disableDefaultCNI`` no node is Ready before the CNI is installed), ``kind get
+clusters`` (one name per line on stdout; "No kind clusters found." goes to stderr), ``kind export
+kubeconfig``, ``kind load docker-image``, ``kind load image-archive``, ``kind export logs DIR
+--name N``, ``kind delete cluster --name N``. And docker: ``docker network inspect kind`` (the
+JSON array ``[{"Name": "kind", "IPAM": {"Config": [{"Subnet": ...}, ...]}, ...}]``; kind creates the
+network with an IPv6 ULA subnet and docker adds the IPv4 one), ``docker pull``, ``docker tag``,
+``docker image save``, ``docker run``/``inspect``/``rm -f`` for the external clients.
+
+Known differences / workarounds:
+
+* images with a digest are pulled by digest and loaded under their ``REPO:TAG`` (see
+  ``images.py``: kind cannot load digest references, kind #1140/#2394/#4028);
+* when ``kind load docker-image`` fails with containerd's ``content digest ... not found``
+  (Docker 29's multi-platform image store, kind #3795/#4066), the image is saved for the host's
+  platform only (``docker image save --platform linux/<arch>``) and loaded with ``kind load
+  image-archive``: the workaround kind documents (kind PR #4247);
+* a kept cluster is found by name only; the name carries the config hash (``configs.py``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import platform
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from netiso.backends.kind.images import load_reference
+from netiso.backends.kind.tools import ToolError, Tools
+
+KIND_NETWORK = "kind"
+CLIENT_HTTP_PORT = 8080
+
+
+def docker_arch() -> str:
+    machine = platform.machine().lower()
+    return {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
+
+
+def kind_subnet(tools: Tools, network: str = KIND_NETWORK) -> str:
+    """The IPv4 subnet of the ``kind`` docker network (exists once a kind cluster was created)."""
+    res = tools.run(["docker", "network", "inspect", network], what=f"docker network {network!r}")
+    try:
+        info = json.loads(res.stdout)
+        configs = info[0]["IPAM"]["Config"] or []
+    except (ValueError, LookupError, TypeError) as exc:
+        raise ToolError(res, f"unexpected `docker network inspect {network}` output ({exc})") from None
+    for cfg in configs:
+        subnet = cfg.get("Subnet", "")
+        try:
+            if ipaddress.ip_network(subnet, strict=False).version == 4:
+                return subnet
+        except ValueError:
+            continue
+    raise ToolError(res, f"docker network {network!r} has no IPv4 subnet")
+
+
+@dataclass
+class KindCluster:
+    """A named kind cluster: created from a rendered config, or an existing one reused."""
+
+    name: str
+    config: str  # the rendered kind config (YAML)
+    workdir: Path  # where the config and kubeconfig files go
+    tools: Tools
+    created: bool = False  # by this run (False when reused)
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.workdir / f"{self.name}.kubeconfig"
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / f"{self.name}.kind.yaml"
+
+    @property
+    def context(self) -> str:
+        return f"kind-{self.name}"
+
+    def create_argv(self) -> list[str]:
+        return [
+            "kind", "create", "cluster",
+            "--name", self.name,
+            "--config", str(self.config_path),
+            "--kubeconfig", str(self.kubeconfig),
+            "--wait", "0s",
+        ]  # fmt: skip
+
+    def export_kubeconfig_argv(self) -> list[str]:
+        return ["kind", "export", "kubeconfig", "--name", self.name, "--kubeconfig", str(self.kubeconfig)]
+
+    def load_argv(self, target: str) -> list[str]:
+        return ["kind", "load", "docker-image", target, "--name", self.name]
+
+    def export_logs_argv(self, target: Path) -> list[str]:
+        return ["kind", "export", "logs", str(target), "--name", self.name]
+
+    def delete_argv(self) -> list[str]:
+        return ["kind", "delete", "cluster", "--name", self.name]
+
+    def exists(self) -> bool:
+        res = self.tools.run(["kind", "get", "clusters"], what="kind get clusters")
+        return self.name in res.stdout.split()
+
+    def create(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(self.config)
+        self.tools.timed(
+            f"kind: creating cluster {self.name}",
+            lambda: self.tools.run(self.create_argv(), what=f"kind could not create cluster {self.name}"),
+        )
+        self.created = True
+
+    def ensure(self) -> bool:
+        """Reuse the cluster of this name if it exists (same name = same config), else create it.
+
+        Returns True when the cluster was created now.
+        """
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.exists():
+            self.tools.say(f"kind: reusing cluster {self.name} (same config hash)")
+            self.tools.run(self.export_kubeconfig_argv(), what=f"kind could not export the kubeconfig of {self.name}")
+            return False
+        self.create()
+        return True
+
+    def load_images(self, refs: Sequence[str]) -> None:
+        """Pull each image (by digest when it has one), tag ``REPO:TAG`` and load it into the nodes."""
+        for ref in refs:
+            target = load_reference(ref)
+            self.tools.timed(f"images: {target}", lambda ref=ref, target=target: self._load_one(ref, target))
+
+    def _load_one(self, ref: str, target: str) -> None:
+        self.tools.run(["docker", "pull", ref], what=f"docker could not pull {ref}")
+        if target != ref:
+            self.tools.run(["docker", "tag", ref, target], what=f"docker could not tag {ref}")
+        res = self.tools.run(self.load_argv(target), check=False)
+        if res.returncode == 0:
+            return
+        if "content digest" not in (res.stderr + res.stdout):
+            raise ToolError(res, f"kind could not load {target}")
+        with tempfile.TemporaryDirectory(prefix="netiso-image-") as tmp:
+            archive = str(Path(tmp) / "image.tar")
+            self.tools.run(
+                ["docker", "image", "save", "--platform", f"linux/{docker_arch()}", "-o", archive, target],
+                what=f"docker could not save {target}",
+            )
+            self.tools.run(
+                ["kind", "load", "image-archive", archive, "--name", self.name],
+                what=f"kind could not load the archive of {target}",
+            )
+
+    def export_logs(self, root: Path) -> Path | None:
+        """``kind export logs`` into ``root/<name>/``; never raises (it runs while failing)."""
+        target = root / self.name
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            res = self.tools.run(self.export_logs_argv(target), check=False)
+        except Exception as exc:  # best effort while another error is on its way up
+            self.tools.say(f"kind: could not export logs of {self.name}: {exc}")
+            return None
+        if res.returncode != 0:
+            self.tools.say(f"kind: could not export logs of {self.name}: {(res.stderr or res.stdout).strip()}")
+            return None
+        self.tools.say(f"kind: logs of {self.name} exported to {target}")
+        return target
+
+    def delete(self) -> None:
+        self.tools.timed(
+            f"kind: deleting cluster {self.name}",
+            lambda: self.tools.run(self.delete_argv(), what=f"kind could not delete {self.name}"),
+        )
+
+
+@dataclass
+class ClientContainers:
+    """One agnhost container per external client on the ``kind`` network (``netiso-<run>-<client>``).
+
+    Each serves netexec on 8080 (HTTP and UDP) as its main process, so the container stays up;
+    probes run in it through ``docker exec -i <container> sh -c ...`` (the kube backend's client
+    command prefix), and the kube backend starts further echo ports there for egress flows.
+    """
+
+    run_id: str
+    image: str
+    tools: Tools
+    network: str = KIND_NETWORK
+    started: dict[str, str] = field(default_factory=dict)  # client -> container name
+
+    def container(self, client: str) -> str:
+        return f"netiso-{self.run_id}-{client}"
+
+    def run_argv(self, client: str) -> list[str]:
+        return [
+            "docker", "run", "-d",
+            "--network", self.network,
+            "--name", self.container(client),
+            "--hostname", client,
+            "--label", f"netiso.io/run={self.run_id}",
+            self.image,
+            "netexec", f"--http-port={CLIENT_HTTP_PORT}", f"--udp-port={CLIENT_HTTP_PORT}",
+        ]  # fmt: skip
+
+    def start(self, clients: Sequence[str]) -> dict[str, str]:
+        """Start the clients not yet running; returns ``client -> its IPv4 address`` for all of them."""
+        for client in clients:
+            if client in self.started:
+                continue
+            self.tools.run(self.run_argv(client), what=f"docker could not start external client {client!r}")
+            self.started[client] = self.container(client)
+        return {client: self.address(client) for client in clients}
+
+    def address(self, client: str) -> str:
+        name = self.container(client)
+        fmt = "{{json .NetworkSettings.Networks}}"
+        res = self.tools.run(["docker", "inspect", "--format", fmt, name], what=f"docker could not inspect {name}")
+        try:
+            networks = json.loads(res.stdout)
+            ip = networks[self.network]["IPAddress"]
+        except (ValueError, LookupError, TypeError):
+            raise ToolError(res, f"{name} has no address on the {self.network!r} network") from None
+        if not ip:
+            raise ToolError(res, f"{name} has no IPv4 address on the {self.network!r} network")
+        return str(ip)
+
+    def commands(self) -> dict[str, str]:
+        """``client -> command prefix`` for the kube backend (``--client NAME=COMMAND``)."""
+        return {client: f"docker exec -i {name}" for client, name in self.started.items()}
+
+    def stop(self) -> None:
+        if not self.started:
+            return
+        names = list(self.started.values())
+        self.tools.run(["docker", "rm", "-f", *names], check=False)
+        self.started.clear()

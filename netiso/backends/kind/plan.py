@@ -1,0 +1,212 @@
+"""``netiso check --backend kind --dry-run --out DIR``: every cluster's full plan, no tool run.
+
+For each of the six (encapsulation, load balancer) clusters, ``DIR/kind-<enc>-<lb>/`` gets:
+
+* ``kind-config.yaml``: the rendered config ``kind create cluster`` would get;
+* ``NN-<kind>-<name>.yaml``: every add-on object in apply order (the vendored manifests after
+  their overlays, then the generated MetalLB pool / OpenELB Eip and netiso's marker);
+* ``expected-ippool-default-ipv4-ippool.yaml``: the IPPool calico-node will create (what the
+  install waits for and the kube backend's preflight checks), not applied;
+* ``plan.txt``: every ``kind``/``docker`` command and API step in order, from the same argv
+  builders the real run uses (``cluster.py``);
+* ``scenarios/<scenario>/``: the kube backend's own dry-run of each scenario of the group
+  (``netiso.backends.kube.plan.write_plan``), with this cluster's node names and client commands.
+
+What a dry run cannot know is said in ``plan.txt``: the ``kind`` network's subnet (assumed
+``172.18.0.0/16``, docker's usual choice; the real run reads ``docker network inspect kind``)
+and the addresses the cluster assigns.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from netiso.backends.base import BackendOptions
+from netiso.backends.kind.addons import (
+    DEFAULT_KIND_SUBNET,
+    FIELD_MANAGER,
+    Apply,
+    addon_checksums,
+    dump_documents,
+    expected_ippool,
+    install_plan,
+    lb_range,
+    object_file_name,
+)
+from netiso.backends.kind.backend import DEFAULT_LOGS, DEFAULT_WORKDIR
+from netiso.backends.kind.cluster import ClientContainers, KindCluster
+from netiso.backends.kind.configs import (
+    Group,
+    all_groups,
+    cluster_name,
+    config_hash,
+    group_topologies,
+    node_map,
+    pod_subnet,
+    render_config,
+)
+from netiso.backends.kind.images import load_reference
+from netiso.backends.kind.tools import Tools
+from netiso.model.types import Topology
+
+_NN_FILE = re.compile(r"^\d{2,}-[a-z0-9]+-.+\.yaml$")
+
+
+def _cmd(argv: Sequence[str]) -> str:
+    return shlex.join(argv)
+
+
+def plan_groups(topos: Sequence[Topology]) -> list[Group]:
+    """All six groups, each carrying the given scenarios that run on it."""
+    by_key = {g.key: g for g in group_topologies(topos)}
+    return [by_key.get(g.key, g) for g in all_groups()]
+
+
+def write_group_plan(group: Group, out: Path, options: BackendOptions, run_id: str) -> list[Path]:
+    """Write one cluster's plan under ``out/kind-<enc>-<lb>/``; returns the files written."""
+    directory = out / f"kind-{group.encapsulation}-{group.load_balancer}"
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.iterdir():
+        if old.is_file() and _NN_FILE.match(old.name):
+            old.unlink()
+    registry = options.image_registry
+    rendered = render_config(group.encapsulation, group.workers, registry)
+    sums = addon_checksums(group.load_balancer)
+    name = cluster_name(group.encapsulation, group.load_balancer, rendered, sums)
+    hash8 = config_hash(rendered, sums)
+    subnet = pod_subnet(rendered)
+    plan = install_plan(
+        group.encapsulation, group.load_balancer, subnet, DEFAULT_KIND_SUBNET, name, hash8, image_registry=registry
+    )
+    cluster = KindCluster(name, rendered, DEFAULT_WORKDIR, Tools())
+    from netiso.backends.kube.images import all_images, image
+
+    clients = ClientContainers(run_id, image("agnhost", registry), Tools())
+    written: list[Path] = []
+
+    def write(file: str, text: str) -> None:
+        (directory / file).write_text(text)
+        written.append(directory / file)
+
+    write("kind-config.yaml", rendered)
+    docs = plan.documents()
+    width = max(2, len(str(len(docs))))
+    files: list[str] = []
+    for i, doc in enumerate(docs, start=1):
+        files.append(object_file_name(i, doc, width))
+        write(files[-1], dump_documents([doc]))
+    pool = expected_ippool(group.encapsulation, subnet)
+    write("expected-ippool-default-ipv4-ippool.yaml", yaml.safe_dump(pool, sort_keys=False))
+
+    lines: list[str] = [
+        f"# kind plan: group {group.label}, cluster {name} (config hash {hash8})",
+        f"# scenarios: {', '.join(t.name for t in group.topos) or 'none given (add-ons only)'}",
+        "# dry run: no kind, docker or API server was contacted",
+        "",
+    ]
+    n = 0
+
+    def step(text: str) -> None:
+        nonlocal n
+        n += 1
+        lines.append(f"{n:3d}. {text}")
+
+    step(f"{_cmd(['docker', 'version', '--format', '{{.Server.Version}}'])}    # the Docker daemon answers")
+    step(f"{_cmd(['kind', 'version'])}")
+    step(f"{_cmd(['kind', 'get', 'clusters'])}    # {name} listed: reuse it (same name = same config hash)")
+    step(f"{_cmd(cluster.create_argv())}    # kind-config.yaml, when not listed")
+    step(f"{_cmd(cluster.export_kubeconfig_argv())}    # instead, when reused")
+    step(
+        f"{_cmd(['docker', 'network', 'inspect', 'kind'])}    # IPv4 subnet; the dry run assumes {DEFAULT_KIND_SUBNET} "
+        f"-> load-balancer range {lb_range(DEFAULT_KIND_SUBNET)}"
+    )
+    for ref in dict.fromkeys([*plan.images, *all_images(registry)]):
+        target = load_reference(ref)
+        pull = f"{_cmd(['docker', 'pull', ref])}"
+        tag = f"; {_cmd(['docker', 'tag', ref, target])}" if target != ref else ""
+        step(f"{pull}{tag}; {_cmd(cluster.load_argv(target))}    # new cluster only")
+    lines.append(
+        "     (a `content digest ... not found` from kind load: docker image save --platform linux/<arch> -o ARCHIVE "
+        f"TAG; kind load image-archive ARCHIVE --name {name})"
+    )
+    index = 0
+    for s in plan.steps:
+        if isinstance(s, Apply):
+            first, last = files[index], files[index + len(s.documents) - 1]
+            index += len(s.documents)
+            retry = f", retried while its admission webhook refuses (at most {s.until_admitted:.0f}s)" if s.until_admitted else ""
+            step(
+                f"API: server-side apply (field manager {FIELD_MANAGER}) {first} .. {last}: {s.name} [{s.source}]{retry}"
+                "    # skipped when the marker ConfigMap kube-system/netiso-kind carries hash " + hash8
+            )
+        else:
+            step(f"API: wait for {s.describe()} (at most {s.timeout:.0f}s)")
+    for note in plan.notes:
+        lines.append(f"     note: {note}")
+    for client in group.clients:
+        step(f"{_cmd(clients.run_argv(client))}    # external client:{client}")
+        step(f"{_cmd(['docker', 'inspect', '--format', '{{json .NetworkSettings.Networks}}', clients.container(client)])}")
+    mapping = options.node_map or node_map(group.scenario_nodes, name, group.workers)
+    commands = {**{c: f"docker exec -i {clients.container(c)}" for c in group.clients}, **options.clients}
+    step(
+        f"kube backend on context {cluster.context} (kubeconfig {cluster.kubeconfig}), node map "
+        f"{', '.join(f'{k}={v}' for k, v in mapping.items())}; clients "
+        f"{', '.join(f'{k}={v!r}' for k, v in commands.items()) or 'none'}"
+    )
+    scenario_dirs = _scenario_plans(group, directory / "scenarios", mapping, commands, options, run_id)
+    for d in scenario_dirs:
+        lines.append(f"     scenario {d.name}: {d.relative_to(directory)}/plan.txt")
+        written.extend(sorted(p for p in d.iterdir() if p.is_file()))
+    step(f"on any failure first: {_cmd(cluster.export_logs_argv(DEFAULT_LOGS / name))}")
+    if group.clients:
+        step(_cmd(["docker", "rm", "-f", *(clients.container(c) for c in group.clients)]))
+    step(f"{_cmd(cluster.delete_argv())}    # unless --keep-cluster; also on Ctrl-C")
+    write("plan.txt", "\n".join(lines) + "\n")
+    return written
+
+
+def _scenario_plans(
+    group: Group,
+    out: Path,
+    mapping: dict[str, str],
+    commands: dict[str, str],
+    options: BackendOptions,
+    run_id: str,
+) -> list[Path]:
+    """The kube backend's per-scenario dry-run (nothing when that module is absent).
+
+    No pool or Eip is named: the group's cluster has exactly one (MetalLB's ``netiso-pool``, the
+    default Eip ``netiso-eip``), as on the live run.
+    """
+    if not group.topos:
+        return []
+    try:
+        from netiso.backends.kube.naming import RunNames
+        from netiso.backends.kube.plan import write_plan
+    except ImportError:  # hook: the kube backend's planner is not part of this tree
+        return []
+    names = RunNames(run=run_id)
+    return list(
+        write_plan(
+            list(group.topos),
+            out,
+            lambda _t: names,
+            mapping,
+            registry=options.image_registry,
+            clients=commands,
+        )
+    )
+
+
+def write_kind_plans(topos: Sequence[Topology], out: Path, options: BackendOptions, run_id: str) -> list[Path]:
+    """The plans of all six clusters (scenarios in their groups); returns every file written."""
+    out = Path(out)
+    written: list[Path] = []
+    for group in plan_groups(topos):
+        written.extend(write_group_plan(group, out, options, run_id))
+    return written

@@ -1,0 +1,366 @@
+"""Everything that would stop a run on this cluster, found before anything is created.
+
+Each check reads the cluster the way an operator would check it by hand, and a failure is one
+:class:`BackendUnavailable` sentence (exit 2) naming what was found and what netiso needs:
+
+* access: one SelfSubjectAccessReview per verb/resource netiso uses (``kubectl auth can-i``),
+  the missing ones listed together (the grant is ``cluster-configs/kube/rbac.yaml``);
+* kube-proxy mode: ConfigMap ``kube-system/kube-proxy`` key ``config.conf`` (the
+  KubeProxyConfiguration kubeadm and kind write; ``mode: ""`` means iptables on Linux,
+  k8s.io/kubernetes pkg/proxy/apis/config). ipvs/nftables are refused unless ``--profile``
+  names a profile the oracle has (``netiso.oracle.profile.PROFILES``): the oracle predicts
+  iptables' DNAT/SNAT, not the others';
+* CNI: Calico's ``crd.projectcalico.org/v1`` IPPools (the Kubernetes-datastore backing of
+  ``projectcalico.org/v3``, libcalico-go api/pkg/apis/projectcalico/v3/ippool.go):
+  an enabled IPv4 pool whose ``ipipMode``/``vxlanMode`` (default ``Never``) equal what the
+  scenario's encapsulation needs (direct: Never/Never; ipip: Always/Never; vxlan: Never/Always).
+  ``CrossSubnet`` encapsulates only between subnets, which netiso does not predict;
+* load balancer: MetalLB ``metallb.io/v1beta1`` IPAddressPools, OpenELB
+  ``network.kubesphere.io/v1alpha2`` Eips (the default one, annotation
+  ``eip.openelb.kubesphere.io/is-default-eip``, preferred), only for scenarios with a
+  LoadBalancer Service;
+* nodes: Ready and not cordoned; the node map (``--node-map scenario=cluster``; unmapped
+  scenario nodes take the remaining nodes, control-plane role first, then workers by name);
+* clients: ``client:NAME`` endpoints without ``--client NAME=COMMAND`` are reported (their flows
+  become ``skipped``), never an error;
+* namespaces in the way: a namespace netiso wants that exists without this run's label is a
+  refusal: netiso never adopts or deletes what it did not create.
+
+Knowingly not checked here (a live cluster shows them during realize): admission policies
+that reject hostNetwork/privileged pods (Pod Security is set ``privileged`` on the run's
+system namespace only), image pull access, NetworkPolicy enforcement actually being on.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from netiso.backends.base import BackendOptions, BackendUnavailable
+from netiso.backends.kube.client import Kube, KubeApiError
+from netiso.backends.kube.naming import RUN_LABEL, RunNames
+from netiso.model.symbols import parse_endpoint
+from netiso.model.types import Topology
+from netiso.oracle.profile import PROFILES
+
+CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
+EXCLUDE_LB_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
+OPENELB_DEFAULT_EIP = "eip.openelb.kubesphere.io/is-default-eip"
+PREDICTED_PROXY_MODES = ("", "iptables")
+WANTED_MODES = {"direct": ("Never", "Never"), "ipip": ("Always", "Never"), "vxlan": ("Never", "Always")}
+
+
+@dataclass(frozen=True)
+class Access:
+    """One permission netiso uses: ``verb`` on ``resource`` (``sub`` = subresource) in ``group``."""
+
+    verb: str
+    resource: str
+    group: str = ""
+    sub: str | None = None
+
+    def __str__(self) -> str:
+        res = f"{self.resource}/{self.sub}" if self.sub else self.resource
+        return f"{self.verb} {res}" + (f" (group {self.group})" if self.group else "")
+
+
+def _acc(verbs: str, resource: str, group: str = "", sub: str | None = None) -> list[Access]:
+    return [Access(v, resource, group, sub) for v in verbs.split()]
+
+
+# Exactly the calls this package makes (tests check each recorded request against rbac.yaml).
+ACCESS: tuple[Access, ...] = tuple(
+    _acc("get list create delete", "namespaces")
+    + _acc("get list", "nodes")
+    + _acc("get list create delete", "pods")
+    + _acc("get create", "pods", sub="exec")
+    + _acc("get list create delete", "services")
+    + _acc("create delete", "serviceaccounts")
+    + _acc("get", "configmaps")
+    + _acc("list", "events")
+    + _acc("list", "endpointslices", "discovery.k8s.io")
+    + _acc("list create delete", "networkpolicies", "networking.k8s.io")
+    + _acc("create delete", "ingresses", "networking.k8s.io")
+    + _acc("list create delete", "ingressclasses", "networking.k8s.io")
+    + _acc("create delete", "roles", "rbac.authorization.k8s.io")
+    + _acc("create delete", "rolebindings", "rbac.authorization.k8s.io")
+    + _acc("list create delete", "clusterroles", "rbac.authorization.k8s.io")
+    + _acc("list create delete", "clusterrolebindings", "rbac.authorization.k8s.io")
+    + _acc("get create patch delete", "leases", "coordination.k8s.io")
+    + _acc("list", "ippools", "crd.projectcalico.org")
+    + _acc("list", "blockaffinities", "crd.projectcalico.org")
+)
+# Only needed for the scenario's load balancer (checked when a scenario has a LoadBalancer Service).
+LB_ACCESS: dict[str, tuple[Access, ...]] = {
+    "metallb": tuple(_acc("list", "ipaddresspools", "metallb.io") + _acc("list", "servicel2statuses", "metallb.io")),
+    "openelb": tuple(_acc("list", "eips", "network.kubesphere.io")),
+}
+
+
+@dataclass(frozen=True)
+class ClusterNode:
+    """What netiso reads of a Node (and keeps for discovery)."""
+
+    name: str
+    internal_ip: str | None
+    control_plane: bool
+    ready: bool
+    schedulable: bool
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    pod_cidr: str | None
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> ClusterNode:
+        meta = obj.get("metadata") or {}
+        labels = dict(meta.get("labels") or {})
+        status = obj.get("status") or {}
+        spec = obj.get("spec") or {}
+        ip = next((a.get("address") for a in status.get("addresses") or [] if a.get("type") == "InternalIP"), None)
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+        return cls(name=meta["name"], internal_ip=ip, control_plane=any(k in labels for k in CONTROL_PLANE_LABELS),
+                   ready=ready, schedulable=not spec.get("unschedulable", False), labels=labels,
+                   annotations=dict(meta.get("annotations") or {}), pod_cidr=spec.get("podCIDR"))
+
+    @property
+    def usable(self) -> bool:
+        return self.ready and self.schedulable
+
+
+@dataclass
+class Findings:
+    """What preflight found: the facts realize and discovery build on."""
+
+    proxy_mode: str = ""
+    pools: dict[str, dict[str, Any]] = field(default_factory=dict)  # scenario -> the matching IPPool
+    metallb_pool: str | None = None
+    openelb_eip: str | None = None
+    nodes: dict[str, ClusterNode] = field(default_factory=dict)  # cluster node name -> node
+    node_maps: dict[str, dict[str, str]] = field(default_factory=dict)  # scenario -> {scenario node: cluster node}
+    unmapped_clients: dict[str, list[str]] = field(default_factory=dict)  # scenario -> client names
+    notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- the checks
+
+
+def check_access(kube: Kube, needed: Sequence[Access] = ACCESS) -> None:
+    """Every permission in ``needed`` (SelfSubjectAccessReview); one refusal naming all missing."""
+    missing = [a for a in needed if not kube.can_i(a.verb, a.resource, a.group, subresource=a.sub)[0]]
+    if missing:
+        who = f"context {kube.target.context!r}"
+        raise BackendUnavailable(
+            f"{who} is not allowed to: {', '.join(str(a) for a in missing)} (SelfSubjectAccessReview); "
+            "grant netiso the role in cluster-configs/kube/rbac.yaml")
+
+
+def check_proxy_mode(kube: Kube, profile: str | None) -> str:
+    """kube-proxy's mode from its ConfigMap; returns it (``iptables`` for the empty default)."""
+    if profile is not None and profile not in PROFILES:
+        raise BackendUnavailable(f"--profile {profile!r} is not a profile netiso predicts (known: {', '.join(PROFILES)})")
+    cm = kube.get("v1", "ConfigMap", "kube-proxy", "kube-system")
+    if cm is None:
+        if profile is not None:
+            return "asserted by --profile"
+        raise BackendUnavailable(
+            "cannot tell kube-proxy's mode: ConfigMap kube-system/kube-proxy does not exist (kube-proxy not "
+            "installed by kubeadm/kind, or replaced by the CNI). netiso predicts kube-proxy in iptables mode; if "
+            f"this cluster behaves like that, assert it with --profile {next(iter(PROFILES))}")
+    text = (cm.get("data") or {}).get("config.conf")
+    try:
+        conf = yaml.safe_load(text) if text else None
+    except yaml.YAMLError as exc:
+        raise BackendUnavailable(f"ConfigMap kube-system/kube-proxy: config.conf is not YAML ({exc})") from None
+    if not isinstance(conf, dict):
+        raise BackendUnavailable("ConfigMap kube-system/kube-proxy has no config.conf (KubeProxyConfiguration); "
+                                 f"assert the mode with --profile {next(iter(PROFILES))}")
+    mode = str(conf.get("mode") or "")
+    if mode in PREDICTED_PROXY_MODES:
+        return mode or "iptables"
+    if profile is not None:
+        return mode
+    raise BackendUnavailable(
+        f"kube-proxy runs in {mode!r} mode (ConfigMap kube-system/kube-proxy, config.conf); netiso predicts the "
+        f"iptables mode only. Run on an iptables cluster, or pass --profile {next(iter(PROFILES))} to compare "
+        "against the iptables predictions anyway")
+
+
+def _modes(pool: Mapping[str, Any]) -> tuple[str, str]:
+    spec = pool.get("spec") or {}
+    return str(spec.get("ipipMode") or "Never"), str(spec.get("vxlanMode") or "Never")
+
+
+def ipv4_pools(kube: Kube) -> list[dict[str, Any]]:
+    """Enabled IPv4 Calico IPPools, by name; refusal when Calico is not there."""
+    try:
+        pools = kube.list("crd.projectcalico.org/v1", "IPPool")
+    except KubeApiError as exc:
+        if exc.status == 404:
+            raise BackendUnavailable(
+                "Calico is not installed (the API has no crd.projectcalico.org/v1 IPPools): netiso predicts "
+                "Calico's datapath and needs it as the CNI") from None
+        raise
+    usable = []
+    for pool in sorted(pools, key=lambda p: p["metadata"]["name"]):
+        spec = pool.get("spec") or {}
+        try:
+            v4 = ipaddress.ip_network(str(spec.get("cidr")), strict=False).version == 4
+        except ValueError:
+            continue
+        if v4 and not spec.get("disabled", False):
+            usable.append(pool)
+    if not usable:
+        raise BackendUnavailable("Calico has no enabled IPv4 IPPool (crd.projectcalico.org/v1 ippools): nowhere for "
+                                 "pod addresses to come from")
+    return usable
+
+
+def check_pool(pools: Sequence[Mapping[str, Any]], topo: Topology) -> dict[str, Any]:
+    """The IPPool matching ``topo``'s encapsulation, or a refusal naming each pool and both values."""
+    want_ipip, want_vxlan = WANTED_MODES[topo.encapsulation]
+    for pool in pools:
+        if _modes(pool) == (want_ipip, want_vxlan):
+            return dict(pool)
+    found = "; ".join(f"IPPool {p['metadata']['name']} has ipipMode {_modes(p)[0]}, vxlanMode {_modes(p)[1]}"
+                      for p in pools)
+    cross = any("CrossSubnet" in _modes(p) for p in pools)
+    note = (" (CrossSubnet encapsulates only between subnets, which netiso does not predict: use Always or Never)"
+            if cross else "")
+    raise BackendUnavailable(
+        f"scenario {topo.name!r} wants encapsulation {topo.encapsulation} (ipipMode {want_ipip}, vxlanMode "
+        f"{want_vxlan}), but {found}{note}; run scenarios of the cluster's mode, or change the pool")
+
+
+def needs_lb(topo: Topology) -> bool:
+    return any(s.type == "LoadBalancer" for s in topo.services.values())
+
+
+def check_load_balancer(kube: Kube, impl: str, findings: Findings) -> None:
+    """The scenario's LoadBalancer implementation is installed and has addresses to hand out."""
+    if impl == "metallb":
+        try:
+            pools = kube.list("metallb.io/v1beta1", "IPAddressPool")
+        except KubeApiError as exc:
+            if exc.status == 404:
+                raise BackendUnavailable("the scenario's loadBalancer is metallb, but MetalLB is not installed "
+                                         "(no metallb.io/v1beta1 IPAddressPool resource)") from None
+            raise
+        if not pools:
+            raise BackendUnavailable("MetalLB is installed but has no IPAddressPool: LoadBalancer Services would get "
+                                     "no address (create one, e.g. on the node network)")
+        auto = [p for p in pools if (p.get("spec") or {}).get("autoAssign", True) is not False]
+        if not auto:
+            findings.metallb_pool = sorted(p["metadata"]["name"] for p in pools)[0]
+    elif impl == "openelb":
+        try:
+            eips = kube.list("network.kubesphere.io/v1alpha2", "Eip")
+        except KubeApiError as exc:
+            if exc.status == 404:
+                raise BackendUnavailable("the scenario's loadBalancer is openelb, but OpenELB is not installed "
+                                         "(no network.kubesphere.io/v1alpha2 Eip resource)") from None
+            raise
+        enabled = sorted((e for e in eips if not (e.get("spec") or {}).get("disable", False)),
+                         key=lambda e: e["metadata"]["name"])
+        if not enabled:
+            raise BackendUnavailable("OpenELB is installed but has no enabled Eip: LoadBalancer Services would get no "
+                                     "address")
+        default = [e for e in enabled
+                   if ((e["metadata"].get("annotations") or {}).get(OPENELB_DEFAULT_EIP) == "true")]
+        findings.openelb_eip = (default or enabled)[0]["metadata"]["name"]
+
+
+def read_nodes(kube: Kube) -> dict[str, ClusterNode]:
+    return {n.name: n for n in (ClusterNode.of(o) for o in kube.list("v1", "Node"))}
+
+
+def default_order(nodes: Mapping[str, ClusterNode]) -> list[str]:
+    """Usable cluster nodes in default mapping order: control-plane role first, then by name."""
+    usable = [n for n in nodes.values() if n.usable]
+    return [n.name for n in sorted(usable, key=lambda n: (not n.control_plane, n.name))]
+
+
+def map_nodes(topo: Topology, nodes: Mapping[str, ClusterNode], node_map: Mapping[str, str]) -> dict[str, str]:
+    """Scenario node -> cluster node for ``topo``: ``--node-map`` entries, the rest in default order."""
+    for scenario_node, cluster_node in node_map.items():
+        if cluster_node not in nodes:
+            raise BackendUnavailable(f"--node-map {scenario_node}={cluster_node}: the cluster has no node "
+                                     f"{cluster_node!r} (it has: {', '.join(sorted(nodes)) or 'none'})")
+        if not nodes[cluster_node].usable:
+            raise BackendUnavailable(f"--node-map {scenario_node}={cluster_node}: node {cluster_node} is not Ready "
+                                     "or is cordoned")
+    wanted = list(topo.nodes)
+    mapping = {n: node_map[n] for n in wanted if n in node_map}
+    taken = list(mapping.values())
+    dupes = sorted({c for c in taken if taken.count(c) > 1})
+    if dupes:
+        raise BackendUnavailable(f"--node-map maps several scenario nodes of {topo.name!r} to {', '.join(dupes)}: "
+                                 "each scenario node needs a node of its own")
+    free = [n for n in default_order(nodes) if n not in taken]
+    rest = [n for n in wanted if n not in mapping]
+    if len(rest) > len(free):
+        usable = len(default_order(nodes))
+        raise BackendUnavailable(
+            f"scenario {topo.name!r} needs {len(wanted)} nodes ({', '.join(wanted)}), the cluster has {usable} "
+            f"Ready schedulable node(s) ({', '.join(default_order(nodes)) or 'none'})"
+            + (f" of which {len(taken)} are taken by --node-map" if taken else ""))
+    mapping.update(zip(rest, free, strict=False))
+    return {n: mapping[n] for n in wanted}
+
+
+def clients_of(topo: Topology) -> list[str]:
+    """Client names that flows of ``topo`` start from or send to, in first-use order."""
+    out: list[str] = []
+    for flow in topo.scenario.flows:
+        for end in (flow.src, flow.dst):
+            sym = parse_endpoint(end)
+            if sym.kind == "client" and sym.name and sym.name not in out:
+                out.append(str(sym.name))
+    return out
+
+
+def check_namespaces(kube: Kube, names: RunNames, topo: Topology) -> None:
+    """Refuse when a namespace this run wants exists without this run's label."""
+    wanted = [names.system_namespace] + [names.namespace(p) for p in topo.namespaces]
+    for ns in wanted:
+        obj = kube.get("v1", "Namespace", ns)
+        if obj is None:
+            continue
+        label = ((obj.get("metadata") or {}).get("labels") or {}).get(RUN_LABEL)
+        if label != names.run:
+            owner = f"it carries {RUN_LABEL}={label}" if label else f"it does not carry the label {RUN_LABEL}={names.run}"
+            raise BackendUnavailable(
+                f"namespace {ns} already exists and {owner}: netiso never adopts or deletes a namespace it did not "
+                "create; delete or rename it, or run again (a new run id picks other names)")
+
+
+def run_preflight(kube: Kube, topos: Sequence[Topology], options: BackendOptions,
+                  names_for: Callable[[Topology], RunNames]) -> Findings:
+    """Every check, in the order an operator would look; raises BackendUnavailable on the first failure."""
+    findings = Findings()
+    try:
+        kube.version()
+    except KubeApiError as exc:
+        raise BackendUnavailable(f"the API server {kube.target.server} answered /version with {exc}") from None
+    impls = sorted({t.load_balancer for t in topos if needs_lb(t) and t.load_balancer != "none"})
+    check_access(kube, [*ACCESS, *(a for impl in impls for a in LB_ACCESS.get(impl, ()))])
+    findings.proxy_mode = check_proxy_mode(kube, options.profile)
+    pools = ipv4_pools(kube)
+    for topo in topos:
+        findings.pools[topo.name] = check_pool(pools, topo)
+    for impl in impls:
+        check_load_balancer(kube, impl, findings)
+    findings.nodes = read_nodes(kube)
+    for topo in topos:
+        findings.node_maps[topo.name] = map_nodes(topo, findings.nodes, options.node_map)
+        missing = [c for c in clients_of(topo) if c not in options.clients]
+        if missing:
+            findings.unmapped_clients[topo.name] = missing
+            findings.notes.append(
+                f"{topo.name}: no --client mapping for {', '.join('client:' + c for c in missing)}; their flows are "
+                "reported skipped (map each with --client NAME='COMMAND PREFIX', e.g. 'docker exec -i c1')")
+        check_namespaces(kube, names_for(topo), topo)
+    return findings

@@ -1,0 +1,115 @@
+"""Tracing the lab's probes through the real kernel: TRACE rules and per-node monitors.
+
+Why: a verdict can be right for the wrong reason, and a dropped probe otherwise costs its whole
+timeout. iptables' ``TRACE`` target makes the kernel report every rule a packet meets, and
+``xtables-monitor --trace`` (iptables-nft, run inside the node's namespace) prints those reports
+(reference-facts §H). ``netiso.backends.trace_parse`` reads them; the probe agent correlates
+them with its sockets and settles a probe the moment a rule drops its first packet.
+
+Only the probes' own packets are traced, and tracing changes no verdict and no source:
+
+* probe sockets set a DSCP value (``IP_TOS``) that no other rule of the lab matches on (no
+  Calico/kube-proxy rule, no routing rule looks at TOS); the echo servers, nginx and the ipip
+  forwarder never set it;
+* only a connection's first packet is selected (a TCP SYN; UDP datagrams, of which a probe
+  sends at most two): conntrack runs *after* the raw table, so ``--ctstate NEW`` cannot be used
+  there, and ``--syn`` is the equivalent for TCP;
+* the rules live in the ``raw`` table, which neither kube-proxy nor the lab's Calico rules use,
+  in ``PREROUTING`` (forwarded and delivered packets) and ``OUTPUT`` (host-network probes).
+  TRACE is a non-terminal target: the packet continues exactly as without it.
+
+Either merge :func:`trace_rules` into the node's restore document (``merge(calico, kube_proxy,
+forward_tail, trace_rules(topo))``) or load it on its own with :func:`install_trace_rules` (a
+restore document with only ``*raw`` replaces only the raw table).
+
+What it knowingly does not trace: the ingress controller's own connection to its backend (nginx
+opens it; its packets carry no probe mark), so an ingress flow's observed path is the client ->
+controller leg.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from netiso.backends.lab.iptables import RuleSet, render_restore
+from netiso.model.types import Topology
+
+TRACE_DSCP = 0x2D  # 45: no standard per-hop behaviour, matched by nothing else in the lab
+MONITOR_TOOL = "xtables-monitor"
+
+
+def tos_for(dscp: int = TRACE_DSCP) -> int:
+    """The ``IP_TOS`` byte a probe socket sets for ``dscp`` (DSCP is the upper six bits).
+
+    >>> hex(tos_for())
+    '0xb4'
+    """
+    if not 0 <= dscp < 64:
+        raise ValueError(f"DSCP must be 0..63, not {dscp}")
+    return dscp << 2
+
+
+def trace_rules(topo: Topology | None = None, dscp: int = TRACE_DSCP) -> RuleSet:
+    """The raw-table TRACE rules for one node (the same for every node of ``topo``)."""
+    rs = RuleSet()
+    raw = rs.table("raw")
+    mark = f"-m dscp --dscp {dscp:#x}"
+    for hook in ("PREROUTING", "OUTPUT"):
+        raw.hook(hook, f'-p tcp {mark} -m tcp --syn -m comment --comment "netiso: trace probe SYN" -j TRACE')
+        raw.hook(hook, f'-p udp {mark} -m comment --comment "netiso: trace probe datagram" -j TRACE')
+    return rs
+
+
+def install_trace_rules(run: Any, netns: str, topo: Topology | None = None, dscp: int = TRACE_DSCP) -> None:
+    """Load the TRACE rules into ``netns`` (a node of ``run``) without touching other tables."""
+    run.run(["iptables-restore", "-w"], netns=netns, input=render_restore(trace_rules(topo, dscp)))
+
+
+def monitor_argv(netns: str | None) -> list[str]:
+    """``xtables-monitor --trace`` inside ``netns``, line-buffered (its stdout is a pipe).
+
+    >>> monitor_argv("nx123456-n-worker")
+    ['nsenter', '--net=/run/netns/nx123456-n-worker', 'stdbuf', '-oL', 'xtables-monitor', '--trace']
+    """
+    argv = ["stdbuf", "-oL", MONITOR_TOOL, "--trace"]
+    if netns is None:
+        return argv
+    if "/" in netns or not netns:
+        raise ValueError(f"invalid network namespace name {netns!r}")
+    return ["nsenter", f"--net=/run/netns/{netns}", *argv]
+
+
+def start_file_monitors(run: Any, namespaces: Mapping[str, str], directory: Path) -> dict[str, subprocess.Popen[Any]]:
+    """One monitor per node namespace writing to ``directory/trace-<node>.log``, registered with ``run``.
+
+    For evidence and for recording samples (the probe agent runs its own monitors on pipes).
+    ``namespaces`` maps netns -> node name. Stop them with :func:`stop_monitors` (or ``run.down()``).
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    procs: dict[str, subprocess.Popen[Any]] = {}
+    for netns, node in namespaces.items():
+        out: IO[bytes] = open(directory / f"trace-{node}.log", "wb")  # noqa: SIM115 - handed to the child
+        try:
+            procs[node] = run.start(["stdbuf", "-oL", MONITOR_TOOL, "--trace"], what=f"xtables-monitor {node}",
+                                    netns=netns, stdout=out, stderr=subprocess.STDOUT)
+        finally:
+            out.close()
+    return procs
+
+
+def stop_monitors(procs: Mapping[str, subprocess.Popen[Any]], grace: float = 2.0) -> None:
+    """End monitors by their PIDs (terminate, then kill)."""
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait(timeout=grace)

@@ -1,0 +1,225 @@
+"""The probe agent's side of tracing: the kernel's trace events, probes matched to their packets.
+
+Why in the agent: it is the only process that knows each probe socket's 4-tuple the moment the
+first packet leaves, and the only one that can end a probe early. So the agent opens, in every
+traced node namespace, a netlink socket subscribed to nf_tables trace events
+(:mod:`netiso.backends.nftrace`; the events ``xtables-monitor --trace`` prints, without its
+per-event rule lookup that loses events under a burst of probes), feeds them to a
+:class:`~netiso.backends.trace_parse.Correlator`, and resolves a probe's *settle* future when a
+rule drops its first packet. The engine races that future against the socket: a dropped probe
+is known in milliseconds instead of after its timeout, with the rule that dropped it. REJECT
+is not settled here: the ICMP error reaches the socket just as fast and is the real observation.
+
+The sockets live in this process (no extra process to register with the run); like the probe
+sockets they pin their namespace until released (``trace_stop`` / ``release``).
+
+Start-up check: :meth:`Tracer.start` sends one marked UDP datagram to 127.0.0.1:9 inside each
+node namespace and waits until that namespace reports it (the raw OUTPUT rule traces it;
+nothing listens there): it proves the TRACE rules are loaded and the kernel traces there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Mapping
+from typing import IO, Any
+
+from netiso.backends.lab.trace import TRACE_DSCP, tos_for
+from netiso.backends.nftrace import RuleInfo, TraceEvent, dump_rules, hop_of, open_trace_socket, read_events
+from netiso.backends.trace_parse import Correlator, TraceHop, Tuple5, decisions_of
+from netiso.oracle.decided import summarize
+from netiso.probe.netns import NetnsThreads
+
+log = logging.getLogger("netiso.trace")
+
+READY_PORT = 9  # discard: nothing listens in a node namespace
+READY_TIMEOUT_S = 3.0
+DRAIN_QUIET_S = 0.02  # a batch's paths are read once no event came for this long ...
+DRAIN_MAX_S = 0.5  # ... or after this long at most
+DUMP_ENV = "NETISO_TRACE_DUMP"  # a directory: every event is also appended to <dir>/<node>.events
+
+
+class Monitor:
+    """The trace socket of one node namespace and the comments of that namespace's rules."""
+
+    def __init__(self, netns: str, node: str, sock: socket.socket, rules: dict[tuple[str, str, int], RuleInfo]) -> None:
+        self.netns = netns
+        self.node = node
+        self.sock = sock
+        self.rules = rules
+        self.ready = asyncio.Event()
+        self.events = 0
+        self.refreshing = False
+        self.dump: IO[str] | None = None
+
+
+class Tracer:
+    """Trace sockets of the traced node namespaces and the probes waiting for their packets."""
+
+    def __init__(self, threads: NetnsThreads) -> None:
+        self.threads = threads
+        self.dscp = TRACE_DSCP
+        self.monitors: dict[str, Monitor] = {}
+        self.correlator = Correlator(on_stop=self._stopped)
+        self._settle: dict[str, asyncio.Future[TraceHop]] = {}
+        self._next = 0
+        self.last_event = time.monotonic()
+
+    @property
+    def active(self) -> bool:
+        return bool(self.monitors)
+
+    @property
+    def tos(self) -> int:
+        return tos_for(self.dscp)
+
+    # ------------------------------------------------------------------ monitors
+    async def start(self, namespaces: Mapping[str, str], dscp: int = TRACE_DSCP) -> list[str]:
+        """Trace the namespaces (netns -> node name) not yet traced; returns the traced namespaces."""
+        self.dscp = dscp
+        started: list[Monitor] = []
+        loop = asyncio.get_running_loop()
+        try:
+            for netns, node in namespaces.items():
+                if netns in self.monitors:
+                    continue
+                sock = await self.threads.arun_in(netns, open_trace_socket)
+                try:
+                    rules = await self.threads.arun_in(netns, dump_rules)
+                except BaseException:
+                    sock.close()
+                    raise
+                mon = Monitor(netns, node, sock, rules)
+                dump_dir = os.environ.get(DUMP_ENV)
+                if dump_dir:
+                    mon.dump = open(os.path.join(dump_dir, f"{node}.events"), "a")  # noqa: SIM115
+                self.monitors[netns] = mon
+                started.append(mon)
+                loop.add_reader(sock.fileno(), self._readable, mon)
+            await self._wait_ready(started)
+        except BaseException:
+            await self.stop([m.netns for m in started])
+            raise
+        return [n for n in namespaces if n in self.monitors]
+
+    async def _wait_ready(self, monitors: list[Monitor]) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        pending = list(monitors)
+        while pending:
+            for mon in pending:
+                await self.threads.arun_in(mon.netns, _send_ready_datagram, self.tos)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.1):
+                    await asyncio.gather(*(m.ready.wait() for m in pending))
+            pending = [m for m in pending if not m.ready.is_set()]
+            if pending and time.monotonic() > deadline:
+                names = ", ".join(m.netns for m in pending)
+                raise RuntimeError(f"no trace event in {READY_TIMEOUT_S}s from {names} "
+                                   "(are the TRACE rules loaded? can this kernel trace in a namespace?)")
+
+    def _readable(self, mon: Monitor) -> None:
+        try:
+            for event in read_events(mon.sock):
+                self._event(mon, event)
+        except OSError as exc:  # ENOBUFS: events were lost; the probes concerned fall back to timeouts
+            log.warning("trace events of %s: %s", mon.netns, exc)
+
+    def _event(self, mon: Monitor, event: TraceEvent) -> None:
+        mon.events += 1
+        self.last_event = time.monotonic()
+        pkt = event.packet
+        if not mon.ready.is_set() and pkt is not None and pkt.dst == "127.0.0.1" and pkt.dport == READY_PORT:
+            mon.ready.set()
+            return
+        if event.handle is not None and (event.table, event.chain, event.handle) not in mon.rules:
+            self._refresh(mon)
+        hop = hop_of(mon.node, event, mon.rules)
+        if mon.dump is not None:
+            mon.dump.write(f"{event.trace_id} {event.table}:{event.chain}:{event.kind}:{event.handle}:{hop.verdict}"
+                           f" {pkt!r} {hop.comment or ''}\n")
+        self.correlator.feed_event(mon.node, event.trace_id, pkt, hop)
+
+    def _refresh(self, mon: Monitor) -> None:
+        """The rules changed (an unknown handle): fetch their comments again, once at a time."""
+        if mon.refreshing:
+            return
+        mon.refreshing = True
+
+        async def refresh() -> None:
+            try:
+                mon.rules = await self.threads.arun_in(mon.netns, dump_rules)
+            except OSError as exc:
+                log.warning("rule dump of %s: %s", mon.netns, exc)
+            finally:
+                mon.refreshing = False
+
+        asyncio.get_running_loop().create_task(refresh())
+
+    async def stop(self, namespaces: list[str] | None = None) -> list[str]:
+        """Stop tracing ``namespaces`` (all if None); returns the namespaces no longer traced."""
+        names = list(self.monitors) if namespaces is None else [n for n in namespaces if n in self.monitors]
+        loop = asyncio.get_running_loop()
+        for netns in names:
+            mon = self.monitors.pop(netns)
+            with contextlib.suppress(ValueError, OSError):
+                loop.remove_reader(mon.sock.fileno())
+            mon.sock.close()
+            if mon.dump is not None:
+                mon.dump.close()
+        return names
+
+    # ------------------------------------------------------------------ probes
+    def expect(self, tuple5: Tuple5) -> tuple[str, asyncio.Future[TraceHop]]:
+        """Register a probe's first packet; the future resolves when a rule DROPs it."""
+        self._next += 1
+        key = f"t{self._next}"
+        fut: asyncio.Future[TraceHop] = asyncio.get_running_loop().create_future()
+        self._settle[key] = fut
+        self.correlator.expect(key, tuple5)
+        return key, fut
+
+    def _stopped(self, key: str, hop: TraceHop) -> None:
+        fut = self._settle.get(key)
+        if fut is not None and not fut.done() and hop.verdict == "DROP":
+            fut.set_result(hop)
+
+    async def drain(self) -> None:
+        """Let a batch's last events arrive (they trail the packets by microseconds)."""
+        start = time.monotonic()
+        while time.monotonic() - start < DRAIN_MAX_S:
+            quiet = time.monotonic() - self.last_event
+            if quiet >= DRAIN_QUIET_S:
+                return
+            await asyncio.sleep(DRAIN_QUIET_S - quiet)
+
+    def result(self, key: str, verdict: str) -> tuple[list[dict[str, Any]], str | None]:
+        """(path, decidedBy) of a finished probe; forgets it."""
+        hops = self.correlator.path(key)
+        self.correlator.forget(key)
+        self._settle.pop(key, None)
+        if not hops:
+            return [], None
+        return [h.to_dict() for h in hops], summarize(decisions_of(hops), verdict)
+
+
+def _send_ready_datagram(tos: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
+        with contextlib.suppress(OSError):
+            s.sendto(b"netiso-trace-ready", ("127.0.0.1", READY_PORT))
+
+
+def describe_stop(hop: TraceHop) -> str:
+    """The detail of a probe settled by a rule: what decided, where.
+
+    >>> describe_stop(TraceHop("worker", "filter", "cali-tw-x", 63, "DROP", decision="isolation shop ingress drop"))
+    'dropped by isolation shop ingress drop (node worker filter cali-tw-x rule 63)'
+    """
+    what = hop.decision or hop.comment or hop.rule or "a rule"
+    where = f"node {hop.node} {hop.table} {hop.chain}" + (f" rule {hop.handle}" if hop.handle is not None else " policy")
+    return f"dropped by {what} ({where})"

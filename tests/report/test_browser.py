@@ -1,0 +1,200 @@
+"""index.html in a real browser: headless Debian Chromium driven by Selenium through Debian's
+chromedriver (no Selenium Manager download: the driver path is given and SE_OFFLINE is set).
+
+Rendered from a real ``explain`` document of the bundled scenarios and from a small check-like
+document built here with one mismatch. Any console error fails a test (the page's
+Content-Security-Policy turns any attempted fetch into one). Screenshots at a laptop width
+(1366x900) and a phone width (390x844) go to /tmp/h4-shots/ for a person to look at; they are
+not compared. Skipped, with the reason, only where chromium or chromedriver is not installed
+(bin/bootstrap installs both).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from netiso.cli import main
+from netiso.report.html import write_html
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+SHOTS = Path("/tmp/h4-shots")
+
+pytestmark = pytest.mark.skipif(not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)),
+                                reason="needs Debian's chromium and chromium-driver (bin/bootstrap installs them)")
+
+
+@pytest.fixture(scope="module")
+def driver() -> Iterator[Any]:
+    os.environ["SE_OFFLINE"] = "1"  # never let Selenium Manager look for a driver online
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1366,900"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    drv = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    drv.set_window_size(1366, 900)
+    try:
+        yield drv
+    finally:
+        drv.quit()
+
+
+@pytest.fixture(scope="module")
+def explain_doc(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("explain") / "results.json"
+    assert main(["explain", str(ROOT / "scenarios"), "--json", str(out)]) == 0
+    return json.loads(out.read_text(encoding="utf-8"))
+
+
+def _check_like(explain: dict[str, Any]) -> dict[str, Any]:
+    """One bundled scenario as if checked: every flow observed as predicted, except one
+    (client:bob's NodePort flow observed allowed though predicted dropped), and a scenario
+    name carrying a script tag."""
+    scenario = copy.deepcopy(next(s for s in explain["scenarios"] if s["name"] == "nodeport-cluster-vxlan"))
+    scenario["name"] = "nodeport <script>window.__pwned=1</script>"
+    for f in scenario["flows"]:
+        p = f["predicted"]
+        f["observed"] = {"verdict": p["verdict"], "source": (p["source"] or [None])[0],
+                         "answeredBy": (p.get("answeredBy") or [None])[0], "ms": 3.0,
+                         "evidence": {"status": 200, "clientip": "<b>x</b>"}}
+        f["match"] = True
+    bad = next(f for f in scenario["flows"] if f["from"] == "client:bob" and f["predicted"]["verdict"] == "dropped")
+    bad["observed"].update(verdict="allowed", source="client:bob")
+    bad["match"] = False
+    bad["problems"] = ["predicted dropped, observed allowed"]
+    return {"backend": "lab", "profile": "kube-proxy-iptables/calico-iptables", "scenarios": [scenario]}
+
+
+def _open(driver: Any, directory: Path, doc: dict[str, Any]) -> None:
+    path = write_html(directory, doc)
+    driver.get_log("browser")  # drop what earlier pages logged
+    driver.get(path.as_uri())
+
+
+def _errors(driver: Any) -> list[dict[str, Any]]:
+    return [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+
+
+def _shoot(driver: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(SHOTS / f"{name}.png"))
+
+
+def test_explain_report_shows_a_grid_per_scenario_and_a_chip_per_flow_without_console_errors(
+        driver: Any, explain_doc: dict[str, Any], tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    _open(driver, tmp_path, explain_doc)
+    grids = driver.find_elements(By.CSS_SELECTOR, "section.scenario table.grid")
+    assert len(grids) == len(explain_doc["scenarios"])
+    flows = sum(len(s["flows"]) for s in explain_doc["scenarios"])
+    chips = driver.find_elements(By.CSS_SELECTOR, "section.scenario .chip")
+    assert len(chips) == flows
+    assert all(c.get_attribute("data-diagram") for c in chips)  # every flow has a diagram
+    # diagrams are real SVG elements the browser parsed (inside templates until opened)
+    svgs = driver.execute_script(
+        "return Array.from(document.querySelectorAll('template[id^=t-diagram-]'))"
+        ".filter(t => t.content.querySelector('svg rect')).length")
+    assert svgs == len(set(c.get_attribute("data-diagram") for c in chips)) > 1
+    assert driver.find_element(By.ID, "compare-encapsulation").find_elements(By.CSS_SELECTOR, "tr[data-search]")
+    _shoot(driver, "explain-1366")
+    assert _errors(driver) == []
+
+
+def test_typing_in_the_filter_hides_the_rows_that_do_not_match(driver: Any, explain_doc: dict[str, Any],
+                                                               tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    _open(driver, tmp_path, explain_doc)
+    rows = driver.find_elements(By.CSS_SELECTOR, "tr[data-search]")
+    box = driver.find_element(By.ID, "filter")
+    box.send_keys("udp-nodeport client:bob")
+    visible = [r for r in rows if r.is_displayed()]
+    assert visible and len(visible) < len(rows)
+    for r in visible:
+        text = r.get_attribute("data-search")
+        assert "udp-nodeport" in text and "client:bob" in text
+    shown_scenarios = [s for s in driver.find_elements(By.CSS_SELECTOR, "section.scenario") if s.is_displayed()]
+    assert [s.find_element(By.TAG_NAME, "h2").text.split(" ")[0] for s in shown_scenarios] == ["udp-nodeport-vxlan"]
+    box.clear()
+    box.send_keys(" ")  # an input event with an empty query shows everything again
+    assert all(r.is_displayed() for r in driver.find_elements(By.CSS_SELECTOR, "section.scenario tr[data-search]"))
+    assert _errors(driver) == []
+
+
+def test_clicking_a_cross_node_nodeport_cell_opens_its_diagram_with_the_tunnel(
+        driver: Any, explain_doc: dict[str, Any], tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    _open(driver, tmp_path, explain_doc)
+    si = next(i for i, s in enumerate(explain_doc["scenarios"]) if s["name"] == "nodeport-cluster-vxlan")
+    fi = next(i for i, f in enumerate(explain_doc["scenarios"][si]["flows"])
+              if f["from"] == "client:alice" and f["to"] == "nodeport:shop/web@worker2")
+    assert not driver.find_element(By.ID, "panel").is_displayed()
+    chip = driver.find_element(By.CSS_SELECTOR, f'section.scenario .chip[data-flow="{si}-{fi}"]')
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", chip)
+    chip.click()
+    panel = driver.find_element(By.ID, "panel")
+    assert panel.is_displayed()
+    assert "client:alice → nodeport:shop/web@worker2" in panel.text
+    svg = panel.find_element(By.CSS_SELECTOR, ".diagram-slot svg")
+    labels = [t.text for t in svg.find_elements(By.TAG_NAME, "text")]
+    joined = " ".join(labels)
+    assert "VXLAN (vxlan.calico)" in joined and "node:worker2" in joined and "tunnel:worker2" in joined
+    assert svg.size["width"] > 100 and svg.size["height"] > 100
+    _shoot(driver, "explain-panel-1366")
+    driver.set_window_size(390, 844)
+    try:
+        _shoot(driver, "explain-panel-390")
+        driver.find_element(By.CSS_SELECTOR, "#panel .close").click()
+        assert not panel.is_displayed()
+        driver.execute_script("window.scrollTo(0, 0)")
+        _shoot(driver, "explain-390")
+    finally:
+        driver.set_window_size(1366, 900)
+    assert _errors(driver) == []
+
+
+def test_check_report_lists_the_mismatch_first_marks_it_in_words_and_escapes_the_scenario_name(
+        driver: Any, explain_doc: dict[str, Any], tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    doc = _check_like(explain_doc)
+    _open(driver, tmp_path, doc)
+    assert driver.execute_script("return window.__pwned === undefined")
+    heading = driver.find_element(By.CSS_SELECTOR, "section.scenario h2").text
+    assert "<script>window.__pwned=1</script>" in heading  # shown as text, not run
+    cards = driver.find_element(By.CSS_SELECTOR, "#summary .cards").text
+    assert "1 mismatched" in cards and f"{len(doc['scenarios'][0]['flows']) - 1} matched" in cards
+    marked = driver.find_elements(By.CSS_SELECTOR, "section.scenario .chip.mm")
+    assert len(marked) == 1 and "mismatch: predicted dropped" in marked[0].text
+    _shoot(driver, "check-1366")
+    driver.find_element(By.ID, "mismatch-only").click()
+    visible = [r for r in driver.find_elements(By.CSS_SELECTOR, "section.scenario tr[data-search]") if r.is_displayed()]
+    assert len(visible) == 1 and "client:bob" in visible[0].text
+    driver.find_element(By.CSS_SELECTOR, "#summary .mismatches a").click()
+    panel = driver.find_element(By.ID, "panel")
+    assert panel.is_displayed() and "MISMATCH" in panel.text and "predicted dropped, observed allowed" in panel.text
+    assert panel.find_element(By.CSS_SELECTOR, ".diagram-slot svg .end-dropped")  # the dropped hop, marked
+    evidence = panel.find_element(By.XPATH, ".//details[summary[text()='evidence']]")
+    assert evidence.get_attribute("open") is None  # collapsed until asked for
+    _shoot(driver, "check-panel-1366")
+    driver.set_window_size(390, 844)
+    try:
+        _shoot(driver, "check-panel-390")
+    finally:
+        driver.set_window_size(1366, 900)
+    assert _errors(driver) == []

@@ -1,0 +1,16 @@
+"""A fake Kubernetes API server on 127.0.0.1 for testing netiso's kube backend with the official client.
+
+Why: no cluster exists on this machine, yet the kube backend's whole API conversation must be
+exercised over real HTTP with the ``kubernetes`` client unpatched. ``FakeCluster`` starts a server
+(server.py) over an in-memory store (store.py) with controller emulation (controllers.py),
+``seed_cluster`` fills it like a kind cluster with Calico and MetalLB/OpenELB (seed.py), and
+exec is answered by a test-supplied handler over the v4/v5 channel websocket (exec_ws.py).
+Use it through the ``fake_cluster`` pytest fixture (fixture.py).
+"""
+
+from .cluster import CONTEXT, FakeCluster
+from .exec_ws import ExecCall, ExecReply
+from .seed import seed_cluster
+from .server import RecordedRequest
+
+__all__ = ["CONTEXT", "ExecCall", "ExecReply", "FakeCluster", "RecordedRequest", "seed_cluster"]

@@ -1,0 +1,155 @@
+"""The resource catalogue the fake API server serves: built-in kinds plus every stored CRD.
+
+Why: the official client's ``DynamicClient`` and ``kubectl``-like code discover kinds through
+``/api/v1`` and ``/apis/<group>/<version>`` (APIResourceList) and then build URLs from the
+plural, the scope and the verbs found there, so this table must say what a real apiserver says.
+
+Mirrors: the discovery documents of kube-apiserver 1.33 (plural, singularName, kind, namespaced,
+verbs, shortNames, subresources listed as ``pods/exec`` etc.) for the kinds netiso touches;
+custom resources come from ``apiextensions.k8s.io/v1`` CustomResourceDefinition objects
+(``spec.group``, ``spec.names``, ``spec.scope``, served ``spec.versions``) as the apiextensions
+server does. Knowingly differs: only the built-in kinds below exist (no storage version hashes,
+no categories beyond ``all`` on a few, no aggregated discovery v2 documents).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+CRUD = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+
+
+@dataclass(frozen=True)
+class Resource:
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool
+    verbs: tuple[str, ...] = CRUD
+    short_names: tuple[str, ...] = ()
+    subresources: tuple[str, ...] = ()
+    custom: bool = False
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    @property
+    def group_resource(self) -> str:
+        """``plural.group`` as apiserver messages name it (``ingresses.networking.k8s.io``)."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    def discovery(self) -> list[dict]:
+        """Entries of an APIResourceList: the resource and each of its subresources."""
+        main = {"name": self.plural, "singularName": self.singular, "namespaced": self.namespaced,
+                "kind": self.kind, "verbs": list(self.verbs)}
+        if self.short_names:
+            main["shortNames"] = list(self.short_names)
+        out = [main]
+        for sub in self.subresources:
+            verbs = {"exec": ["create", "get"], "log": ["get"], "status": ["get", "patch", "update"],
+                     "finalize": ["update"], "eviction": ["create"]}.get(sub, ["get"])
+            kind = {"exec": "PodExecOptions", "log": "Pod", "eviction": "Eviction"}.get(sub, self.kind)
+            out.append({"name": f"{self.plural}/{sub}", "singularName": "", "namespaced": self.namespaced,
+                        "kind": kind, "verbs": verbs})
+        return out
+
+
+def _r(api_version: str, plural: str, kind: str, namespaced: bool = True, **kw) -> Resource:
+    group, _, version = api_version.rpartition("/")
+    return Resource(group, version, plural, kind, namespaced, **kw)
+
+
+BUILTIN: tuple[Resource, ...] = (
+    _r("v1", "namespaces", "Namespace", False, verbs=("create", "delete", "get", "list", "patch", "update", "watch"),
+       short_names=("ns",), subresources=("finalize", "status")),
+    _r("v1", "nodes", "Node", False, short_names=("no",), subresources=("status",)),
+    _r("v1", "pods", "Pod", short_names=("po",), subresources=("exec", "log", "status", "eviction")),
+    _r("v1", "services", "Service", short_names=("svc",), subresources=("status",)),
+    _r("v1", "endpoints", "Endpoints", short_names=("ep",)),
+    _r("v1", "configmaps", "ConfigMap", short_names=("cm",)),
+    _r("v1", "secrets", "Secret"),
+    _r("v1", "serviceaccounts", "ServiceAccount", short_names=("sa",)),
+    _r("v1", "events", "Event", short_names=("ev",)),
+    _r("apps/v1", "deployments", "Deployment", short_names=("deploy",), subresources=("status",)),
+    _r("apps/v1", "daemonsets", "DaemonSet", short_names=("ds",), subresources=("status",)),
+    _r("apps/v1", "replicasets", "ReplicaSet", short_names=("rs",), subresources=("status",)),
+    _r("apps/v1", "statefulsets", "StatefulSet", short_names=("sts",), subresources=("status",)),
+    _r("batch/v1", "jobs", "Job", subresources=("status",)),
+    _r("networking.k8s.io/v1", "networkpolicies", "NetworkPolicy", short_names=("netpol",)),
+    _r("networking.k8s.io/v1", "ingresses", "Ingress", short_names=("ing",), subresources=("status",)),
+    _r("networking.k8s.io/v1", "ingressclasses", "IngressClass", False),
+    _r("discovery.k8s.io/v1", "endpointslices", "EndpointSlice"),
+    _r("events.k8s.io/v1", "events", "Event", short_names=("ev",)),
+    _r("coordination.k8s.io/v1", "leases", "Lease"),
+    _r("rbac.authorization.k8s.io/v1", "roles", "Role"),
+    _r("rbac.authorization.k8s.io/v1", "rolebindings", "RoleBinding"),
+    _r("rbac.authorization.k8s.io/v1", "clusterroles", "ClusterRole", False),
+    _r("rbac.authorization.k8s.io/v1", "clusterrolebindings", "ClusterRoleBinding", False),
+    _r("authorization.k8s.io/v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", False, verbs=("create",)),
+    _r("apiextensions.k8s.io/v1", "customresourcedefinitions", "CustomResourceDefinition", False,
+       short_names=("crd", "crds"), subresources=("status",)),
+)
+
+
+def from_crd(crd: dict) -> list[Resource]:
+    """The resources one CustomResourceDefinition serves (one per served version)."""
+    spec = crd.get("spec", {})
+    names = spec.get("names", {})
+    out = []
+    for v in spec.get("versions", []):
+        if not v.get("served", True):
+            continue
+        subs = tuple(sorted((v.get("subresources") or {}).keys()))
+        out.append(Resource(spec["group"], v["name"], names["plural"], names["kind"],
+                            spec.get("scope", "Namespaced") == "Namespaced",
+                            short_names=tuple(names.get("shortNames", ())), subresources=subs, custom=True))
+    return out
+
+
+class Catalogue:
+    """Look-ups over the built-ins and the CRDs currently stored."""
+
+    def __init__(self, crds: Iterable[dict]) -> None:
+        self.all: list[Resource] = list(BUILTIN)
+        for crd in crds:
+            self.all.extend(from_crd(crd))
+
+    def find(self, group: str, version: str, plural: str) -> Resource | None:
+        for r in self.all:
+            if (r.group, r.version, r.plural) == (group, version, plural):
+                return r
+        return None
+
+    def by_kind(self, api_version: str, kind: str) -> Resource | None:
+        group, _, version = api_version.rpartition("/")
+        for r in self.all:
+            if (r.group, r.version, r.kind) == (group, version, kind):
+                return r
+        return None
+
+    def by_plural(self, group: str, plural: str) -> Resource | None:
+        """Any version of ``plural.group`` (authorization speaks group + resource, no version)."""
+        for r in self.all:
+            if (r.group, r.plural) == (group, plural):
+                return r
+        return None
+
+    def group_versions(self) -> dict[str, list[str]]:
+        """group -> served versions in first-seen order (the first is the preferred one)."""
+        out: dict[str, list[str]] = {}
+        for r in self.all:
+            if r.group:
+                versions = out.setdefault(r.group, [])
+                if r.version not in versions:
+                    versions.append(r.version)
+        return out
+
+    def in_version(self, group: str, version: str) -> list[Resource]:
+        return [r for r in self.all if r.group == group and r.version == version]

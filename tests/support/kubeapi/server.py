@@ -1,0 +1,415 @@
+"""A real HTTP server on 127.0.0.1 that speaks the Kubernetes API well enough for the official client.
+
+Why: netiso's kube backend must be tested with the official ``kubernetes`` client unpatched, and
+this machine has no cluster. The server runs aiohttp in a thread of its own (the client is
+synchronous), on a random port, and records every request in order so tests can assert what a
+backend sent and in which order.
+
+Mirrors kube-apiserver 1.33's REST surface: discovery (``/api``, ``/api/v1``, ``/apis``,
+``/apis/<g>``, ``/apis/<g>/<v>`` with CRD groups), ``/version``, ``/healthz``; the resource URL
+grammar (``/api/v1/namespaces/<ns>/<plural>/<name>/<sub>``); verbs get/list/watch/create/update/
+patch/delete/deletecollection; labelSelector and fieldSelector; List kinds with items without
+``kind``/``apiVersion`` for built-ins (custom resource lists keep them, as the apiextensions server
+does); watch as a chunked stream of ``{"type","object"}`` lines with ``timeoutSeconds``; bearer-token
+authentication (401); authorisation answered from a deny list, both by 403 Forbidden on real
+requests and by ``SelfSubjectAccessReview`` (``status.allowed``), worded like the RBAC authorizer;
+``pods/exec`` websockets (see exec_ws.py); DELETE answering with the deleted object for the
+registries that set ``ReturnDeletedObject`` (pods, services, serviceaccounts), the namespace in phase
+Terminating, the CRD, and a ``Status`` Success for every other kind, as the generic registry does
+(k8s.io/apiserver pkg/registry/generic/registry/store.go finalizeDelete).
+
+Why not kmock: kmock 0.8 (``KubernetesEmulator``) was evaluated first. It serves CRUD, watch and
+discovery, but lists ignore labelSelector/fieldSelector, error bodies carry kmock's own reasons
+(``Object Already Exists``) and a Python traceback instead of the apiserver's reasons and messages,
+discovery derives kinds by capitalising plurals (``Networkpolicies``) unless each resource is
+declared, it sets no uid/resourceVersion/creationTimestamp nor the namespace from the URL, and it
+is async-only; replacing those pieces would have meant overriding most of it, so this server is
+written directly on aiohttp.
+
+Knowingly absent: TLS and client certificates (token auth over plain HTTP), protobuf and CBOR,
+aggregated discovery v2, server-side apply field management, dry-run, pagination (``limit`` is
+ignored, ``continue`` never returned), admission and most defaulting, API priority and fairness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from . import exec_ws, status
+from .exec_ws import ExecHandler
+from .resources import Resource
+from .selectors import SelectorError, field_selector, label_selector
+from .store import Store, Watcher
+
+VERSION_INFO = {"major": "1", "minor": "33", "emulationMajor": "1", "emulationMinor": "33",
+                "minCompatibilityMajor": "1", "minCompatibilityMinor": "32", "gitVersion": "v1.33.1",
+                "gitCommit": "8adc0f041b8e7ad1d30e29cc59c6ae7a15e19828", "gitTreeState": "clean",
+                "buildDate": "2025-05-15T08:19:08Z", "goVersion": "go1.24.2", "compiler": "gc", "platform": "linux/amd64"}
+SELF_REVIEW = ("authorization.k8s.io", "selfsubjectaccessreviews")
+# registries with ReturnDeletedObject (pods, services, serviceaccounts), namespaces (finalized later:
+# the Terminating object) and CRDs (held by their cleanup finalizer); every other kind answers Status
+RETURNS_DELETED = {("", "pods"), ("", "services"), ("", "serviceaccounts"), ("", "namespaces"),
+                   ("apiextensions.k8s.io", "customresourcedefinitions")}
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the server received it. ``query`` maps a name to its value; ``command``
+    (repeated for exec) is always a list. ``status`` is the HTTP code answered."""
+
+    method: str
+    path: str
+    query: dict[str, Any]
+    body: Any
+    content_type: str = ""
+    status: int = 0
+    verb: str = ""
+
+
+@dataclass
+class Target:
+    resource: Resource
+    namespace: str | None
+    name: str | None
+    subresource: str | None
+
+
+@dataclass
+class Denial:
+    verb: str
+    resource: str  # may be "pods/exec"; "*" matches any
+    group: str
+
+
+@dataclass
+class KubeApiServer:
+    store: Store
+    token: str | None = "netiso-test-token"
+    user: str = "netiso-tester"
+    exec_handler: ExecHandler = exec_ws.no_handler
+    exec_protocols: tuple[str, ...] = (exec_ws.V5, exec_ws.V4)
+    requests: list[RecordedRequest] = field(default_factory=list)
+    pod_logs: dict[tuple[str, str], str] = field(default_factory=dict)  # (namespace, pod) -> log text
+    denials: list[Denial] = field(default_factory=list)
+    url: str = ""
+    _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
+    _runner: web.AppRunner | None = None
+    on_request: list[Callable[[RecordedRequest], None]] = field(default_factory=list)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> str:
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self._start_site())
+            except BaseException as exc:  # reported to the starting thread
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="fake-kube-apiserver", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            raise failure[0]
+        return self.url
+
+    async def _start_site(self) -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/api/v1/namespaces/{ns}/pods/{name}/exec", self._exec)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        """Ends open watches and exec sessions, closes the socket, ends the thread."""
+        loop = self._loop
+        if loop is None or self._thread is None or not self._thread.is_alive():
+            return
+        with self.store.lock:
+            for w in self.store.watchers:
+                w.loop.call_soon_threadsafe(w.queue.put_nowait, None)  # wakes the stream, which then ends
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        self._thread.join(timeout=10)
+
+    # -- authorisation ------------------------------------------------------------------------
+    def deny(self, verb: str, resource: str, group: str = "") -> None:
+        self.denials.append(Denial(verb, resource, group))
+
+    def allowed(self, verb: str, group: str, resource: str) -> bool:
+        for d in self.denials:
+            if d.verb in ("*", verb) and d.group in ("*", group) and d.resource in ("*", resource):
+                return False
+        return True
+
+    # -- request plumbing ---------------------------------------------------------------------
+    async def _record(self, request: web.Request) -> RecordedRequest:
+        raw = await request.read() if request.can_read_body else b""
+        body: Any = None
+        ctype = request.headers.get("Content-Type", "")
+        if raw:
+            try:
+                body = yaml.safe_load(raw) if "yaml" in ctype else json.loads(raw)
+            except (ValueError, yaml.YAMLError):
+                body = raw.decode(errors="replace")
+        query: dict[str, Any] = {k: request.query.get(k) for k in request.query}
+        if "command" in request.query:
+            query["command"] = request.query.getall("command")
+        rec = RecordedRequest(request.method, request.path, query, body, ctype)
+        self.requests.append(rec)
+        for hook in self.on_request:
+            hook(rec)
+        return rec
+
+    def _authenticate(self, request: web.Request) -> None:
+        if self.token is not None and request.headers.get("Authorization") != f"Bearer {self.token}":
+            raise status.unauthorized()
+
+    @staticmethod
+    def _json(body: Any, code: int = 200) -> web.Response:
+        return web.Response(status=code, text=json.dumps(body), content_type="application/json")
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        rec = await self._record(request)
+        try:
+            self._authenticate(request)
+            resp = await self._dispatch(request, rec)
+        except status.ApiError as err:
+            resp = self._json(err.body(), err.code)
+        except SelectorError as err:
+            resp = self._json(status.bad_request(str(err)).body(), 400)
+        rec.status = resp.status
+        return resp
+
+    async def _exec(self, request: web.Request) -> web.StreamResponse:
+        rec = await self._record(request)
+        rec.verb = "create" if request.method == "POST" else "get"
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        try:
+            self._authenticate(request)
+            upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+            if not self.allowed(rec.verb, "", "pods/exec") or (upgrade and not self.allowed("create", "", "pods/exec")):
+                verb = rec.verb if not self.allowed(rec.verb, "", "pods/exec") else "create"
+                raise status.forbidden(self.user, verb, "", "pods/exec", name, ns)
+            pods = self.store.catalogue().find("", "v1", "pods")
+            assert pods is not None
+            resp = await exec_ws.serve(request, self.store.get(pods, ns, name), self.exec_handler, self.exec_protocols)
+            rec.status = 101
+            return resp
+        except status.ApiError as err:
+            rec.status = err.code
+            return self._json(err.body(), err.code)
+
+    # -- routing ------------------------------------------------------------------------------
+    def _parse(self, path: str) -> tuple[str, str, list[str]] | None:
+        parts = [p for p in path.split("/") if p]
+        if len(parts) >= 3 and parts[0] == "api":
+            return "", parts[1], parts[2:]
+        if len(parts) >= 4 and parts[0] == "apis":
+            return parts[1], parts[2], parts[3:]
+        return None
+
+    def _target(self, group: str, version: str, rest: list[str]) -> Target:
+        cat = self.store.catalogue()
+        namespace = None
+        if rest[0] == "namespaces" and len(rest) >= 3 and not (len(rest) == 3 and rest[2] in ("status", "finalize")):
+            namespace, rest = rest[1], rest[2:]
+        res = cat.find(group, version, rest[0])
+        if res is None or len(rest) > 3 or (namespace is not None and not res.namespaced):
+            raise status.page_not_found()
+        name = rest[1] if len(rest) > 1 else None
+        sub = rest[2] if len(rest) > 2 else None
+        if sub is not None and sub not in res.subresources:
+            raise status.page_not_found()
+        return Target(res, namespace, name, sub)
+
+    async def _dispatch(self, request: web.Request, rec: RecordedRequest) -> web.StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        if request.method == "GET":
+            doc = self._discovery(path)
+            if doc is not None:
+                return self._json(doc)
+            if path in ("/healthz", "/readyz", "/livez"):
+                return web.Response(text="ok")
+        parsed = self._parse(path)
+        if parsed is None:
+            raise status.page_not_found()
+        t = self._target(*parsed)
+        res, q = t.resource, request.query
+        verb = {"GET": "get" if t.name else ("watch" if q.get("watch") in ("true", "1") else "list"),
+                "POST": "create", "PUT": "update", "PATCH": "patch",
+                "DELETE": "delete" if t.name else "deletecollection"}.get(request.method)
+        if verb is None or (verb not in res.verbs and not t.subresource):
+            raise status.method_not_allowed(request.method, res.group, res.plural)
+        rec.verb = verb
+        rbac_resource = f"{res.plural}/{t.subresource}" if t.subresource else res.plural
+        body = rec.body
+        if (res.group, res.plural) != SELF_REVIEW and not self.allowed(verb, res.group, rbac_resource):
+            # the authorizer sees no name on create and collection verbs, so the message names none
+            raise status.forbidden(self.user, verb, res.group, rbac_resource, t.name or "", t.namespace)
+        if verb == "create" and (res.group, res.plural) == SELF_REVIEW:
+            return self._json(self._review(body), 201)
+        if verb in ("list", "watch"):
+            match = self._selectors(q)
+            if verb == "watch":
+                return await self._watch(request, t, match)
+            items = self.store.list(res, t.namespace, match)
+            if not res.custom:
+                for item in items:
+                    item.pop("apiVersion", None)
+                    item.pop("kind", None)
+            return self._json({"kind": f"{res.kind}List", "apiVersion": res.api_version,
+                               "metadata": {"resourceVersion": self.store.last_rv}, "items": items})
+        if verb == "get":
+            obj = self.store.get(res, t.namespace, t.name or "")
+            if obj is None:
+                raise status.not_found(res.group, res.plural, t.name or "")
+            if t.subresource == "log":  # plain text, as the kubelet streams it
+                return web.Response(text=self.pod_logs.get((t.namespace or "", t.name or ""), ""),
+                                    content_type="text/plain")
+            return self._json(obj)
+        if verb == "create":
+            if not isinstance(body, dict):
+                raise status.bad_request("the body of the request was not a JSON object")
+            self._check_kind(res, body)
+            return self._json(self.store.create(res, t.namespace, body), 201)
+        if verb == "update":
+            if not isinstance(body, dict):
+                raise status.bad_request("the body of the request was not a JSON object")
+            return self._json(self.store.replace(res, t.namespace, t.name or "", body, t.subresource))
+        if verb == "patch":
+            ctype = request.headers.get("Content-Type", "")
+            if "apply-patch" in ctype and self.store.get(res, t.namespace, t.name or "") is None:
+                self._check_kind(res, body)
+                return self._json(self.store.create(res, t.namespace, body), 201)
+            return self._json(self.store.patch(res, t.namespace, t.name or "", body, ctype, t.subresource))
+        if verb == "delete":
+            obj = self.store.delete(res, t.namespace, t.name or "")
+            if (res.group, res.plural) in RETURNS_DELETED:
+                return self._json(obj)
+            return self._json(status.success(t.name or "", res.group, res.plural, obj["metadata"]["uid"]))
+        # deletecollection
+        gone = [self.store.delete(res, t.namespace, o["metadata"]["name"])
+                for o in self.store.list(res, t.namespace, self._selectors(q))]
+        return self._json({"kind": f"{res.kind}List", "apiVersion": res.api_version,
+                           "metadata": {"resourceVersion": self.store.last_rv}, "items": gone})
+
+    @staticmethod
+    def _check_kind(res: Resource, body: dict[str, Any]) -> None:
+        if body.get("kind") not in (None, res.kind) or body.get("apiVersion") not in (None, res.api_version):
+            raise status.bad_request(f"the API version in the data ({body.get('apiVersion')}) does not match the expected "
+                                     f"API version ({res.api_version})" if body.get("apiVersion") != res.api_version
+                                     else f"kind {body.get('kind')} does not match the expected kind {res.kind}")
+
+    @staticmethod
+    def _selectors(q: Any) -> Callable[[dict[str, Any]], bool]:
+        by_label, by_field = label_selector(q.get("labelSelector")), field_selector(q.get("fieldSelector"))
+        return lambda obj: by_label(obj) and by_field(obj)
+
+    def _review(self, body: Any) -> dict[str, Any]:
+        spec = (body or {}).get("spec") or {}
+        attrs = spec.get("resourceAttributes")
+        if attrs is None:
+            allowed = True  # nonResourceAttributes: /healthz and the like are open
+        else:
+            resource = attrs.get("resource", "")
+            if attrs.get("subresource"):
+                resource = f"{resource}/{attrs['subresource']}"
+            allowed = self.allowed(attrs.get("verb", ""), attrs.get("group", ""), resource)
+        out = {"kind": "SelfSubjectAccessReview", "apiVersion": "authorization.k8s.io/v1",
+               "metadata": {"creationTimestamp": None}, "spec": spec, "status": {"allowed": allowed}}
+        if allowed:
+            out["status"]["reason"] = ('RBAC: allowed by ClusterRoleBinding "netiso-test" of ClusterRole "cluster-admin" '
+                                       f'to User "{self.user}"')
+        return out
+
+    # -- discovery ----------------------------------------------------------------------------
+    def _discovery(self, path: str) -> dict[str, Any] | None:
+        cat = self.store.catalogue()
+        groups = cat.group_versions()
+        if path == "/version":
+            return VERSION_INFO
+        if path == "/api":
+            return {"kind": "APIVersions", "versions": ["v1"],
+                    "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "172.18.0.2:6443"}]}
+        if path == "/apis":
+            return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [self._group(g, vs) for g, vs in groups.items()]}
+        if path == "/api/v1":
+            return self._resource_list("", "v1")
+        parts = [p for p in path.split("/") if p]
+        if len(parts) == 2 and parts[0] == "apis":
+            if parts[1] not in groups:
+                raise status.page_not_found()
+            return {"kind": "APIGroup", "apiVersion": "v1", **self._group(parts[1], groups[parts[1]])}
+        if len(parts) == 3 and parts[0] == "apis":
+            if parts[2] not in groups.get(parts[1], []):
+                raise status.page_not_found()
+            return self._resource_list(parts[1], parts[2])
+        return None
+
+    @staticmethod
+    def _group(name: str, versions: list[str]) -> dict[str, Any]:
+        gvs = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
+        return {"name": name, "versions": gvs, "preferredVersion": gvs[0]}
+
+    def _resource_list(self, group: str, version: str) -> dict[str, Any]:
+        entries = [e for r in self.store.catalogue().in_version(group, version) for e in r.discovery()]
+        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{group}/{version}" if group else version,
+                "resources": entries}
+
+    # -- watch --------------------------------------------------------------------------------
+    async def _watch(self, request: web.Request, t: Target, match: Callable[[dict[str, Any]], bool]) -> web.StreamResponse:
+        q = request.query
+        loop = asyncio.get_running_loop()
+        watcher = Watcher(t.resource, t.namespace, match, loop, asyncio.Queue())
+        with self.store.lock:
+            initial = [] if q.get("resourceVersion") not in (None, "", "0") else self.store.list(t.resource, t.namespace,
+                                                                                                 match)
+            self.store.subscribe(watcher)
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        timeout = float(q.get("timeoutSeconds") or 1800)
+        deadline = loop.time() + timeout
+        try:
+            for obj in initial:
+                await resp.write((json.dumps({"type": "ADDED", "object": obj}) + "\n").encode())
+            while (left := deadline - loop.time()) > 0:
+                try:
+                    event = await asyncio.wait_for(watcher.queue.get(), left)
+                except TimeoutError:
+                    break
+                if event is None:  # the server is stopping
+                    break
+                await resp.write((json.dumps(event) + "\n").encode())
+        except ConnectionResetError:
+            pass
+        finally:
+            self.store.unsubscribe(watcher)
+        with contextlib.suppress(ConnectionResetError):
+            await resp.write_eof()
+        return resp

@@ -1,0 +1,383 @@
+"""The fake API server's object store: create / read / list / replace / patch / delete, with watches.
+
+Why: everything the HTTP layer and the controller emulation do goes through one thread-safe
+store, so a test can seed and inspect objects from its own thread while the server's event
+loop serves the official client.
+
+Mirrors the generic registry of k8s.io/apiserver (pkg/registry/generic/registry/store.go):
+server-set ``uid``, ``creationTimestamp``, ``resourceVersion`` (one cluster-wide counter, as etcd's
+revision), ``generation``; 409 AlreadyExists on a taken name; 409 Conflict when an update carries
+a stale ``resourceVersion``; 404 NotFound; ``generateName``; RFC 1123 name and label-value
+validation (422 Invalid); the status subresource split (writes to the main resource keep the
+stored status, ``/status`` writes change only status); namespaced creates into a missing
+namespace (404) or a terminating one (403); namespace deletion removing everything in it,
+optionally after ``namespace_linger`` reads in phase Terminating. Patches: JSON merge patch
+(RFC 7386), JSON patch (RFC 6902: add/remove/replace/test), and strategic merge patch and
+apply patch treated as merge patches (the real strategic merge merges lists such as containers
+by key; this one replaces lists). Strategic merge on custom resources is refused with 415 as
+the real server refuses it. Knowingly absent: managedFields, finalizers and garbage collection
+by ownerReferences, admission, defaulting beyond the fields above, resourceVersion history for
+watches (a watch with a resourceVersion starts "now").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime
+import itertools
+import random
+import re
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import status
+from .resources import Catalogue, Resource
+from .selectors import Predicate
+
+Key = tuple[str, str, str, str]  # group, plural, namespace ("" when cluster-scoped), name
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+LABEL_NAMED = {("", "namespaces"), ("", "services")}  # kinds whose names must be RFC 1123 labels
+MERGE_TYPES = ("application/merge-patch+json", "application/strategic-merge-patch+json", "application/apply-patch+yaml")
+CR_PATCH_TYPES = ["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"]
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386: objects merge recursively, ``null`` removes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = merge_patch(out.get(k), v)
+    return out
+
+
+def _pointer(path: str) -> list[str]:
+    return [p.replace("~1", "/").replace("~0", "~") for p in path.split("/")[1:]]
+
+
+def json_patch(doc: Any, ops: list[dict]) -> Any:
+    """RFC 6902 add / remove / replace / test."""
+    doc = copy.deepcopy(doc)
+    for op in ops:
+        parts = _pointer(op["path"])
+        parent = doc
+        for p in parts[:-1]:
+            parent = parent[int(p)] if isinstance(parent, list) else parent[p]
+        last = parts[-1] if parts else ""
+        kind = op["op"]
+        try:
+            if kind == "test":
+                cur = parent[int(last)] if isinstance(parent, list) else parent[last]
+                if cur != op["value"]:
+                    raise status.ApiError(422, "Invalid", f"the server rejected our request due to an error in our request: "
+                                          f"testing value {op['path']} failed")
+            elif kind in ("add", "replace"):
+                if isinstance(parent, list):
+                    if last == "-":
+                        parent.append(op["value"])
+                    elif kind == "add":
+                        parent.insert(int(last), op["value"])
+                    else:
+                        parent[int(last)] = op["value"]
+                else:
+                    if kind == "replace" and last not in parent:
+                        raise KeyError(last)
+                    parent[last] = op["value"]
+            elif kind == "remove":
+                del parent[int(last) if isinstance(parent, list) else last]
+            else:
+                raise status.bad_request(f"Unexpected kind: {kind}")
+        except (KeyError, IndexError) as exc:
+            raise status.ApiError(422, "Invalid", f"the server rejected our request due to an error in our request: "
+                                  f"{kind} operation does not apply: doc is missing path: {op['path']!r}") from exc
+    return doc
+
+
+@dataclass
+class Watcher:
+    resource: Resource
+    namespace: str | None
+    match: Predicate
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue
+
+
+class Store:
+    """All objects of one fake cluster. Every method may be called from any thread."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.objects: dict[Key, dict[str, Any]] = {}
+        self._rv = itertools.count(1000)
+        self.last_rv = "999"
+        self.watchers: list[Watcher] = []
+        self.namespace_linger = 0
+        self._lingering: dict[str, int] = {}
+        self._catalogue: Catalogue | None = None
+        # controller emulation: mutate an object about to be created; react after any write
+        self.on_create: list[Callable[[Resource, dict[str, Any]], None]] = []
+        self.on_change: list[Callable[[str, Resource, dict[str, Any]], None]] = []
+
+    # -- catalogue ---------------------------------------------------------------------------
+    def catalogue(self) -> Catalogue:
+        with self.lock:
+            if self._catalogue is None:
+                crds = [o for (g, p, _, _), o in self.objects.items() if (g, p) == ("apiextensions.k8s.io",
+                                                                                  "customresourcedefinitions")]
+                self._catalogue = Catalogue(crds)
+            return self._catalogue
+
+    def _next_rv(self) -> str:
+        self.last_rv = str(next(self._rv))
+        return self.last_rv
+
+    @staticmethod
+    def key(res: Resource, namespace: str | None, name: str) -> Key:
+        return (res.group, res.plural, (namespace or "") if res.namespaced else "", name)
+
+    # -- reads --------------------------------------------------------------------------------
+    def get(self, res: Resource, namespace: str | None, name: str) -> dict[str, Any] | None:
+        with self.lock:
+            obj = self.objects.get(self.key(res, namespace, name))
+            if obj is not None and (res.group, res.plural) == ("", "namespaces") and name in self._lingering:
+                self._lingering[name] -= 1
+                if self._lingering[name] <= 0:
+                    self._finish_namespace(name)
+            return self._view(res, obj)
+
+    def list(self, res: Resource, namespace: str | None, match: Predicate | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            out = []
+            for (g, p, ns, _), obj in sorted(self.objects.items()):
+                if (g, p) != (res.group, res.plural) or (res.namespaced and namespace and ns != namespace):
+                    continue
+                view = self._view(res, obj)
+                if match is None or match(view):
+                    out.append(view)
+            return out
+
+    @staticmethod
+    def _view(res: Resource, obj: dict[str, Any] | None) -> dict[str, Any] | None:
+        if obj is None:
+            return None
+        out = copy.deepcopy(obj)
+        out["apiVersion"] = res.api_version  # one storage, served in the requested version
+        return out
+
+    # -- writes -------------------------------------------------------------------------------
+    def create(self, res: Resource, namespace: str | None, obj: dict[str, Any], *, keep_status: bool = False) -> dict:
+        with self.lock:
+            obj = copy.deepcopy(obj)
+            meta = obj.setdefault("metadata", {})
+            if res.namespaced:
+                namespace = namespace or meta.get("namespace") or "default"
+                if meta.get("namespace") and meta["namespace"] != namespace:
+                    raise status.bad_request("the namespace of the provided object does not match the namespace sent on "
+                                             "the request")
+                meta["namespace"] = namespace
+            else:
+                meta.pop("namespace", None)
+                namespace = None
+            if not meta.get("name") and meta.get("generateName"):
+                meta["name"] = meta["generateName"] + "".join(random.choices("bcdfghjklmnpqrstvwxz2456789", k=5))
+            name = meta.get("name") or ""
+            self._validate(res, obj, name)
+            if namespace is not None:
+                ns = self.objects.get(("", "namespaces", "", namespace))
+                if ns is None:
+                    raise status.not_found("", "namespaces", namespace)
+                if (ns.get("status") or {}).get("phase") == "Terminating":
+                    raise status.terminating(res.group, res.plural, name, namespace)
+            key = self.key(res, namespace, name)
+            if key in self.objects:
+                raise status.already_exists(res.group, res.plural, name)
+            obj["apiVersion"], obj["kind"] = res.api_version, res.kind
+            if not keep_status and "status" in res.subresources:
+                obj.pop("status", None)
+            meta["uid"] = str(uuid.uuid4())
+            meta["creationTimestamp"] = now()
+            if "spec" in obj or res.custom:
+                meta["generation"] = 1
+            if (res.group, res.plural) == ("", "namespaces"):
+                meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = name
+                obj.setdefault("spec", {"finalizers": ["kubernetes"]})
+                obj.setdefault("status", {})["phase"] = "Active"
+            for hook in self.on_create:
+                hook(res, obj)
+            meta["resourceVersion"] = self._next_rv()
+            self.objects[key] = obj
+            if (res.group, res.plural) == ("apiextensions.k8s.io", "customresourcedefinitions"):
+                self._catalogue = None
+            self._changed("ADDED", res, obj)
+            return self._view(res, obj)  # type: ignore[return-value]
+
+    def replace(self, res: Resource, namespace: str | None, name: str, obj: dict[str, Any],
+                subresource: str | None = None) -> dict[str, Any]:
+        with self.lock:
+            key = self.key(res, namespace, name)
+            old = self.objects.get(key)
+            if old is None:
+                raise status.not_found(res.group, res.plural, name)
+            meta = obj.get("metadata") or {}
+            if meta.get("name", name) != name:
+                raise status.bad_request(f'the name of the object ({meta.get("name")}) does not match the name on the URL '
+                                         f"({name})")
+            sent_rv = meta.get("resourceVersion")
+            if sent_rv and sent_rv != old["metadata"]["resourceVersion"]:
+                raise status.ApiError(409, "Conflict", f'Operation cannot be fulfilled on {res.group_resource} "{name}": '
+                                      "the object has been modified; please apply your changes to the latest version "
+                                      "and try again", {"name": name, **({"group": res.group} if res.group else {}),
+                                                        "kind": res.plural})
+            return self._store_update(res, key, old, copy.deepcopy(obj), subresource)
+
+    def patch(self, res: Resource, namespace: str | None, name: str, body: Any, content_type: str,
+              subresource: str | None = None) -> dict[str, Any]:
+        with self.lock:
+            key = self.key(res, namespace, name)
+            old = self.objects.get(key)
+            if old is None:
+                raise status.not_found(res.group, res.plural, name)
+            ctype = content_type.split(";")[0].strip()
+            if res.custom and ctype == "application/strategic-merge-patch+json":
+                raise status.unsupported_media(ctype, CR_PATCH_TYPES)
+            if ctype == "application/json-patch+json":
+                if not isinstance(body, list):
+                    raise status.bad_request("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
+                new = json_patch(self._view(res, old), body)
+            elif ctype in MERGE_TYPES:
+                new = merge_patch(self._view(res, old), body)
+            else:
+                raise status.unsupported_media(ctype, ["application/json-patch+json", *MERGE_TYPES])
+            return self._store_update(res, key, old, new, subresource)
+
+    def _store_update(self, res: Resource, key: Key, old: dict, new: dict, subresource: str | None) -> dict[str, Any]:
+        if subresource == "status":
+            merged = copy.deepcopy(old)
+            merged["status"] = new.get("status")
+            new = merged
+        else:
+            if "status" in res.subresources:
+                if "status" in old:
+                    new["status"] = copy.deepcopy(old["status"])
+                else:
+                    new.pop("status", None)
+            self._validate(res, new, key[3])
+        meta = new.setdefault("metadata", {})
+        for fixed in ("uid", "creationTimestamp", "namespace", "name", "deletionTimestamp", "generation"):
+            if fixed in old["metadata"]:
+                meta[fixed] = old["metadata"][fixed]
+        if "generation" in meta and new.get("spec") != old.get("spec"):
+            meta["generation"] += 1
+        new["apiVersion"], new["kind"] = res.api_version, res.kind
+        meta["resourceVersion"] = self._next_rv()
+        self.objects[key] = new
+        if (res.group, res.plural) == ("apiextensions.k8s.io", "customresourcedefinitions"):
+            self._catalogue = None
+        self._changed("MODIFIED", res, new)
+        return self._view(res, new)  # type: ignore[return-value]
+
+    def delete(self, res: Resource, namespace: str | None, name: str) -> dict[str, Any]:
+        """Removes the object and returns its last state (namespaces: in phase Terminating)."""
+        with self.lock:
+            key = self.key(res, namespace, name)
+            obj = self.objects.get(key)
+            if obj is None:
+                raise status.not_found(res.group, res.plural, name)
+            if (res.group, res.plural) == ("", "namespaces"):
+                obj["metadata"].setdefault("deletionTimestamp", now())
+                obj.setdefault("status", {})["phase"] = "Terminating"
+                obj["metadata"]["resourceVersion"] = self._next_rv()
+                view = self._view(res, obj)
+                self._changed("MODIFIED", res, obj)
+                self._remove_namespace_content(name)
+                if self.namespace_linger > 0:
+                    self._lingering.setdefault(name, self.namespace_linger)
+                else:
+                    self._finish_namespace(name)
+                return view  # type: ignore[return-value]
+            del self.objects[key]
+            if (res.group, res.plural) == ("apiextensions.k8s.io", "customresourcedefinitions"):
+                self._catalogue = None
+            obj["metadata"]["deletionTimestamp"] = now()
+            self._changed("DELETED", res, obj)
+            return self._view(res, obj)  # type: ignore[return-value]
+
+    def _remove_namespace_content(self, namespace: str) -> None:
+        cat = self.catalogue()
+        for key in [k for k in self.objects if k[2] == namespace]:
+            obj = self.objects.pop(key, None)
+            if obj is None:  # a controller reacting to an earlier removal already took it
+                continue
+            res = cat.by_kind(obj["apiVersion"], obj["kind"])
+            if res is not None:
+                self._changed("DELETED", res, obj)
+
+    def _finish_namespace(self, name: str) -> None:
+        self._lingering.pop(name, None)
+        obj = self.objects.pop(("", "namespaces", "", name), None)
+        if obj is not None:
+            res = self.catalogue().find("", "v1", "namespaces")
+            assert res is not None
+            self._changed("DELETED", res, obj)
+
+    def _validate(self, res: Resource, obj: dict[str, Any], name: str) -> None:
+        if not name:
+            raise status.invalid(res.kind, res.group, "", "metadata.name", "",
+                                 "name or generateName is required")
+        as_label = (res.group, res.plural) in LABEL_NAMED
+        if as_label and (len(name) > 63 or not DNS1123_LABEL.match(name)):
+            raise status.invalid(res.kind, res.group, name, "metadata.name", name,
+                                 "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+                                 "and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', "
+                                 "regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+                                 + ("" if len(name) <= 63 else "; must be no more than 63 characters"))
+        if not as_label and (len(name) > 253 or not DNS1123_SUBDOMAIN.match(name)) and ":" not in name:
+            raise status.invalid(res.kind, res.group, name, "metadata.name", name,
+                                 "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
+                                 "'-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', "
+                                 "regex used for validation is "
+                                 "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
+        for v in ((obj.get("metadata") or {}).get("labels") or {}).values():
+            if not isinstance(v, str) or len(v) > 63 or not LABEL_VALUE.match(v):
+                raise status.invalid(res.kind, res.group, name, "metadata.labels", str(v),
+                                     "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' "
+                                     "or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or "
+                                     "'my_value',  or '12345', regex used for validation is "
+                                     "'(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')")
+
+    # -- watches ------------------------------------------------------------------------------
+    def _changed(self, kind: str, res: Resource, obj: dict[str, Any]) -> None:
+        ns = (obj.get("metadata") or {}).get("namespace")
+        for w in list(self.watchers):
+            if (w.resource.group, w.resource.plural) != (res.group, res.plural):
+                continue
+            if w.namespace and ns != w.namespace:
+                continue
+            view = self._view(w.resource, obj)
+            if w.match(view):  # type: ignore[arg-type]
+                w.loop.call_soon_threadsafe(w.queue.put_nowait, {"type": kind, "object": view})
+        for hook in self.on_change:
+            hook(kind, res, obj)
+
+    def subscribe(self, watcher: Watcher) -> None:
+        with self.lock:
+            self.watchers.append(watcher)
+
+    def unsubscribe(self, watcher: Watcher) -> None:
+        with self.lock:
+            if watcher in self.watchers:
+                self.watchers.remove(watcher)
