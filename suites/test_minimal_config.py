@@ -1,5 +1,6 @@
 """The founding question for every bundled scenario that marks wanted flows: the minimal
-whitelist the oracle derives must be proved on the lab — every wanted flow passes, the flows
+whitelist the oracle derives must be proved on the backend (the lab by default, or the
+``--netiso-backend`` cluster) — every wanted flow passes, the flows
 it names as forced open pass, every other unwanted flow stays blocked, and removing any one
 entry breaks a flow that needs it.
 
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from fixtures.scenarios import in_group
 from netiso.minimizing import load_wanted, prove
 from netiso.oracle.minimal import MinimalConfig, minimal_config
 
@@ -25,13 +27,14 @@ _CASES = [(r, p.project) for r in _RESULTS for p in r.projects]
 
 
 @pytest.fixture(scope="session")
-def proved(netiso_backend: str) -> list[MinimalConfig]:
-    prove(_RESULTS)
+def proved(netiso_session: Any, request: pytest.FixtureRequest) -> list[MinimalConfig]:
+    group = request.config.getoption("--netiso-group")
+    prove([r for r in _RESULTS if in_group(r.scenario, group)], backend=netiso_session)
     return _RESULTS
 
 
 @pytest.mark.parametrize("case", _CASES, ids=[f"{r.scenario.name}::{p}" for r, p in _CASES])
-def test_minimal_whitelist_is_proved_on_the_lab(case: tuple[MinimalConfig, str], proved: Any) -> None:
+def test_minimal_whitelist_is_proved_on_the_backend(case: tuple[MinimalConfig, str], proved: Any) -> None:
     result, project = case
     found = result.project(project)
     assert found is not None

@@ -86,6 +86,10 @@ class Prober(Protocol):
 
     def release(self, netns: str) -> None: ...
 
+    def trace_start(self, namespaces: dict[str, str], dscp: int | None = None) -> list[str]: ...
+
+    def trace_stop(self, namespaces: list[str] | None = None) -> list[str]: ...
+
     def stop(self) -> None: ...
 
 
@@ -102,6 +106,7 @@ class BackendOptions:
 
     jobs: int | None = None  # scenarios realized side by side (None: the backend's default)
     evidence: bool = True  # gather evidence for mismatching flows
+    trace: bool = True  # lab: trace every probe's first packet (observed.path/decidedBy, drops settled at once)
     kubeconfig: str | None = None
     context: str | None = None
     node_map: dict[str, str] = field(default_factory=dict)  # scenario node -> cluster node

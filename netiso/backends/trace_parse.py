@@ -19,10 +19,16 @@ target is REJECT is reported as ``REJECT`` (the kernel's verdict is DROP plus an
 
 Following one packet across nodes (:class:`Correlator`): its first trace is found by the
 original 5-tuple the prober knows (protocol, source, source port, destination, port); DNAT,
-tunnels and MASQUERADE then change addresses and ports but not the IP ID, so the next node's
-trace is the one whose first packet line has the same ID, protocol and the destination the
-previous node sent it to. Traces that match nothing yet are kept a while (monitors of
-different nodes are read concurrently, so a later node's lines can arrive first).
+tunnels and MASQUERADE then change addresses and ports but not the IP ID (nor a TCP SYN's
+sequence number, where the reader sees it: netlink events do, xtables-monitor's text does
+not), so the next node's trace is the one whose first packet has the same ID, sequence number,
+protocol and the destination the previous node sent it to. Two probes whose packets leave
+alike are followed no further than their first node (no guess). Traces that match nothing yet are kept a while (monitors of
+different nodes are read concurrently, so a later node's lines can arrive first). The same
+correlation takes decoded netlink events (``netiso.probe.nftrace``) through ``feed_event``.
+
+``TRACE_DSCP`` lives here because both sides need it: the lab's TRACE rules match it, the
+probe sockets set it.
 """
 
 from __future__ import annotations
@@ -34,6 +40,20 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from netiso.oracle.decided import Decision, from_comment
+
+TRACE_DSCP = 0x2D  # 45: the DSCP of traced probes; no standard per-hop behaviour, matched by no lab rule
+
+
+def tos_for(dscp: int = TRACE_DSCP) -> int:
+    """The ``IP_TOS`` byte of a socket whose packets carry ``dscp`` (DSCP is the upper six bits).
+
+    >>> hex(tos_for())
+    '0xb4'
+    """
+    if not 0 <= dscp < 64:
+        raise ValueError(f"DSCP must be 0..63, not {dscp}")
+    return dscp << 2
+
 
 NFT_VERDICTS = {
     "0xffffffff": "CONTINUE", "0xfffffffe": "BREAK", "0xfffffffd": "JUMP", "0xfffffffc": "GOTO",
@@ -62,6 +82,14 @@ class PacketInfo:
     ttl: int | None
     iface_in: str | None
     iface_out: str | None
+    seq: int | None = None  # TCP sequence number: kept by DNAT, MASQUERADE and tunnels, like the IP ID
+
+    @property
+    def chain_key(self) -> tuple[str, int, int | None, str, int] | None:
+        """What identifies this packet on the next node: protocol, IP ID, TCP seq, destination."""
+        if self.proto is None or self.ip_id is None or self.dst is None or self.dport is None:
+            return None
+        return (self.proto, self.ip_id, self.seq, self.dst, self.dport)
 
     @property
     def tuple5(self) -> tuple[str | None, str | None, int | None, str | None, int | None]:
@@ -124,7 +152,7 @@ def parse_packet(line: str) -> tuple[str, PacketInfo] | None:
             return None
 
     info = PacketInfo(proto=proto.upper() if proto else None, src=fields.get("SRC"), dst=fields.get("DST"),
-                      sport=num("SPORT"), dport=num("DPORT"), ip_id=num("ID"), tos=num("TOS", 16), ttl=num("TTL"),
+                      sport=num("SPORT"), dport=num("DPORT"), ip_id=num("ID"), tos=num("TOS", 16), ttl=num("TTL"), seq=num("SEQ"),
                       iface_in=fields.get("IN"), iface_out=fields.get("OUT"))
     return m.group(2), info
 
@@ -250,7 +278,7 @@ class _Probe:
     tuple5: Tuple5
     traces: list[PacketTrace] = field(default_factory=list)  # first attempt, one per node, path order
     nodes: set[str] = field(default_factory=set)
-    next_keys: set[tuple[str, int, str, int]] = field(default_factory=set)  # (proto, id, dst, dport)
+    next_keys: set[tuple[str, int, int | None, str, int]] = field(default_factory=set)  # PacketInfo.chain_key
     stopped: bool = False
 
 
@@ -269,7 +297,7 @@ class Correlator:
         self._traces: dict[str, dict[str, PacketTrace]] = {}  # node -> trace id -> trace
         self._owner: dict[tuple[str, str], _Probe | None] = {}  # (node, trace id) -> probe (None: ignored)
         self._pending: OrderedDict[tuple[str, str], PacketTrace] = OrderedDict()
-        self._by_chain: dict[tuple[str, int, str, int], _Probe] = {}
+        self._by_chain: dict[tuple[str, int, int | None, str, int], _Probe | None] = {}  # None: ambiguous
 
     def expect(self, key: str, tuple5: Tuple5) -> None:
         probe = _Probe(key, tuple5)
@@ -297,7 +325,7 @@ class Correlator:
                            trace.hops[-1] if len(trace.hops) > n_hops else None)
 
     def feed_event(self, node: str, trace_id: str, packet: PacketInfo | None, hop: TraceHop | None) -> None:
-        """One decoded trace event of ``node`` (``netiso.backends.nftrace``)."""
+        """One decoded trace event of ``node`` (``netiso.probe.nftrace``)."""
         traces = self._traces.setdefault(node, {})
         trace = traces.get(trace_id)
         if trace is None:
@@ -340,13 +368,14 @@ class Correlator:
         probe = None
         if None not in first.tuple5:
             probe = self._by_tuple.get(first.tuple5)  # type: ignore[arg-type]
-        if probe is None and first.ip_id is not None and first.proto and first.dst and first.dport is not None:
-            probe = self._by_chain.get((first.proto, first.ip_id, first.dst, first.dport))
+            if probe is not None and trace.node in probe.nodes:
+                self._owner[ident] = None  # a retransmission: only the first packet counts
+                return True
+        if probe is None and first.chain_key is not None:
+            # may be a node already crossed: worker -> worker2 (NodePort, SNAT) -> back to worker
+            probe = self._by_chain.get(first.chain_key)
         if probe is None:
             return False
-        if trace.node in probe.nodes:
-            self._owner[ident] = None  # a retransmission: only the first packet counts
-            return True
         self._owner[ident] = probe
         probe.traces.append(trace)
         # path order = hop order: each forwarding node decrements the TTL its successor sees
@@ -361,17 +390,17 @@ class Correlator:
     def _learn(self, probe: _Probe, trace: PacketTrace) -> None:
         """The packet as it leaves this node identifies its trace on the next node."""
         last = trace.last
-        if last is None or last.ip_id is None or not last.proto or not last.dst or last.dport is None:
-            return
-        key = (last.proto, last.ip_id, last.dst, last.dport)
-        if key in probe.next_keys:
+        key = last.chain_key if last is not None else None
+        if key is None or key in probe.next_keys:
             return
         probe.next_keys.add(key)
+        if key in self._by_chain and self._by_chain[key] is not probe:
+            self._by_chain[key] = None  # two probes' packets look alike: follow neither
+            return
         self._by_chain[key] = probe
         for ident, waiting in list(self._pending.items()):
             first = waiting.first
-            if first is not None and (first.proto, first.ip_id, first.dst, first.dport) == key \
-                    and ident in self._pending and self._assign(waiting):
+            if first is not None and first.chain_key == key and ident in self._pending and self._assign(waiting):
                 self._pending.pop(ident, None)
 
     def _stop(self, probe: _Probe, hop: TraceHop) -> None:

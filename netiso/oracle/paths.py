@@ -349,17 +349,20 @@ class PathEngine:
                             step=Step(node.symbol, "snat", addrs[0], pkt.dst, tuple(addrs[1:]), via=out,
                                       rule="cali-nat-outgoing")))
             return replace(pkt, src=addrs[0], src_alts=tuple(addrs[1:]), mark=False)
-        if pkt.mark:
-            hops.append(Hop(f"{n}: POSTROUTING KUBE-POSTROUTING MASQUERADE (mark 0x4000) out {out} picks {self._alts(addrs)}",
-                            step=Step(node.symbol, "snat", addrs[0], pkt.dst, tuple(addrs[1:]), via=out,
-                                      rule="KUBE-POSTROUTING")))
-            return replace(pkt, src=addrs[0], src_alts=tuple(addrs[1:]), mark=False)
+        # Felix's cali-POSTROUTING (natOutgoing, then the tunnel rule) is hooked before KUBE-POSTROUTING:
+        # a host-originated packet leaving through the tunnel is masqueraded by Felix even when
+        # kube-proxy marked it (same address either way; the trace shows which rule did it).
         if (out in ("tunl0", "vxlan.calico") and local and pkt.src in self._local_addrs(node)
                 and pkt.src != node.tunnel_ip):
             hops.append(Hop(f"{n}: POSTROUTING Felix tunnel rule MASQUERADE picks {self.sym(node.tunnel_ip or '')}",
                             step=Step(node.symbol, "snat", node.tunnel_ip or pkt.src, pkt.dst, via=out,
                                       rule="Felix tunnel MASQUERADE")))
-            return replace(pkt, src=node.tunnel_ip or pkt.src)
+            return replace(pkt, src=node.tunnel_ip or pkt.src, mark=False)
+        if pkt.mark:
+            hops.append(Hop(f"{n}: POSTROUTING KUBE-POSTROUTING MASQUERADE (mark 0x4000) out {out} picks {self._alts(addrs)}",
+                            step=Step(node.symbol, "snat", addrs[0], pkt.dst, tuple(addrs[1:]), via=out,
+                                      rule="KUBE-POSTROUTING")))
+            return replace(pkt, src=addrs[0], src_alts=tuple(addrs[1:]), mark=False)
         return pkt
 
     def _alts(self, addrs: list[str]) -> str:

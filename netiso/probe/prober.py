@@ -46,6 +46,13 @@ class AgentProber:
     def release(self, netns: str) -> None:
         self.agent.release(netns)
 
+    def trace_start(self, namespaces: dict[str, str], dscp: int | None = None) -> list[str]:
+        """Read the trace events of these node namespaces (netns -> node); see netiso.backends.lab.tracing."""
+        return self.agent.trace_start(namespaces, dscp)
+
+    def trace_stop(self, namespaces: list[str] | None = None) -> list[str]:
+        return self.agent.trace_stop(namespaces)
+
     def stop(self) -> None:
         self.agent.stop()
 

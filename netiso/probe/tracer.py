@@ -3,7 +3,7 @@
 Why in the agent: it is the only process that knows each probe socket's 4-tuple the moment the
 first packet leaves, and the only one that can end a probe early. So the agent opens, in every
 traced node namespace, a netlink socket subscribed to nf_tables trace events
-(:mod:`netiso.backends.nftrace`; the events ``xtables-monitor --trace`` prints, without its
+(:mod:`netiso.probe.nftrace`; the events ``xtables-monitor --trace`` prints, without its
 per-event rule lookup that loses events under a burst of probes), feeds them to a
 :class:`~netiso.backends.trace_parse.Correlator`, and resolves a probe's *settle* future when a
 rule drops its first packet. The engine races that future against the socket: a dropped probe
@@ -29,11 +29,10 @@ import time
 from collections.abc import Mapping
 from typing import IO, Any
 
-from netiso.backends.lab.trace import TRACE_DSCP, tos_for
-from netiso.backends.nftrace import RuleInfo, TraceEvent, dump_rules, hop_of, open_trace_socket, read_events
-from netiso.backends.trace_parse import Correlator, TraceHop, Tuple5, decisions_of
+from netiso.backends.trace_parse import TRACE_DSCP, Correlator, TraceHop, Tuple5, decisions_of, tos_for
 from netiso.oracle.decided import summarize
 from netiso.probe.netns import NetnsThreads
+from netiso.probe.nftrace import RuleInfo, TraceEvent, dump_rules, hop_of, open_trace_socket, read_events
 
 log = logging.getLogger("netiso.trace")
 

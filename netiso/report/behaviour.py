@@ -165,12 +165,19 @@ def _planned(topo: Topology) -> bool:
 
 
 def _plan_pool(mode: str, lb: str) -> tuple[Scenario, Topology]:
-    """The first pool window (and order of the Cluster LoadBalancers) that satisfies :func:`_planned`."""
+    """The first pool window (and order of the Cluster LoadBalancers) that satisfies :func:`_planned`.
+
+    Each order is loaded (validated) once; windows only swap the pool, which the loader checks
+    no further than its syntax.
+    """
+    variants = []
+    for order in itertools.product((("a", "b"), ("b", "a")), ((0, 1, 2), (1, 0, 2))):
+        text = yaml.safe_dump(scenario_dict(mode, lb, "198.18.0.200-198.18.0.250", *order), sort_keys=False, width=120)
+        variants.append(loads(text, file=f"<behaviour {mode}-{lb}>")[0])
     for start in range(200, 245):
-        pool = f"198.18.0.{start}-198.18.0.250"
-        for order in itertools.product((("a", "b"), ("b", "a")), ((0, 1, 2), (1, 0, 2))):
-            text = yaml.safe_dump(scenario_dict(mode, lb, pool, *order), sort_keys=False, width=120)
-            scenario = loads(text, file=f"<behaviour {mode}-{lb}>")[0]
+        for base in variants:
+            network = replace(base.cluster.network, loadBalancerPool=f"198.18.0.{start}-198.18.0.250")
+            scenario = replace(base, cluster=replace(base.cluster, network=network))
             topo = resolve(scenario)
             if _planned(topo):
                 return scenario, topo
@@ -236,6 +243,7 @@ class Row:
     case: Case
     index: int  # flow index in the case's scenarios
     entry: str
+    measured_entry: str | None  # LoadBalancer rows: the node that answered ARP for the VIP on the lab
     has_endpoint: bool
     label: str  # exposure as shown (LoadBalancer (MetalLB) ...)
     verdict: str
@@ -291,11 +299,14 @@ def _policy_sees(pred: Prediction) -> list[str]:
     return out
 
 
-def _whitelist_text(result: MinimalConfig) -> str:
+def _whitelist_text(result: MinimalConfig, spec: RowSpec, has_endpoint: bool) -> str:
     project = result.project(PROJECT)
     if project is None:
         return "none needed"
     if project.unsatisfiable:
+        if spec.etp == "Local" and not has_endpoint:  # said in words, not in the oracle's hop text
+            return ("none opens it: kube-proxy drops it on the entry node (externalTrafficPolicy Local, "
+                    "no local endpoint), before any policy")
         return "none opens it: " + project.unsatisfiable[0].because
     entries = [f"`{e.peer_kind}: {e.peer_value}`" + (f" ({', '.join(str(p) for p in e.ports)})" if e.ports else "")
                for e in project.whitelist]
@@ -326,11 +337,12 @@ def build_rows(cases: Sequence[Case]) -> list[Row]:
                     f"with the minimal whitelist: {p}" for p in wr.problems]
             rows.append(Row(
                 spec=spec, case=case, index=i, entry=entry, has_endpoint=has_ep, label=label,
+                measured_entry=(pr.obs.elected or wr.obs.elected) if measured else None,
                 verdict=plain.verdict, measured_verdict=pr.obs.verdict if pr else None,
                 pod_sees=list(white.source), measured_pod=_symbol(white, wr.obs.source_ip) if wr else None,
                 xff=list(white.forwarded_for or []), measured_xff=_symbol(white, wr.obs.forwarded_for) if wr else None,
                 policy_sees=_policy_sees(white) or _policy_sees(plain),
-                whitelist=_whitelist_text(case.minimal[i]),
+                whitelist=_whitelist_text(case.minimal[i], spec, has_ep),
                 whitelisted_verdict=white.verdict, measured_whitelisted=wr.obs.verdict if wr else None,
                 agree=(pr.match and wr.match) if measured else None, disagreement="; ".join(problems)))
     order = {(r.src, r.dst): i for i, r in enumerate(ROWS)}
@@ -419,7 +431,7 @@ def diagram(row: Row) -> str:
                              f'proxies to the backend pod IP, X-Forwarded-For: {seen}"]')
             lines.append(f'  C -->|"{cross}"| W["endpoint node<br/>Calico ingress policy sees {policy}"]')
         elif row.has_endpoint:
-            tail = "; then MASQUERADE to a node address" if spec.etp == "Cluster" else ""
+            tail = ", then MASQUERADE to a node address" if spec.etp == "Cluster" else ""
             lines.append(f'  E --> W["Calico ingress policy sees {policy}{tail}"]')
         else:
             lines.append(f'  E -->|"{cross}"| W["endpoint node<br/>Calico ingress policy sees {policy}"]')
@@ -445,6 +457,12 @@ def _service(row: Row) -> bool:
     return row.spec.exposure in ("NodePort", "LoadBalancer")
 
 
+def _endpoint_nodes(row: Row) -> tuple[str, ...]:
+    target = row.case.plain_preds[row.index].target
+    svc = target.ingress.controller.service if target.ingress is not None else target.service
+    return svc.endpoint_nodes() if svc is not None else ()
+
+
 def _controller_ns(row: Row) -> str:
     target = row.case.plain_preds[row.index].target
     return target.ingress.controller.pod.project if target.ingress is not None else ""
@@ -467,6 +485,11 @@ CLAIMS = (
           lambda r: _service(r) and r.spec.etp == "Local" and not r.has_endpoint,
           lambda r: not _passes(r),
           "it passed"),
+    Claim("A LoadBalancer VIP with externalTrafficPolicy Local is announced only by a node with an endpoint "
+          "(MetalLB L2, OpenELB layer2).",
+          lambda r: "LoadBalancer" in r.spec.exposure and r.spec.etp == "Local",
+          lambda r: (r.measured_entry or r.entry) in _endpoint_nodes(r),
+          "another node answered ARP for the VIP"),
     Claim("externalTrafficPolicy Cluster with the endpoint on another node: SNAT to the entry node "
           "(its tunnel IP with IPIP/VXLAN, its node IP in direct mode), so a whitelist of the client's "
           "address is not enough and the SNAT address must be whitelisted (\"can't block specific IPs\").",
@@ -520,6 +543,13 @@ def _pod_cell(row: Row) -> str:
     text = _seen_cell(row.pod_sees, row.measured_pod)
     if row.spec.exposure.startswith("Ingress"):
         text += "; X-Forwarded-For " + _seen_cell(row.xff, row.measured_xff)
+    return text
+
+
+def _entry_cell(row: Row) -> str:
+    text = f"{row.entry} {'✔' if row.has_endpoint else '✘'}"
+    if row.measured_entry is not None and row.measured_entry != row.entry:
+        text += f" (lab: VIP answered by **{row.measured_entry}**)"
     return text
 
 
@@ -580,7 +610,7 @@ def render(rows: Sequence[Row], measured: bool) -> str:
         out.append("|" + "---|" * len(head))
         for row in (r for r in rows if r.mode == mode):
             cells = [row.label, row.spec.etp, f"`{row.spec.src}` → `{row.spec.dst}`",
-                     f"{row.entry} {'✔' if row.has_endpoint else '✘'}",
+                     _entry_cell(row),
                      _verdict(row.verdict, row.measured_verdict), row.whitelist,
                      _verdict(row.whitelisted_verdict, row.measured_whitelisted),
                      _policy_cell(row),

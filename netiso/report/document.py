@@ -94,6 +94,8 @@ def observed_json(pred: Prediction, obs: Observation) -> dict[str, Any]:
         out["elected"] = f"node:{obs.elected}"
     if obs.detail:
         out["detail"] = obs.detail
+    if obs.verdict == "skipped":
+        out["reason"] = obs.detail or "the backend could not probe this flow"  # contract: observed.reason
     if obs.evidence:
         out["evidence"] = obs.evidence
     if obs.path or obs.decided_by:

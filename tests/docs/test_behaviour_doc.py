@@ -25,6 +25,11 @@ ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "docs" / "behaviour.md"
 
 
+@pytest.fixture(scope="module")
+def rows() -> list[behaviour.Row]:
+    return behaviour.build_rows(behaviour.build_cases())
+
+
 @pytest.mark.lab
 def test_committed_behaviour_doc_regenerates_identically_on_the_lab() -> None:
     from netiso.checking import check_many
@@ -34,18 +39,17 @@ def test_committed_behaviour_doc_regenerates_identically_on_the_lab() -> None:
     assert fresh == committed, "docs/behaviour.md is stale: run bin/behaviour-doc and commit the result"
 
 
-def test_committed_page_was_measured_and_every_row_agreed() -> None:
+def test_committed_page_was_measured_and_every_row_agreed(rows: list[behaviour.Row]) -> None:
     text = COMMITTED.read_text(encoding="utf-8")
     assert "measured on the embedded lab" in text
     assert "not measured" not in text and "Predictions only" not in text
-    rows = [line for line in text.splitlines() if line.startswith("| ") and line.rstrip().endswith("|")
-            and not line.startswith("| exposure")]
-    assert len(rows) == len(behaviour.build_rows(behaviour.build_cases()))
-    assert all(line.rstrip().endswith("| ✓ |") for line in rows), [r for r in rows if "✗" in r]
+    lines = [line for line in text.splitlines() if line.startswith("| ") and line.rstrip().endswith("|")
+             and not line.startswith("| exposure")]
+    assert len(lines) == len(rows)
+    assert all(line.rstrip().endswith("| ✓ |") for line in lines), [x for x in lines if "✗" in x]
 
 
-def test_question_covers_every_exposure_policy_mode_and_entry_kind() -> None:
-    rows = behaviour.build_rows(behaviour.build_cases())
+def test_question_covers_every_exposure_policy_mode_and_entry_kind(rows: list[behaviour.Row]) -> None:
     seen = {(r.mode, r.label, r.spec.etp, r.has_endpoint) for r in rows}
     for mode in behaviour.MODES:
         for label in ("NodePort", "Ingress (NodePort)"):
@@ -61,8 +65,8 @@ def test_question_covers_every_exposure_policy_mode_and_entry_kind() -> None:
             assert {(mode, label, "–", True), (mode, label, "–", False)} <= seen
 
 
-def test_every_row_has_a_minimal_whitelist_or_the_reason_none_exists() -> None:
-    for r in behaviour.build_rows(behaviour.build_cases()):
+def test_every_row_has_a_minimal_whitelist_or_the_reason_none_exists(rows: list[behaviour.Row]) -> None:
+    for r in rows:
         if r.whitelisted_verdict == "allowed":
             assert r.whitelist.startswith("`") or r.whitelist == "none needed", r.whitelist
         else:
@@ -91,9 +95,10 @@ class StandInResult:
     results: list[StandInFlow] = field(default_factory=list)
 
 
-def stand_in_measure(flip: tuple[str, str] | None) -> Any:
+def stand_in_measure(flip: tuple[str, str] | None, announcer: tuple[str, str, str] | None = None) -> Any:
     """A stand-in for the lab: observes what the oracle predicts (the first outcome), except
-    that the flow ``flip`` (scenario name, to:) is observed dropped."""
+    that the flow ``flip`` (scenario name, to:) is observed dropped and, with ``announcer``
+    (scenario name, to:, node), that flow's VIP is observed answered by that node."""
 
     def measure(topos: list[Topology]) -> list[StandInResult]:
         out = []
@@ -105,6 +110,8 @@ def stand_in_measure(flip: tuple[str, str] | None) -> Any:
                                   forwarded_for=(list(o.extra.get("forwarded_for", ())) or [None])[0])
                 if flip == (topo.name, pred.flow.dst):
                     obs = Observation("dropped")
+                if announcer is not None and announcer[:2] == (topo.name, pred.flow.dst):
+                    obs.elected = announcer[2]
                 res.results.append(StandInFlow(obs, judge(topo, pred, obs)))
             out.append(res)
         return out
@@ -112,10 +119,10 @@ def stand_in_measure(flip: tuple[str, str] | None) -> Any:
     return measure
 
 
-def test_stand_in_measurement_equal_to_predictions_agrees_everywhere() -> None:
+def test_stand_in_measurement_equal_to_predictions_agrees_everywhere(rows: list[behaviour.Row]) -> None:
     text = behaviour.generate(stand_in_measure(None))
     assert "✗" not in text and "lab: **" not in text
-    assert text.count("| ✓ |") == len(behaviour.build_rows(behaviour.build_cases()))
+    assert text.count("| ✓ |") == len(rows)
 
 
 def test_stand_in_lab_disagreement_is_shown_on_its_row() -> None:
@@ -125,6 +132,15 @@ def test_stand_in_lab_disagreement_is_shown_on_its_row() -> None:
     assert len(bad) == 1
     assert "`nodeport:shop/np-cluster@worker2`" in bad[0] and "allowed (lab: **dropped**)" in bad[0]
     assert bad[0] in text[text.index("## Calico ipip"):text.index("## Calico vxlan")]
+
+
+def test_stand_in_vip_announced_elsewhere_is_shown_and_breaks_the_local_claim() -> None:
+    moved = ("behaviour-vxlan-openelb", "loadbalancer:shop/lb-local", "worker2")
+    text = behaviour.generate(stand_in_measure(None, moved))
+    (row,) = [line for line in text.splitlines() if "(lab: VIP answered by **worker2**)" in line]
+    assert "LoadBalancer · OpenELB | Local" in row and "✗" in row
+    claims = text[text.index("## Where the measurements differ"):]
+    assert "announced only by a node with an endpoint (MetalLB L2, OpenELB layer2). — **differs in part**" in claims
 
 
 def test_attach_refuses_a_result_count_that_does_not_fit() -> None:

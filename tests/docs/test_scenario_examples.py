@@ -1,11 +1,12 @@
-"""docs/scenarios.md stays true: its examples run, and it names every key the loader accepts.
+"""docs/scenarios.md stays true: its examples run, and it names every key and option netiso accepts.
 
 The reference page is written by hand, so two things can rot: an example that no longer loads
 (or whose ``expect`` the oracle no longer shares), and a key added to the loader that the page
 never mentions. Examples are the fenced ``yaml`` blocks preceded by ``<!-- example: NAME -->``
 (optionally ``exit: N`` for examples that show an error); each runs through ``netiso explain``
 in-process, which exits 1 when the oracle disagrees with an ``expect`` and 2 on bad input. The
-accepted keys are read from the loader's own allowed-keys tables with ``ast``.
+accepted keys are read from the loader's own allowed-keys tables with ``ast``, the command-line
+options from the ``netiso`` argument parser itself.
 """
 
 from __future__ import annotations
@@ -115,3 +116,30 @@ def test_mention_check_can_fail() -> None:
     assert mentioned("blockSize", "    blockSize: 26\n")
     assert mentioned("nodes", "the `nodes` list")
     assert not mentioned("blockSize", "a block size of 26")
+
+
+def cli_options() -> set[tuple[str, str]]:
+    """(command, --option) for every long option of every ``netiso`` subcommand."""
+    import argparse
+
+    from netiso.cli import _parser
+
+    def walk(parser: argparse.ArgumentParser, path: tuple[str, ...]) -> set[tuple[str, str]]:
+        out: set[tuple[str, str]] = set()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    out |= walk(sub, (*path, name))
+            else:
+                out |= {(" ".join(path), o) for o in action.option_strings if o.startswith("--") and o != "--help"}
+        return out
+
+    return walk(_parser(), ())
+
+
+def test_every_command_line_option_is_documented() -> None:
+    options = cli_options()
+    assert {("check", "--jobs"), ("explain", "--paths"), ("lab up", "--scenario")} <= options
+    missing = sorted(f"netiso {cmd} {opt}" for cmd, opt in options
+                     if re.search(rf"(?<![-\w]){re.escape(opt)}(?![-\w])", DOC_TEXT) is None)
+    assert missing == [], f"docs/scenarios.md never mentions: {', '.join(missing)}"

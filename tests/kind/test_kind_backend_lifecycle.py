@@ -9,6 +9,7 @@ failure, deletion at close and on Ctrl-C, ``--keep-cluster``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -116,6 +117,8 @@ def test_standin_one_cluster_per_group_and_the_kube_backend_gets_its_kubeconfig_
     assert kube.log[:2] == [f"preflight {a.name}", f"realize {a.name}"]
     assert kb.installs == [f"{names[0]} vxlan/metallb {names[0].rsplit('-', 1)[1]}",  # type: ignore[attr-defined]
                            f"{names[1]} direct/openelb {names[1].rsplit('-', 1)[1]}"]
+    record = json.loads((tmp_path / "reports" / f"kind-images-{names[0]}.json").read_text())
+    assert "quay.io/calico/node:v3.32.1" in record["images"] and record["cluster"] == names[0]
     kb.close()
     assert standins.world()["clusters"] == {} and standins.world()["containers"] == {}
 
@@ -248,3 +251,24 @@ def test_dry_run_plan_runs_no_tool_at_all(standins_without, tmp_path) -> None:
     assert sorted(p.name for p in (tmp_path / "plan").iterdir()) == [
         f"kind-{e}-{lb}" for e in ("direct", "ipip", "vxlan") for lb in ("metallb", "openelb")
     ]
+
+
+def test_standin_a_probe_that_raises_exports_logs(standins, tmp_path) -> None:
+    class FailingProbe(RecordingRealization):
+        def probe(self, preds: Sequence[object]) -> list:
+            raise RuntimeError("exec into pod shop/web-worker failed: 500")
+
+    class Kube(StandInKube):
+        def realize(self, topo: Topology) -> Realization:
+            return FailingProbe(topo, self.log)
+
+    a = topo("vxlan", "metallb")
+    kb = backend(standins, tmp_path)
+    kb.kube_factory = Kube
+    kb.preflight([a])
+    with kb.realize(a) as r, pytest.raises(RuntimeError, match="exec into pod"):
+        r.probe([])
+    name = created(standins)[0]
+    assert (tmp_path / "reports" / "kind-logs" / name).is_dir()
+    kb.close()
+    assert standins.world()["clusters"] == {}

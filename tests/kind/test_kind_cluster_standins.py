@@ -63,8 +63,10 @@ def test_standin_kind_network_ipv4_subnet_is_read_from_docker_network_inspect(st
 def test_standin_digest_images_are_pulled_by_digest_tagged_and_loaded_by_tag(standins, tmp_path) -> None:
     c = cluster(standins, tmp_path)
     c.ensure()
-    c.load_images([AGNHOST, "quay.io/calico/node:v3.32.1"])
+    digests = c.load_images([AGNHOST, "quay.io/calico/node:v3.32.1"])
     tag = "registry.k8s.io/e2e-test-images/agnhost:2.63.0"
+    assert list(digests) == [AGNHOST, "quay.io/calico/node:v3.32.1"]
+    assert digests["quay.io/calico/node:v3.32.1"][0].startswith("quay.io/calico/node@sha256:")
     assert [a for a in standins.calls() if a[0] in ("pull", "tag", "load")] == [
         ["pull", AGNHOST],
         ["tag", AGNHOST, tag],
@@ -84,7 +86,7 @@ def test_standin_content_digest_load_failure_falls_back_to_a_single_platform_arc
     save = next(a for a in calls if a[:2] == ["image", "save"])
     assert save[2] == "--platform" and save[3].startswith("linux/") and save[-1] == "quay.io/metallb/speaker:v0.16.1"
     archive = save[save.index("-o") + 1]
-    assert calls[-1] == ["load", "image-archive", archive, "--name", c.name]
+    assert calls[calls.index(save) + 1] == ["load", "image-archive", archive, "--name", c.name]
     assert standins.world()["loaded"][c.name] == [f"archive-of quay.io/metallb/speaker:v0.16.1 for {save[3]}"]
 
 

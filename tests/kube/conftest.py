@@ -7,15 +7,13 @@ Every test here talks to a real HTTP server on 127.0.0.1 that speaks the Kuberne
 
 from __future__ import annotations
 
-import base64
-import json
-import re
+import socket
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from netiso.backends.base import BackendOptions
 from netiso.backends.kube.backend import KubeBackend, Timeouts
@@ -23,12 +21,14 @@ from netiso.backends.kube.naming import RunNames
 from netiso.model.addressing import resolve
 from netiso.model.loader import loads
 from netiso.model.types import Topology
+from tests.support.kubeapi.fixture import fake_cluster  # noqa: F401 - the emulated API server fixture
 
-pytest_plugins = ["tests.support.kubeapi.fixture"]
+# (pytest_plugins is only honoured in the rootdir conftest, so the fixture is imported instead)
 
 RUN = "nx0a1b2c"
 # short bounded waits: the emulated controllers answer at once, a missing answer should fail fast
-FAST = Timeouts(pods_ready=2.0, lb_ip=2.0, delete=2.0, poll=0.05, probe_rounds=4, probe_deadline=30.0, probe_wait=0.01)
+FAST = Timeouts(pods_ready=2.0, lb_ip=2.0, ingress_sync=0.3, delete=2.0, poll=0.05, probe_rounds=4,
+                probe_deadline=30.0, probe_wait=0.01)
 
 NODEPORT = """
 name: np-vxlan
@@ -55,6 +55,32 @@ flows:
   - {from: client:bob, to: nodeport:shop/web@worker2}
 """
 
+INGRESS = """
+name: ing-vxlan
+cluster: {encapsulation: vxlan, clients: [alice]}
+workspaces:
+  - name: ws-a
+    projects:
+      - name: shop
+        isolation: true
+        whitelist:
+          - {direction: ingress, peer: {project: gateways}}
+projects:
+  - name: gateways
+workloads:
+  - {name: web, project: shop, nodes: [worker]}
+services:
+  - {name: web, project: shop}
+ingresses:
+  - name: web
+    project: shop
+    host: web.example
+    service: web
+    controller: {project: gateways, node: worker2, exposure: LoadBalancer, externalTrafficPolicy: Local}
+flows:
+  - {from: client:alice, to: ingress:shop/web}
+"""
+
 
 def topo_of(text: str, **replace: str) -> Topology:
     """The first scenario of ``text`` resolved on the address plan (``replace`` edits the text)."""
@@ -64,7 +90,7 @@ def topo_of(text: str, **replace: str) -> Topology:
 
 
 @pytest.fixture
-def kube_backend(fake_cluster: Any) -> Iterator[Callable[..., KubeBackend]]:
+def kube_backend(fake_cluster: Any) -> Iterator[Callable[..., KubeBackend]]:  # noqa: F811 - the fixture above
     """Make KubeBackends against the emulated API server (fixed run id ``nx0a1b2c``, short waits)."""
     made: list[KubeBackend] = []
 
@@ -79,62 +105,16 @@ def kube_backend(fake_cluster: Any) -> Iterator[Callable[..., KubeBackend]]:
         backend.close()
 
 
-# --------------------------------------------------------------------------- replaying real probe output
-
-SAMPLES = Path(__file__).resolve().parent / "samples"
-_E_LINE = re.compile(r"^E (\d+) (\S+) (tcp|udp)$", re.MULTILINE)
-_TCP_DST = re.compile(r"^\( P (\d+);.*?http://([0-9.]+):(\d+)/clientip", re.MULTILINE)
-_UDP_DST = re.compile(r"^U (\d+) \d+ '?([0-9.]+)'? (\d+) &$", re.MULTILINE)
-
-
-@dataclass(frozen=True)
-class ScriptProbe:
-    """One probe as a batch script encodes it (what a stand-in needs to answer it)."""
-
-    index: int
-    encoded_id: str
-    protocol: str
-    dst_ip: str
-    dst_port: int
-
-
-def script_probes(script: str) -> list[ScriptProbe]:
-    """The probes of a batch script (probing.batch_script's output), read back from its text."""
-    dst = {int(m.group(1)): (m.group(2), int(m.group(3))) for rx in (_TCP_DST, _UDP_DST) for m in rx.finditer(script)}
-    return [ScriptProbe(int(m.group(1)), m.group(2), m.group(3).upper(), *dst[int(m.group(1))])
-            for m in _E_LINE.finditer(script)]
-
-
-def sample_line(situation: str, shell: str = "dash") -> str:
-    """The result line a real batch script printed in ``situation`` (tests/kube/samples/*.json)."""
-    data = json.loads((SAMPLES / f"{situation}.{shell}.json").read_text())
-    return next(line for line in data["stdout"].splitlines() if line.startswith("NETISO1 "))
-
-
-def replay(situation: str, probe: ScriptProbe, *, client: str | None = None, hostname: str | None = None) -> str:
-    """A real sample's result line re-addressed to ``probe``: its index and id, and (for answers) the
-    source address the server saw and the hostname it reported, which the sample captured as
-    127.0.0.1 and a stand-in's name."""
-    words = sample_line(situation).split(" ")
-    words[1] = str(probe.index)
-    out = []
-    for word in words:
-        key = word.split("=", 1)[0]
-        if key == "id":
-            word = f"id={probe.encoded_id}"
-        elif key == "o1" and client is not None and word != "o1=":
-            if probe.protocol == "UDP":  # netexec's UDP answers: "ip:port|hostname" in one file
-                word = "o1=b" + base64.b64encode(f"{client}:40000|{hostname}".encode()).decode()
-            else:
-                word = "o1=b" + base64.b64encode(f"{client}:40000".encode()).decode()
-        elif key == "o2" and hostname is not None and word != "o2=":
-            word = "o2=b" + base64.b64encode(hostname.encode()).decode()
-        out.append(word)
-    return " ".join(out)
-
-
-def batch_answer(script: str, answer: Callable[[ScriptProbe], tuple[str, str | None, str | None]]) -> str:
-    """The stdout of a whole batch: ``answer(probe) -> (situation, client ip, hostname)`` per probe."""
-    probes = script_probes(script)
-    lines = [replay(sit, p, client=c, hostname=h) for p in probes for sit, c, h in [answer(p)]]
-    return "\n".join([*lines, f"NETISO-END {len(probes)}"]) + "\n"
+def closed_port_kubeconfig(directory: Path) -> tuple[Path, int]:
+    """A kubeconfig whose server is a local port nothing listens on (context ``gone``)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there any more
+    config = {"apiVersion": "v1", "kind": "Config", "current-context": "gone",
+              "clusters": [{"name": "gone", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+              "users": [{"name": "gone", "user": {"token": "t"}}],
+              "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "gone"}}]}
+    path = directory / "kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path, port

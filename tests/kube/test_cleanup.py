@@ -105,3 +105,16 @@ def test_parse_time_reads_kubernetes_time_and_microtime() -> None:
     assert parse_time("2026-01-02T03:04:05Z") == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert parse_time("2026-01-02T03:04:05.000006Z") == datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
     assert parse_time("yesterday") is None and parse_time(None) is None
+
+
+def test_emulated_api_realize_runs_the_janitor_first(fake_cluster, kube_backend) -> None:
+    seed_cluster(fake_cluster)
+    leave_run(fake_cluster, "nx888888", renewed=datetime.now(UTC) - timedelta(hours=3))
+    lines: list[str] = []
+    real = kube_backend(progress=lines.append).realize(topo_of(NODEPORT))
+    assert "nx888888-shop" not in namespaces(fake_cluster)
+    assert any(line.startswith("janitor: run nx888888: finished") for line in lines)
+    first_janitor = next(i for i, line in enumerate(lines) if line.startswith("janitor:"))
+    first_apply = next(i for i, line in enumerate(lines) if "applying run" in line)
+    assert first_janitor < first_apply
+    real.down()

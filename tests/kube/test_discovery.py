@@ -16,7 +16,7 @@ from netiso.backends.kube.discovery import node_network
 from netiso.backends.kube.preflight import ClusterNode
 from netiso.model import election
 from netiso.oracle.predict import predict_all
-from tests.kube.conftest import NODEPORT, RUN, topo_of
+from tests.kube.conftest import INGRESS, NODEPORT, RUN, topo_of
 from tests.support.kubeapi import seed_cluster
 
 LB = """
@@ -151,3 +151,17 @@ def test_node_network_falls_back_to_the_smallest_net_holding_every_node_ip() -> 
         return ClusterNode("n" + ip, ip, False, True, True, {}, {}, None)
     assert node_network([n("10.1.0.5"), n("10.1.0.9")]) == "10.1.0.0/24"
     assert node_network([n("10.1.0.5"), n("10.1.3.9")]) == "10.1.0.0/22"
+
+
+def test_emulated_api_ingress_controller_pod_and_its_vip_come_from_the_cluster(fake_cluster, kube_backend) -> None:
+    seed_cluster(fake_cluster)
+    real = kube_backend().realize(topo_of(INGRESS))
+    ing = real.topo.ingresses["shop/web"]
+    pod = fake_cluster.get("v1", "Pod", ing.controller.pod.name, f"{RUN}-gateways")
+    svc = fake_cluster.get("v1", "Service", ing.controller.service.name, f"{RUN}-gateways")
+    assert ing.controller.pod.ip == pod["status"]["podIP"]
+    assert ing.controller.service.lb_ip == svc["status"]["loadBalancer"]["ingress"][0]["ip"]
+    assert ing.controller.service.health_check_node_port == svc["spec"]["healthCheckNodePort"]
+    pred = next(p for p in predict_all(real.topo) if p.flow.dst == "ingress:shop/web")
+    assert {ip for o in pred.outcomes for ip in o.seen} == {pod["status"]["podIP"]}  # the backend sees nginx's pod IP
+    real.down()

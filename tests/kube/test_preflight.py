@@ -6,16 +6,16 @@ live cluster's apiserver words its 403s the same way (the emulator copies the me
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 import yaml
+from kubernetes.client.exceptions import ApiException
 
 from netiso.backends.base import BackendUnavailable
 from netiso.backends.kube.client import Kube
 from netiso.backends.kube.preflight import ClusterNode, default_order
-from tests.kube.conftest import NODEPORT, topo_of
+from tests.kube.conftest import NODEPORT, closed_port_kubeconfig, topo_of
 from tests.support.kubeapi import seed_cluster
 
 
@@ -48,16 +48,7 @@ def test_emulated_api_unknown_context_lists_the_known_ones(fake_cluster) -> None
 
 
 def test_unreachable_server_on_a_closed_local_port_is_refused_as_connection_refused(tmp_path: Path, kube_backend) -> None:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()  # nothing listens there any more
-    config = {"apiVersion": "v1", "kind": "Config", "current-context": "gone",
-              "clusters": [{"name": "gone", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
-              "users": [{"name": "gone", "user": {"token": "t"}}],
-              "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "gone"}}]}
-    path = tmp_path / "kubeconfig"
-    path.write_text(yaml.safe_dump(config))
+    path, port = closed_port_kubeconfig(tmp_path)
     backend = kube_backend(kubeconfig=str(path))
     message = refusal(backend, topo_of(NODEPORT))
     assert f"cannot reach the Kubernetes API server http://127.0.0.1:{port} (context 'gone')" in message
@@ -230,3 +221,66 @@ def test_emulated_api_preflight_refuses_a_foreign_namespace_in_the_way(fake_clus
     assert "never adopts or deletes" in message
     assert writes(fake_cluster) == []
     assert fake_cluster.get("v1", "Namespace", "nx0a1b2c-shop") is not None
+
+
+def _kubeconfig(tmp_path: Path, server: str, token: str = "t") -> str:
+    config = {"apiVersion": "v1", "kind": "Config", "current-context": "c",
+              "clusters": [{"name": "c", "cluster": {"server": server, "insecure-skip-tls-verify": False}}],
+              "users": [{"name": "c", "user": {"token": token}}],
+              "contexts": [{"name": "c", "context": {"cluster": "c", "user": "c"}}]}
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def test_emulated_api_wrong_token_is_refused_as_401_naming_the_kubeconfig(fake_cluster, kube_backend, tmp_path: Path) -> None:
+    seed_cluster(fake_cluster)
+    path = _kubeconfig(tmp_path, fake_cluster.url, token="expired-token")
+    message = refusal(kube_backend(kubeconfig=path), topo_of(NODEPORT))
+    assert "rejected the credentials (401 Unauthorized)" in message and path in message
+
+
+def test_emulated_api_tls_to_a_plain_http_server_is_refused_as_a_tls_failure(fake_cluster, kube_backend,
+                                                                            tmp_path: Path) -> None:
+    seed_cluster(fake_cluster)
+    path = _kubeconfig(tmp_path, fake_cluster.url.replace("http://", "https://"))
+    message = refusal(kube_backend(kubeconfig=path), topo_of(NODEPORT))
+    assert message.startswith("cannot reach the Kubernetes API server https://127.0.0.1:")
+    assert "TLS failed" in message
+
+
+def test_emulated_api_kubeconfig_path_list_is_merged_like_kubectl(fake_cluster, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "elsewhere",
+        "clusters": [{"name": "elsewhere", "cluster": {"server": "http://127.0.0.1:1"}}],
+        "users": [{"name": "elsewhere", "user": {"token": "x"}}],
+        "contexts": [{"name": "elsewhere", "context": {"cluster": "elsewhere", "user": "elsewhere"}}]}))
+    monkeypatch.setenv("KUBECONFIG", f"{other}:{tmp_path / 'missing.yaml'}:{fake_cluster.kubeconfig}")
+    kube = Kube.connect(None, "netiso-test")
+    assert kube.target.server == fake_cluster.url
+    assert "gitVersion" in kube.version()
+
+
+def test_emulated_api_preflight_refuses_a_project_name_too_long_for_a_namespace(fake_cluster, kube_backend) -> None:
+    seed_cluster(fake_cluster)
+    long = "p" * 60
+    message = refusal(kube_backend(), topo_of(NODEPORT, **{"name: tools": f"name: {long}",
+                                                           "project: tools": f"project: {long}",
+                                                           "pod:tools/": f"pod:{long}/"}))
+    assert f"scenario 'np-vxlan' cannot be named in a cluster: namespace for project '{long}'" in message
+    assert "more than the 63 Kubernetes allows" in message
+    assert writes(fake_cluster) == []
+
+
+def test_a_pod_security_403_is_explained_as_admission_not_rbac(fake_cluster) -> None:
+    """The Status body is the shape kube-apiserver answers when Pod Security Admission rejects a pod."""
+    kube = Kube.connect(str(fake_cluster.kubeconfig))
+    body = ('{"kind":"Status","apiVersion":"v1","status":"Failure","message":"pods \\"node-worker\\" is forbidden: '
+            'violates PodSecurity \\"baseline:latest\\": host namespaces (hostNetwork=true)","reason":"Forbidden",'
+            '"details":{"name":"node-worker","kind":"pods"},"code":403}')
+    exc = ApiException(status=403, reason="Forbidden", body=body)
+    message = str(kube.translate(exc, "create Pod nx0a1b2c-netiso/node-worker"))
+    assert message.startswith("the cluster's admission refused to create Pod nx0a1b2c-netiso/node-worker: pods")
+    assert "violates PodSecurity" in message and "rbac.yaml" not in message

@@ -7,40 +7,17 @@ admission, real readiness) is exercised only there.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from netiso.backends.base import BackendUnavailable
+from netiso.backends.base import BackendOptions, BackendUnavailable
+from netiso.backends.kube.backend import KubeBackend
 from netiso.backends.kube.cleanup import LeaseKeeper
 from netiso.backends.kube.client import Kube
 from netiso.backends.kube.naming import RunNames
-from tests.kube.conftest import NODEPORT, RUN, topo_of
+from tests.kube.conftest import FAST, INGRESS, NODEPORT, RUN, topo_of
 from tests.support.kubeapi import seed_cluster
-
-INGRESS = """
-name: ing-vxlan
-cluster: {encapsulation: vxlan, clients: [alice]}
-workspaces:
-  - name: ws-a
-    projects:
-      - name: shop
-        isolation: true
-        whitelist:
-          - {direction: ingress, peer: {project: gateways}}
-projects:
-  - name: gateways
-workloads:
-  - {name: web, project: shop, nodes: [worker]}
-services:
-  - {name: web, project: shop}
-ingresses:
-  - name: web
-    project: shop
-    host: web.example
-    service: web
-    controller: {project: gateways, node: worker2, exposure: LoadBalancer, externalTrafficPolicy: Local}
-flows:
-  - {from: client:alice, to: ingress:shop/web}
-"""
 
 
 def run_namespaces(cluster) -> list[str]:
@@ -162,5 +139,34 @@ def test_emulated_api_lease_keeper_renews_the_run_lease(fake_cluster, kube_backe
     keeper.renew()
     after = fake_cluster.get("coordination.k8s.io/v1", "Lease", "netiso-run", f"{RUN}-netiso")["spec"]["renewTime"]
     assert after > before
-    assert any(r.method == "PATCH" and r.path.endswith("/leases/netiso-run") for r in fake_cluster.requests)
+    patches = [r for r in fake_cluster.requests if r.method == "PATCH" and r.path.endswith("/leases/netiso-run")]
+    assert patches and patches[-1].content_type == "application/merge-patch+json"
+    assert set(patches[-1].body) == {"spec"} and set(patches[-1].body["spec"]) == {"renewTime"}
+    real.down()
+
+
+def test_emulated_api_variants_of_one_scenario_get_run_ids_of_their_own(fake_cluster) -> None:
+    seed_cluster(fake_cluster)
+    backend = KubeBackend(BackendOptions(kubeconfig=str(fake_cluster.kubeconfig)), timeouts=FAST)  # random run ids
+    first, second = topo_of(NODEPORT), topo_of(NODEPORT)  # e.g. two minimal-config proofs of one scenario
+    backend.preflight([first, second])
+    a, b = backend.realize(first), backend.realize(second)
+    assert a.names.run != b.names.run
+    assert fake_cluster.get("v1", "Namespace", f"{a.names.run}-shop") is not None
+    assert fake_cluster.get("v1", "Namespace", f"{b.names.run}-shop") is not None
+    backend.close()
+    assert fake_cluster.list("v1", "Namespace", labels={"app.kubernetes.io/managed-by": "netiso"}) == []
+
+
+def test_emulated_api_lease_keeper_thread_renews_until_stopped(fake_cluster, kube_backend) -> None:
+    seed_cluster(fake_cluster)
+    real = kube_backend().realize(topo_of(NODEPORT))
+    keeper = LeaseKeeper(Kube.connect(str(fake_cluster.kubeconfig)), RunNames(RUN), every_s=0.02).start()
+    for _ in range(500):  # bounded: the thread renews every 20 ms, give it up to ~10 s on a loaded machine
+        if keeper.renewals >= 2:
+            break
+        time.sleep(0.02)
+    keeper.stop()
+    assert keeper.renewals >= 2
+    assert not keeper.running  # stop() ended the thread: no renewal after it
     real.down()

@@ -114,3 +114,29 @@ def test_a_crd_created_through_the_api_is_served_at_once(fake_cluster: FakeClust
     widgets.create(body={"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "x"}, "spec": {"n": 1}},
                    namespace="w")
     assert fake_cluster.get("example.com/v1", "Widget", "x", "w")["spec"] == {"n": 1}
+
+
+def test_seeded_crds_are_the_vendored_ones_and_custom_resources_are_schema_checked(fake_cluster: FakeCluster, api) -> None:
+    fake_cluster.seed(load_balancer="metallb")
+    ippools = client.ApiextensionsV1Api(api).read_custom_resource_definition("ippools.crd.projectcalico.org")
+    schema = ippools.spec.versions[0].var_schema.open_apiv3_schema
+    assert "ipipMode" in schema.properties["spec"].properties  # the real schema, not a permissive stand-in
+    co = client.CustomObjectsApi(api)
+    bad = {"apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool", "metadata": {"name": "bad"},
+           "spec": {"cidr": "10.0.0.0/16", "ipipMode": "Sometimes"}}
+    with pytest.raises(client.ApiException) as err:
+        co.create_cluster_custom_object("crd.projectcalico.org", "v1", "ippools", bad)
+    body = json.loads(err.value.body)
+    assert err.value.status == 422 and body["reason"] == "Invalid"
+    assert body["details"]["causes"][0]["field"] == "spec.ipipMode"
+    assert body["message"].startswith('IPPool.crd.projectcalico.org "bad" is invalid: spec.ipipMode: Unsupported value: '
+                                      '"Sometimes"')
+    bad["spec"]["ipipMode"] = "Never"
+    co.create_cluster_custom_object("crd.projectcalico.org", "v1", "ippools", bad)
+
+
+def test_preferred_version_follows_kube_version_priority(fake_cluster: FakeCluster, api) -> None:
+    fake_cluster.seed(load_balancer="metallb")
+    groups = {g.name: g for g in client.ApisApi(api).get_api_versions().groups}
+    assert groups["metallb.io"].preferred_version.version == "v1beta2"
+    assert [v.version for v in groups["metallb.io"].versions] == ["v1beta2", "v1beta1"]

@@ -23,6 +23,7 @@ a full run holds one cluster at a time when scenarios come group by group.
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 from collections.abc import Callable, Sequence
@@ -89,18 +90,27 @@ class _Session:
 class _KindRealization(Realization):
     """The kube backend's realization, counted so an exhausted group can be retired."""
 
-    def __init__(self, inner: Realization, on_down: Callable[[], None]) -> None:
+    def __init__(self, inner: Realization, on_down: Callable[[], None], on_failure: Callable[[], None]) -> None:
         self.inner = inner
         self.topo = inner.topo
         self.timings = inner.timings
         self._on_down = on_down
+        self._on_failure = on_failure
         self._down = False
 
     def serve(self, preds: Sequence[Any]) -> None:
-        self.inner.serve(preds)
+        try:
+            self.inner.serve(preds)
+        except Exception:
+            self._on_failure()
+            raise
 
     def probe(self, preds: Sequence[Any]) -> list[Any]:
-        return self.inner.probe(preds)
+        try:
+            return self.inner.probe(preds)
+        except Exception:
+            self._on_failure()
+            raise
 
     def evidence(self, pred: Any, obs: Any) -> dict[str, str]:
         return self.inner.evidence(pred, obs)
@@ -175,7 +185,9 @@ class KindBackend(Backend):
         except BaseException:
             self._release(session)
             raise
-        return _KindRealization(inner, lambda: self._release(session))
+        return _KindRealization(
+            inner, lambda: self._release(session), lambda: session.cluster.export_logs(self.logs_dir)
+        )
 
     def plan(self, topos: Sequence[Topology], out: Path) -> list[Path]:
         """``--dry-run``: the ordered plan of all six clusters (see ``plan.py``); no tool is run."""
@@ -224,7 +236,8 @@ class KindBackend(Backend):
                 image_registry=self.options.image_registry,
             )
             if created:
-                cluster.load_images(list(dict.fromkeys([*plan.images, *self.images(self.options.image_registry)])))
+                refs = list(dict.fromkeys([*plan.images, *self.images(self.options.image_registry)]))
+                self._record_images(name, cluster.load_images(refs))
             self.tools.timed(f"install: add-ons of {name}", lambda: self.installer(cluster, plan, hash8, say))
             self.tools.timed(f"clients: {', '.join(group.clients) or 'none'}", lambda: clients.start(group.clients))
             kube_options = replace(
@@ -249,6 +262,15 @@ class KindBackend(Backend):
             raise
         self._sessions[key] = session
         return session
+
+    def _record_images(self, name: str, digests: dict[str, list[str]]) -> None:
+        """``reports/kind-images-<cluster>.json``: every pre-loaded image and the digests docker pulled."""
+        path = self.logs_dir.parent / f"kind-images-{name}.json"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"cluster": name, "images": digests}, indent=2) + "\n")
+        except OSError as exc:
+            self.tools.say(f"images: could not record digests in {path}: {exc}")
 
     def _cluster_listed(self, cluster: KindCluster) -> bool:
         try:

@@ -8,7 +8,9 @@ kubeconfig``, ``kind load docker-image``, ``kind load image-archive``, ``kind ex
 --name N``, ``kind delete cluster --name N``. And docker: ``docker network inspect kind`` (the
 JSON array ``[{"Name": "kind", "IPAM": {"Config": [{"Subnet": ...}, ...]}, ...}]``; kind creates the
 network with an IPv6 ULA subnet and docker adds the IPv4 one), ``docker pull``, ``docker tag``,
-``docker image save``, ``docker run``/``inspect``/``rm -f`` for the external clients.
+``docker image save``, ``docker image inspect`` (the ``RepoDigests`` a pull produced: the record of
+what ran for images upstream pins by tag only), ``docker run``/``inspect``/``rm -f`` for the
+external clients.
 
 Known differences / workarounds:
 
@@ -130,11 +132,26 @@ class KindCluster:
         self.create()
         return True
 
-    def load_images(self, refs: Sequence[str]) -> None:
-        """Pull each image (by digest when it has one), tag ``REPO:TAG`` and load it into the nodes."""
+    def load_images(self, refs: Sequence[str]) -> dict[str, list[str]]:
+        """Pull each image (by digest when it has one), tag ``REPO:TAG`` and load it into the nodes.
+
+        Returns ``ref -> RepoDigests`` as docker reports them after the pull: the exact bits of the
+        images that upstream pins by tag only (Calico, MetalLB, OpenELB), for the run's record.
+        """
+        digests: dict[str, list[str]] = {}
         for ref in refs:
             target = load_reference(ref)
             self.tools.timed(f"images: {target}", lambda ref=ref, target=target: self._load_one(ref, target))
+            digests[ref] = self.repo_digests(ref)
+        return digests
+
+    def repo_digests(self, ref: str) -> list[str]:
+        res = self.tools.run(["docker", "image", "inspect", "--format", "{{json .RepoDigests}}", ref], check=False)
+        try:
+            found = json.loads(res.stdout) if res.returncode == 0 else []
+        except ValueError:
+            found = []
+        return [str(d) for d in found or []]
 
     def _load_one(self, ref: str, target: str) -> None:
         self.tools.run(["docker", "pull", ref], what=f"docker could not pull {ref}")

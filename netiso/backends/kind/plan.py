@@ -129,7 +129,9 @@ def write_group_plan(group: Group, out: Path, options: BackendOptions, run_id: s
         target = load_reference(ref)
         pull = f"{_cmd(['docker', 'pull', ref])}"
         tag = f"; {_cmd(['docker', 'tag', ref, target])}" if target != ref else ""
-        step(f"{pull}{tag}; {_cmd(cluster.load_argv(target))}    # new cluster only")
+        inspect = _cmd(["docker", "image", "inspect", "--format", "{{json .RepoDigests}}", ref])
+        step(f"{pull}{tag}; {_cmd(cluster.load_argv(target))}; {inspect}    # new cluster only")
+    lines.append(f"     (the pulled digests are recorded in {DEFAULT_LOGS.parent / f'kind-images-{name}.json'})")
     lines.append(
         "     (a `content digest ... not found` from kind load: docker image save --platform linux/<arch> -o ARCHIVE "
         f"TAG; kind load image-archive ARCHIVE --name {name})"

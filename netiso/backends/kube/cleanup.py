@@ -163,6 +163,10 @@ class LeaseKeeper:
             except (KubeApiError, Exception) as exc:  # a renewal failure must not kill the thread
                 log.warning("renewing Lease of run %s: %s", self.names.run, exc)
 
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():

@@ -1,8 +1,9 @@
 """One connection to a Kubernetes API server, with every failure turned into a sentence.
 
 Mirrors what ``kubectl`` does with a kubeconfig: the file comes from ``--kubeconfig``, else
-``$KUBECONFIG`` (a path list, the first existing file wins here), else ``~/.kube/config``;
-``--context`` picks a context, else the file's ``current-context``. Loading, requests and exec
+``$KUBECONFIG`` (a path list of existing files), else ``~/.kube/config``;
+``--context`` picks a context, else the ``current-context`` (several files are merged by the
+client's KubeConfigMerger: first definition of a name wins, the last file's current-context). Loading, requests and exec
 all go through the official ``kubernetes`` Python client (37.x, unpatched):
 ``config.load_kube_config``, ``ApiClient.param_serialize``/``call_api``/``response_deserialize``
 for plain REST calls, ``kubernetes.stream.stream`` over ``connect_get_namespaced_pod_exec`` for
@@ -26,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -163,7 +165,7 @@ class Kube:
             raise BackendUnavailable(
                 f"no kubeconfig: {where} does not exist; pass --kubeconfig FILE (and --context NAME) "
                 "for the cluster netiso should use")
-        path = str(files[0])
+        path = os.pathsep.join(str(f) for f in files)  # the client merges a path list as kubectl does
         try:
             contexts, current = kconfig.list_kube_config_contexts(config_file=path)
         except (ConfigException, OSError, ValueError) as exc:
@@ -194,10 +196,10 @@ class Kube:
     # ------------------------------------------------------------------ REST
 
     def request(self, method: str, path: str, *, body: Any = None, query: Mapping[str, Any] | None = None,
-                content_type: str | None = None, what: str = "", timeout: float = 30.0) -> Any:
-        """One API call; the decoded JSON answer (a dict) or an exception that explains itself."""
+                content_type: str | None = None, what: str = "", timeout: float = 30.0, text: bool = False) -> Any:
+        """One API call; the decoded JSON answer (a dict), or the body as a string with ``text=True``."""
         api = self.api
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "text/plain, */*" if text else "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"
         params = [(k, v) for k, v in (query or {}).items() if v is not None]
@@ -207,7 +209,7 @@ class Kube:
                                       body=body, auth_settings=["BearerToken"], collection_formats={})
             resp = api.call_api(*req, _request_timeout=timeout)
             resp.read()
-            return api.response_deserialize(resp, {"2XX": "object"}).data
+            return api.response_deserialize(resp, {"2XX": "str" if text else "object"}).data
         except ApiException as exc:
             raise self.translate(exc, what) from None
         except urllib3.exceptions.HTTPError as exc:
@@ -259,6 +261,11 @@ class Kube:
                             content_type="application/merge-patch+json",
                             what=f"patch {kind} {_ref({'name': name, 'namespace': namespace})}")
 
+    def pod_log(self, namespace: str, pod: str, *, tail_lines: int = 5000) -> str:
+        """The last lines of a pod's log (``kubectl logs --tail``)."""
+        return str(self.request("GET", path_of("v1", "Pod", namespace, pod) + "/log", query={"tailLines": tail_lines},
+                                what=f"read the log of pod {namespace}/{pod}", text=True) or "")
+
     def version(self) -> dict[str, Any]:
         return self.request("GET", "/version", what="read the server version")
 
@@ -284,23 +291,27 @@ class Kube:
         """Run ``argv`` in a pod through the exec API: (stdout, stderr, exit code or None on timeout)."""
         from kubernetes.stream import stream
 
-        core = kclient.CoreV1Api(kclient.ApiClient(self.configuration))
+        api = kclient.ApiClient(self.configuration)
+        core = kclient.CoreV1Api(api)
         kwargs: dict[str, Any] = {"command": list(argv), "stderr": True, "stdin": False, "stdout": True, "tty": False,
                                   "_preload_content": False}
         if container:
             kwargs["container"] = container
         try:
-            resp = stream(core.connect_get_namespaced_pod_exec, pod, namespace, **kwargs)
-        except ApiException as exc:
-            raise self.translate(exc, f"exec in pod {namespace}/{pod}") from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise self.unreachable(exc) from None
-        try:
-            resp.run_forever(timeout=timeout)
-            out, err = resp.read_stdout(), resp.read_stderr()
-            rc = None if resp.is_open() else resp.returncode
+            try:
+                resp = stream(core.connect_get_namespaced_pod_exec, pod, namespace, **kwargs)
+            except ApiException as exc:
+                raise self.translate(exc, f"exec in pod {namespace}/{pod}") from None
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                raise self.unreachable(exc) from None
+            try:
+                resp.run_forever(timeout=timeout)
+                out, err = resp.read_stdout(), resp.read_stderr()
+                rc = None if resp.is_open() else resp.returncode
+            finally:
+                resp.close()
         finally:
-            resp.close()
+            api.close()
         return _text(out), _text(err), rc
 
     # ------------------------------------------------------------------ errors
@@ -313,11 +324,21 @@ class Kube:
         reason = str(body.get("reason") or exc.reason or "")
         where = f"context {self.target.context!r} ({self.target.server})"
         if status == 0:
+            handshake = re.search(r"Handshake status (\d{3})", reason)
+            if handshake:  # the exec websocket's upgrade was answered with an HTTP error
+                code = int(handshake.group(1))
+                if code in (401, 403):
+                    return BackendUnavailable(f"not allowed to {what} ({code}): {reason[:300]}; {RBAC_HINT}")
+                return KubeApiError(code, "Handshake", reason[:300], what)
             return BackendUnavailable(f"cannot reach the Kubernetes API server of {where}: {reason or exc}")
         if status == 401:
             return BackendUnavailable(f"the API server of {where} rejected the credentials (401 Unauthorized) "
                                       f"while trying to {what}: renew the token/certificate in {self.target.kubeconfig}")
         if status == 403:
+            if "PodSecurity" in message or "admission webhook" in message:
+                return BackendUnavailable(f"the cluster's admission refused to {what}: {message} (403); netiso's pods "
+                                          "need Pod Security 'baseline' in project namespaces and 'privileged' in the "
+                                          "run's -netiso namespace (hostNetwork node probes)")
             return BackendUnavailable(f"not allowed to {what}: {message or 'Forbidden'} (403); {RBAC_HINT}")
         return KubeApiError(status, reason, message, what)
 

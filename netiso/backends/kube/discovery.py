@@ -18,6 +18,12 @@ come from the cluster, never from the lab's address plan:
 * Services: ``spec.clusterIP``, ``spec.ports[].nodePort``, ``spec.healthCheckNodePort``,
   ``status.loadBalancer.ingress[0].ip``; kube-dns' ClusterIP from ``kube-system/kube-dns``.
 
+The node announcing a VIP: MetalLB records it in ``ServiceL2Status`` (read by the backend);
+OpenELB records it nowhere in the API, but every speaker logs its election
+(``klog.Infof("[%s] wins the right to announce the IP address %s")``, older releases
+``"node %s wins ..."``; openelb pkg/speaker/layer2/memberlist.go), so :func:`openelb_announcer`
+reads the speakers' logs (the latest line for the VIP, majority over speakers).
+
 Client addresses are not read from the API: ``backend`` asks each client host through its
 ``--client`` command and passes them in. Knowingly not discovered: the service CIDR (the
 oracle does not use it; only the lab routes it).
@@ -26,6 +32,8 @@ oracle does not use it; only the lab routes it).
 from __future__ import annotations
 
 import ipaddress
+import re
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -178,3 +186,32 @@ def discover(kube: Kube, topo: Topology, names: RunNames, node_map: Mapping[str,
              if (o := kube.get("v1", "Node", n)) is not None}
     merged = {**nodes, **fresh}
     return facts_from(snapshot(kube, topo, names, merged), topo, names, node_map, pool, client_ips)
+
+
+OPENELB_SPEAKERS = "app=openelb,component=speaker"
+_OPENELB_WINS = re.compile(r"(?:\[(?P<a>[^\]\s]+)\]|node (?P<b>\S+)) wins the right to announce the IP address (?P<ip>\S+)")
+
+
+def openelb_winner(log: str, vip: str) -> str | None:
+    """The node a speaker's log last named as the announcer of ``vip`` (None if it never did).
+
+    >>> line = "I0101 memberlist.go:110] [kind-worker] wins the right to announce the IP address 172.18.255.200"
+    >>> openelb_winner(line, "172.18.255.200"), openelb_winner(line, "172.18.255.201")
+    ('kind-worker', None)
+    """
+    winner = None
+    for match in _OPENELB_WINS.finditer(log):
+        if match.group("ip") == vip:
+            winner = match.group("a") or match.group("b")
+    return winner
+
+
+def openelb_announcer(kube: Kube, vip: str) -> str | None:
+    """The cluster node OpenELB's speakers elected for ``vip``, from their logs (majority of their latest lines)."""
+    votes: Counter[str] = Counter()
+    for pod in kube.list("v1", "Pod", label_selector=OPENELB_SPEAKERS):
+        meta = pod.get("metadata") or {}
+        winner = openelb_winner(kube.pod_log(meta.get("namespace", ""), meta.get("name", "")), vip)
+        if winner:
+            votes[winner] += 1
+    return votes.most_common(1)[0][0] if votes else None

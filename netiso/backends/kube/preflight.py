@@ -84,7 +84,7 @@ ACCESS: tuple[Access, ...] = tuple(
     + _acc("list", "events")
     + _acc("list", "endpointslices", "discovery.k8s.io")
     + _acc("list create delete", "networkpolicies", "networking.k8s.io")
-    + _acc("create delete", "ingresses", "networking.k8s.io")
+    + _acc("get create delete", "ingresses", "networking.k8s.io")
     + _acc("list create delete", "ingressclasses", "networking.k8s.io")
     + _acc("create delete", "roles", "rbac.authorization.k8s.io")
     + _acc("create delete", "rolebindings", "rbac.authorization.k8s.io")
@@ -97,7 +97,7 @@ ACCESS: tuple[Access, ...] = tuple(
 # Only needed for the scenario's load balancer (checked when a scenario has a LoadBalancer Service).
 LB_ACCESS: dict[str, tuple[Access, ...]] = {
     "metallb": tuple(_acc("list", "ipaddresspools", "metallb.io") + _acc("list", "servicel2statuses", "metallb.io")),
-    "openelb": tuple(_acc("list", "eips", "network.kubesphere.io")),
+    "openelb": tuple(_acc("list", "eips", "network.kubesphere.io") + _acc("get", "pods", sub="log")),
 }
 
 
@@ -362,5 +362,20 @@ def run_preflight(kube: Kube, topos: Sequence[Topology], options: BackendOptions
             findings.notes.append(
                 f"{topo.name}: no --client mapping for {', '.join('client:' + c for c in missing)}; their flows are "
                 "reported skipped (map each with --client NAME='COMMAND PREFIX', e.g. 'docker exec -i c1')")
+        check_names(topo, names_for(topo), findings.node_maps[topo.name])
         check_namespaces(kube, names_for(topo), topo)
     return findings
+
+
+def check_names(topo: Topology, names: RunNames, node_map: Mapping[str, str]) -> None:
+    """Every name the run would create is valid (DNS labels, label values): built here, before anything exists."""
+    from netiso.backends.kube import manifests  # the objects themselves decide the names
+
+    target = manifests.KubeTarget(names, node_map)
+    try:
+        manifests.namespace_objects(topo, target)
+        manifests.workload_objects(topo, target)
+        manifests.service_objects(topo, target)
+        manifests.ingress_objects(topo, target)
+    except ValueError as exc:
+        raise BackendUnavailable(f"scenario {topo.name!r} cannot be named in a cluster: {exc}") from None

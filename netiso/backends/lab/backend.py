@@ -64,8 +64,10 @@ def refuse_unprobeable(topos: Sequence[Topology]) -> None:
 class LabRealization(Realization):
     """One scenario's lab, with the probers that serve and probe in it."""
 
-    def __init__(self, lab: Any, server: Prober, prober: Prober) -> None:
+    def __init__(self, lab: Any, server: Prober, prober: Prober, *, trace: bool = True) -> None:
         self.lab = lab
+        self.trace = trace
+        self._tracing = False
         self.topo = lab.topo
         self.timings = lab.timings
         self.server = server
@@ -115,11 +117,18 @@ class LabRealization(Realization):
         ns = self.lab.net.ns_of(origin_symbol(pred))
         timeout = INGRESS_TIMEOUT_S if t.ingress is not None else PROBE_TIMEOUT_S
         return LocalProbe(str(i), ns, t.dst_ip, t.dst_port, t.protocol, host=t.host, timeout=timeout,
-                          connect_timeout=PROBE_TIMEOUT_S)
+                          connect_timeout=PROBE_TIMEOUT_S, trace=self.trace)
 
     def probe(self, preds: Sequence[Prediction]) -> list[Observation]:
+        """Fire every flow's probe; with tracing, each carries the kernel's rule trace of its first packet
+        and a drop is settled the moment a rule decides it (netiso.backends.lab.tracing)."""
         from netiso.backends.lab import announce
 
+        if self.trace and not self._tracing:
+            from netiso.backends.lab.tracing import start_tracing
+
+            start_tracing(self.lab, self.prober)
+            self._tracing = True
         self._requests = {id(p): r for i, p in enumerate(preds) if (r := self._request(i, p)) is not None}
         self._probed.extend(dict.fromkeys(self.lab.net.ns_of(origin_symbol(p)) for p in preds))
         results = {r.id: r for r in self.prober.probe(list(self._requests.values()))}
@@ -131,7 +140,8 @@ class LabRealization(Realization):
                 continue
             xff = (r.forwarded_for or "").split(",")[0].strip() or None
             obs = Observation(verdict=r.verdict, source_ip=r.client_ip, answered_by=r.hostname or None,
-                              forwarded_for=xff, ms=r.ms, detail=r.detail or "")
+                              forwarded_for=xff, ms=r.ms, detail=r.detail or "", path=list(r.path or []),
+                              decided_by=r.decided_by)
             svc = p.target.service
             if svc is not None and svc.lb_ip and p.target.dst_ip == svc.lb_ip and p.target.origin_kind == "client":
                 obs.elected = announce.who_has(self.lab.net, p.target.origin_name, svc.lb_ip)
@@ -184,6 +194,14 @@ class LabRealization(Realization):
         self.lab.run.register_pid(pid, what)
 
     def down(self) -> None:
+        if self._tracing:
+            from netiso.backends.lab.tracing import stop_tracing
+
+            try:
+                stop_tracing(self.lab, self.prober)  # a trace socket pins its namespace like a probe socket
+            except Exception as exc:
+                log.warning("stopping the trace readers: %s", exc)
+            self._tracing = False
         for who, spaces in ((self.server, self._served), (self.prober, list(dict.fromkeys(self._probed)))):
             for ns in dict.fromkeys(spaces):
                 try:
@@ -254,7 +272,7 @@ class LabBackend(Backend):
             lab.up()  # tears itself down before an error propagates
         except (LabUnavailable, LabCommandError, ControllerStartError, ForwarderError) as exc:
             raise BackendUnavailable(f"the lab backend could not start: {exc}") from None
-        return LabRealization(lab, server, prober)
+        return LabRealization(lab, server, prober, trace=self.options.trace)
 
     def close(self) -> None:
         with self._lock:

@@ -1,10 +1,14 @@
-"""Tracing the lab's probes through the real kernel: TRACE rules and per-node monitors.
+"""Tracing the lab's probes through the real kernel: TRACE rules, and monitors for the record.
 
 Why: a verdict can be right for the wrong reason, and a dropped probe otherwise costs its whole
-timeout. iptables' ``TRACE`` target makes the kernel report every rule a packet meets, and
-``xtables-monitor --trace`` (iptables-nft, run inside the node's namespace) prints those reports
-(reference-facts §H). ``netiso.backends.trace_parse`` reads them; the probe agent correlates
-them with its sockets and settles a probe the moment a rule drops its first packet.
+timeout. iptables' ``TRACE`` target makes the kernel report every rule a packet meets
+(reference-facts §H). The probe agent reads those reports from each node namespace over
+netlink (``netiso.probe.tracer``), correlates them with its sockets and settles a probe the
+moment a rule drops its first packet. ``xtables-monitor --trace`` prints the same reports as
+text; :func:`start_file_monitors` runs it per node (registered with the run, ended by PID) for
+evidence and recorded samples, read by ``netiso.backends.trace_parse``. It is not the agent's
+reader because it looks every rule up again per event and, under a burst of probes, loses
+events and exits ("No buffer space available"; measured here with 50 concurrent SYNs).
 
 Only the probes' own packets are traced, and tracing changes no verdict and no source:
 
@@ -36,21 +40,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from netiso.backends.lab.iptables import RuleSet, render_restore
+from netiso.backends.trace_parse import TRACE_DSCP, tos_for
 from netiso.model.types import Topology
 
-TRACE_DSCP = 0x2D  # 45: no standard per-hop behaviour, matched by nothing else in the lab
+__all__ = ["TRACE_DSCP", "install_trace_rules", "start_file_monitors", "stop_monitors",
+           "tos_for", "trace_rules"]
+
 MONITOR_TOOL = "xtables-monitor"
-
-
-def tos_for(dscp: int = TRACE_DSCP) -> int:
-    """The ``IP_TOS`` byte a probe socket sets for ``dscp`` (DSCP is the upper six bits).
-
-    >>> hex(tos_for())
-    '0xb4'
-    """
-    if not 0 <= dscp < 64:
-        raise ValueError(f"DSCP must be 0..63, not {dscp}")
-    return dscp << 2
+MONITOR_ARGV = ("stdbuf", "-oL", MONITOR_TOOL, "--trace")  # line-buffered: its stdout is a file or pipe
 
 
 def trace_rules(topo: Topology | None = None, dscp: int = TRACE_DSCP) -> RuleSet:
@@ -69,20 +66,6 @@ def install_trace_rules(run: Any, netns: str, topo: Topology | None = None, dscp
     run.run(["iptables-restore", "-w"], netns=netns, input=render_restore(trace_rules(topo, dscp)))
 
 
-def monitor_argv(netns: str | None) -> list[str]:
-    """``xtables-monitor --trace`` inside ``netns``, line-buffered (its stdout is a pipe).
-
-    >>> monitor_argv("nx123456-n-worker")
-    ['nsenter', '--net=/run/netns/nx123456-n-worker', 'stdbuf', '-oL', 'xtables-monitor', '--trace']
-    """
-    argv = ["stdbuf", "-oL", MONITOR_TOOL, "--trace"]
-    if netns is None:
-        return argv
-    if "/" in netns or not netns:
-        raise ValueError(f"invalid network namespace name {netns!r}")
-    return ["nsenter", f"--net=/run/netns/{netns}", *argv]
-
-
 def start_file_monitors(run: Any, namespaces: Mapping[str, str], directory: Path) -> dict[str, subprocess.Popen[Any]]:
     """One monitor per node namespace writing to ``directory/trace-<node>.log``, registered with ``run``.
 
@@ -94,7 +77,7 @@ def start_file_monitors(run: Any, namespaces: Mapping[str, str], directory: Path
     for netns, node in namespaces.items():
         out: IO[bytes] = open(directory / f"trace-{node}.log", "wb")  # noqa: SIM115 - handed to the child
         try:
-            procs[node] = run.start(["stdbuf", "-oL", MONITOR_TOOL, "--trace"], what=f"xtables-monitor {node}",
+            procs[node] = run.start(MONITOR_ARGV, what=f"xtables-monitor {node}",
                                     netns=netns, stdout=out, stderr=subprocess.STDOUT)
         finally:
             out.close()

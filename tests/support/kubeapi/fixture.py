@@ -21,7 +21,9 @@ from .cluster import FakeCluster
 
 @pytest.fixture
 def fake_cluster(tmp_path: Path) -> Iterator[FakeCluster]:
-    cluster = FakeCluster(tmp_path)
+    directory = tmp_path / "fake-apiserver"  # its own folder: tests may write kubeconfigs of their own
+    directory.mkdir()
+    cluster = FakeCluster(directory)
     try:
         yield cluster
     finally:

@@ -14,8 +14,10 @@ no categories beyond ``all`` on a few, no aggregated discovery v2 documents).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 CRUD = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
@@ -31,6 +33,7 @@ class Resource:
     short_names: tuple[str, ...] = ()
     subresources: tuple[str, ...] = ()
     custom: bool = False
+    schema: dict[str, Any] | None = field(default=None, compare=False, hash=False)  # a CRD version's openAPIV3Schema
 
     @property
     def api_version(self) -> str:
@@ -109,8 +112,19 @@ def from_crd(crd: dict) -> list[Resource]:
         subs = tuple(sorted((v.get("subresources") or {}).keys()))
         out.append(Resource(spec["group"], v["name"], names["plural"], names["kind"],
                             spec.get("scope", "Namespaced") == "Namespaced",
-                            short_names=tuple(names.get("shortNames", ())), subresources=subs, custom=True))
+                            short_names=tuple(names.get("shortNames", ())), subresources=subs, custom=True,
+                            schema=(v.get("schema") or {}).get("openAPIV3Schema")))
     return out
+
+
+def version_priority(version: str) -> tuple[int, int, int, str]:
+    """Sort key of k8s.io/apimachinery version.CompareKubeAwareVersionStrings: GA before beta before
+    alpha, higher numbers first, anything else last in lexical order."""
+    m = re.fullmatch(r"v(\d+)(?:(alpha|beta)(\d+))?", version)
+    if not m:
+        return (3, 0, 0, version)
+    level = {None: 0, "beta": 1, "alpha": 2}[m.group(2)]
+    return (level, -int(m.group(1)), -int(m.group(3) or 0), version)
 
 
 class Catalogue:
@@ -142,14 +156,14 @@ class Catalogue:
         return None
 
     def group_versions(self) -> dict[str, list[str]]:
-        """group -> served versions in first-seen order (the first is the preferred one)."""
+        """group -> served versions, the preferred (highest priority) first, as the apiserver lists them."""
         out: dict[str, list[str]] = {}
         for r in self.all:
             if r.group:
                 versions = out.setdefault(r.group, [])
                 if r.version not in versions:
                     versions.append(r.version)
-        return out
+        return {g: sorted(vs, key=version_priority) for g, vs in out.items()}
 
     def in_version(self, group: str, version: str) -> list[Resource]:
         return [r for r in self.all if r.group == group and r.version == version]

@@ -24,7 +24,7 @@ Mirrors (shapes checked against upstream sources):
   ``kube-proxy`` and ``calico-node`` with one hostNetwork pod per node; Deployment
   ``calico-kube-controllers``; Service ``kube-dns`` (10.96.0.10, selector ``k8s-app: kube-dns``,
   ports dns 53/UDP, dns-tcp 53/TCP, metrics 9153/TCP) and its CoreDNS pods.
-* MetalLB v0.15 native manifest: namespace ``metallb-system``, the metallb.io CRDs (IPAddressPool,
+* MetalLB's native manifest (v0.15/v0.16): namespace ``metallb-system``, the metallb.io CRDs (IPAddressPool,
   L2Advertisement, ServiceL2Status v1beta1; BGPPeer v1beta2), an IPAddressPool
   172.18.255.200-172.18.255.250 and an L2Advertisement naming it, controller Deployment and
   speaker DaemonSet with pods labelled ``app: metallb`` / ``component: speaker``.
@@ -33,19 +33,29 @@ Mirrors (shapes checked against upstream sources):
   ``eip.openelb.kubesphere.io/is-default-eip: "true"`` with the status its controller writes
   (firstIP, lastIP, poolSize, ready, v4), the controller Deployment and speaker DaemonSet/pods.
 
-Knowingly differs: CRDs carry a permissive schema (``x-kubernetes-preserve-unknown-fields``), not
-the vendored openAPIV3Schema; Calico's IPAM blocks are stood in for by the node's podCIDR (real
+The CRDs are the real ones, read from the manifests vendored under ``cluster-configs/addons/``
+(Calico, MetalLB, OpenELB: their openAPIV3Schema, scopes, versions, status subresources), and the
+add-on images carry the vendored versions; only when no manifest is vendored does the seed fall
+back to permissive CRDs (``x-kubernetes-preserve-unknown-fields``) written here.
+
+Knowingly differs: Calico's IPAM blocks are stood in for by the node's podCIDR (real
 Calico hands out /26 blocks at random inside the pool); object lists are trimmed to what netiso
 reads (no CoreDNS ConfigMap, no webhooks, no RBAC objects of the add-ons).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
+import yaml
+
 Obj = dict[str, Any]
+ADDONS = Path(__file__).resolve().parents[3] / "cluster-configs" / "addons"
+MANIFESTS = {"calico": "calico.yaml", "metallb": "metallb-native.yaml", "openelb": "openelb.yaml"}
 CP_TAINT = "node-role.kubernetes.io/control-plane"
 EXCLUDE_LB = "node.kubernetes.io/exclude-from-external-load-balancers"
 LB_RANGE = "172.18.255.200-172.18.255.250"
@@ -87,6 +97,28 @@ def crd(group: str, kind: str, plural: str, versions: Sequence[str], namespaced:
             "status": {"acceptedNames": names, "storedVersions": [versions[0]],
                        "conditions": [{"type": "NamesAccepted", "status": "True", "reason": "NoConflicts"},
                                       {"type": "Established", "status": "True", "reason": "InitialNamesAccepted"}]}}
+
+
+@functools.cache
+def vendored(addon: str) -> tuple[str, tuple[Obj, ...]]:
+    """(version, CRDs) of the add-on manifest vendored under cluster-configs/addons/<addon>/<version>/,
+    or ("", ()) when none is vendored; the newest version directory wins."""
+    dirs = sorted(d for d in (ADDONS / addon).glob("*") if (d / MANIFESTS[addon]).is_file()) if (ADDONS / addon).is_dir() \
+        else []
+    if not dirs:
+        return "", ()
+    docs = yaml.load_all((dirs[-1] / MANIFESTS[addon]).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    crds = tuple(d for d in docs if d and d.get("kind") == "CustomResourceDefinition")
+    return dirs[-1].name, crds
+
+
+def add_crds(cluster: Seedable, addon: str, fallback: list[Obj]) -> str:
+    """Adds the add-on's real CRDs (vendored manifest) or, when none is vendored, the permissive ones
+    given; returns the vendored version ("" when the fallback was used)."""
+    version, crds = vendored(addon)
+    for c in crds or fallback:
+        cluster.add({**c, "metadata": {"name": c["metadata"]["name"]}})
+    return version
 
 
 CALICO_CRDS = [("BGPConfiguration", "bgpconfigurations", False), ("BGPPeer", "bgppeers", False),
@@ -280,8 +312,8 @@ def seed_cluster(cluster: Seedable, *, encapsulation: str = "vxlan", load_balanc
     _deployment(cluster, "coredns", "kube-system", {"k8s-app": "kube-dns"}, "registry.k8s.io/coredns/coredns:v1.12.0",
                 list(nodes[:1]) * 2)
     if calico:
-        for kind, plural, namespaced in CALICO_CRDS:
-            cluster.add(crd("crd.projectcalico.org", kind, plural, ["v1"], namespaced))
+        calico_version = add_crds(cluster, "calico", [crd("crd.projectcalico.org", kind, plural, ["v1"], namespaced)
+                                                      for kind, plural, namespaced in CALICO_CRDS]) or "v3.31.0"
         cluster.add({"apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool",
                      "metadata": {"name": "default-ipv4-ippool"},
                      "spec": {"allowedUses": ["Workload", "Tunnel"], "blockSize": 26, "cidr": POOL_CIDR,
@@ -289,9 +321,9 @@ def seed_cluster(cluster: Seedable, *, encapsulation: str = "vxlan", load_balanc
                               "vxlanMode": "Always" if encapsulation == "vxlan" else "Never",
                               "natOutgoing": True, "nodeSelector": "all()"}})
         _daemonset(cluster, "calico-node", "kube-system", {"k8s-app": "calico-node"},
-                   "quay.io/calico/node:v3.31.0", nodes)
+                   f"quay.io/calico/node:{calico_version}", nodes)
         _deployment(cluster, "calico-kube-controllers", "kube-system", {"k8s-app": "calico-kube-controllers"},
-                    "quay.io/calico/kube-controllers:v3.31.0", first_worker)
+                    f"quay.io/calico/kube-controllers:{calico_version}", first_worker)
     else:
         _daemonset(cluster, "kindnet", "kube-system", {"app": "kindnet", "k8s-app": "kindnet", "tier": "node"},
                    "docker.io/kindest/kindnetd:v20250512-df8de77b", nodes, container="kindnet-cni")
@@ -310,15 +342,15 @@ def seed_metallb(cluster: Seedable, nodes: Sequence[str]) -> None:
     cluster.add(_namespace("metallb-system", {"pod-security.kubernetes.io/audit": "privileged",
                                               "pod-security.kubernetes.io/enforce": "privileged",
                                               "pod-security.kubernetes.io/warn": "privileged"}))
-    for kind, plural, versions, status in (("IPAddressPool", "ipaddresspools", ["v1beta1"], True),
-                                           ("L2Advertisement", "l2advertisements", ["v1beta1"], False),
-                                           ("BGPAdvertisement", "bgpadvertisements", ["v1beta1"], False),
-                                           ("BGPPeer", "bgppeers", ["v1beta2", "v1beta1"], False),
-                                           ("BFDProfile", "bfdprofiles", ["v1beta1"], False),
-                                           ("Community", "communities", ["v1beta1"], False),
-                                           ("ServiceL2Status", "servicel2statuses", ["v1beta1"], True),
-                                           ("ServiceBGPStatus", "servicebgpstatuses", ["v1beta1"], True)):
-        cluster.add(crd("metallb.io", kind, plural, versions, namespaced=True, status=status))
+    version = add_crds(cluster, "metallb", [
+        crd("metallb.io", kind, plural, versions, namespaced=True, status=True)
+        for kind, plural, versions in (("IPAddressPool", "ipaddresspools", ["v1beta1"]),
+                                       ("L2Advertisement", "l2advertisements", ["v1beta1"]),
+                                       ("BGPAdvertisement", "bgpadvertisements", ["v1beta1"]),
+                                       ("BGPPeer", "bgppeers", ["v1beta2", "v1beta1"]),
+                                       ("BFDProfile", "bfdprofiles", ["v1beta1"]), ("Community", "communities", ["v1beta1"]),
+                                       ("ServiceL2Status", "servicel2statuses", ["v1beta1"]),
+                                       ("ServiceBGPStatus", "servicebgpstatuses", ["v1beta1"]))]) or "v0.15.3"
     cluster.add({"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
                  "metadata": {"name": "kind-pool", "namespace": "metallb-system"},
                  "spec": {"addresses": [LB_RANGE], "autoAssign": True, "avoidBuggyIPs": False}})
@@ -326,22 +358,22 @@ def seed_metallb(cluster: Seedable, nodes: Sequence[str]) -> None:
                  "metadata": {"name": "kind-l2", "namespace": "metallb-system"},
                  "spec": {"ipAddressPools": ["kind-pool"]}})
     _deployment(cluster, "controller", "metallb-system", {"app": "metallb", "component": "controller"},
-                "quay.io/metallb/controller:v0.15.3", list(nodes[1:2] or nodes[:1]))
+                f"quay.io/metallb/controller:{version}", list(nodes[1:2] or nodes[:1]))
     _daemonset(cluster, "speaker", "metallb-system", {"app": "metallb", "component": "speaker"},
-               "quay.io/metallb/speaker:v0.15.3", nodes)
+               f"quay.io/metallb/speaker:{version}", nodes)
 
 
 def seed_openelb(cluster: Seedable, nodes: Sequence[str]) -> None:
     cluster.add(_namespace("openelb-system"))
-    cluster.add(crd("network.kubesphere.io", "Eip", "eips", ["v1alpha2", "v1alpha1"], status=True))
-    cluster.add(crd("network.kubesphere.io", "BgpConf", "bgpconfs", ["v1alpha2", "v1alpha1"], status=True))
-    cluster.add(crd("network.kubesphere.io", "BgpPeer", "bgppeers", ["v1alpha2", "v1alpha1"], status=True))
+    version = add_crds(cluster, "openelb", [crd("network.kubesphere.io", kind, plural, ["v1alpha2", "v1alpha1"], status=True)
+                                            for kind, plural in (("Eip", "eips"), ("BgpConf", "bgpconfs"),
+                                                                 ("BgpPeer", "bgppeers"))]) or "v0.6.0"
     cluster.add({"apiVersion": "network.kubesphere.io/v1alpha2", "kind": "Eip",
                  "metadata": {"name": "eip-pool", "annotations": {"eip.openelb.kubesphere.io/is-default-eip": "true"}},
                  "spec": {"address": LB_RANGE, "protocol": "layer2", "interface": "eth0", "disable": False},
                  "status": {"firstIP": LB_RANGE.split("-")[0], "lastIP": LB_RANGE.split("-")[1], "poolSize": 51,
                             "ready": True, "v4": True}})
     _deployment(cluster, "openelb-controller", "openelb-system", {"app": "openelb", "component": "controller"},
-                "kubesphere/openelb-controller:v0.6.0", list(nodes[1:2] or nodes[:1]))
+                f"kubesphere/openelb-controller:{version}", list(nodes[1:2] or nodes[:1]))
     _daemonset(cluster, "openelb-speaker", "openelb-system", {"app": "openelb", "component": "speaker"},
-               "kubesphere/openelb-speaker:v0.6.0", nodes)
+               f"kubesphere/openelb-speaker:{version}", nodes)

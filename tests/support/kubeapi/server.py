@@ -26,7 +26,8 @@ declared, it sets no uid/resourceVersion/creationTimestamp nor the namespace fro
 is async-only; replacing those pieces would have meant overriding most of it, so this server is
 written directly on aiohttp.
 
-Knowingly absent: TLS and client certificates (token auth over plain HTTP), protobuf and CBOR,
+Knowingly absent: graceful deletion (a deleted pod is gone at once, never Terminating), TLS and
+client certificates (token auth over plain HTTP), protobuf and CBOR,
 aggregated discovery v2, server-side apply field management, dry-run, pagination (``limit`` is
 ignored, ``continue`` never returned), admission and most defaulting, API priority and fairness.
 """
@@ -320,10 +321,11 @@ class KubeApiServer:
 
     @staticmethod
     def _check_kind(res: Resource, body: dict[str, Any]) -> None:
-        if body.get("kind") not in (None, res.kind) or body.get("apiVersion") not in (None, res.api_version):
-            raise status.bad_request(f"the API version in the data ({body.get('apiVersion')}) does not match the expected "
-                                     f"API version ({res.api_version})" if body.get("apiVersion") != res.api_version
-                                     else f"kind {body.get('kind')} does not match the expected kind {res.kind}")
+        if body.get("apiVersion") not in (None, res.api_version):
+            raise status.bad_request(f"the API version in the data ({body['apiVersion']}) does not match the expected "
+                                     f"API version ({res.api_version})")
+        if body.get("kind") not in (None, res.kind):
+            raise status.bad_request(f"the kind in the data ({body['kind']}) does not match the expected kind ({res.kind})")
 
     @staticmethod
     def _selectors(q: Any) -> Callable[[dict[str, Any]], bool]:

@@ -8,7 +8,9 @@ Mirrors the generic registry of k8s.io/apiserver (pkg/registry/generic/registry/
 server-set ``uid``, ``creationTimestamp``, ``resourceVersion`` (one cluster-wide counter, as etcd's
 revision), ``generation``; 409 AlreadyExists on a taken name; 409 Conflict when an update carries
 a stale ``resourceVersion``; 404 NotFound; ``generateName``; RFC 1123 name and label-value
-validation (422 Invalid); the status subresource split (writes to the main resource keep the
+validation (422 Invalid); custom resources checked against their CRD's openAPIV3Schema (422 Invalid:
+types, enums, required fields, patterns; unknown fields are kept where the real server prunes
+them); the status subresource split (writes to the main resource keep the
 stored status, ``/status`` writes change only status); namespaced creates into a missing
 namespace (404) or a terminating one (403); namespace deletion removing everything in it,
 optionally after ``namespace_linger`` reads in phase Terminating. Patches: JSON merge patch
@@ -26,6 +28,7 @@ import asyncio
 import copy
 import datetime
 import itertools
+import json
 import random
 import re
 import threading
@@ -33,6 +36,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import jsonschema
 
 from . import status
 from .resources import Catalogue, Resource
@@ -105,6 +110,53 @@ def json_patch(doc: Any, ops: list[dict]) -> Any:
             raise status.ApiError(422, "Invalid", f"the server rejected our request due to an error in our request: "
                                   f"{kind} operation does not apply: doc is missing path: {op['path']!r}") from exc
     return doc
+
+
+def _nullable(schema: Any) -> Any:
+    """OpenAPI v3 ``nullable: true`` as JSON Schema's ``type: [T, "null"]``."""
+    if isinstance(schema, list):
+        return [_nullable(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _nullable(v) for k, v in schema.items()}
+    if out.pop("nullable", False) and isinstance(out.get("type"), str):
+        out["type"] = [out["type"], "null"]
+    return out
+
+
+def check_schema(res: Resource, obj: dict[str, Any], name: str) -> None:
+    """422 Invalid when a custom resource breaks its CRD's openAPIV3Schema (types, enums, required,
+    patterns). Unknown fields pass: the real server prunes them, this one keeps them."""
+    if not res.custom or not res.schema:
+        return
+    body = {k: v for k, v in obj.items() if k != "metadata"}
+    schema = _nullable({k: v for k, v in res.schema.items() if k != "properties"} |
+                       {"properties": {k: v for k, v in (res.schema.get("properties") or {}).items() if k != "metadata"}})
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(body), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return
+    causes, parts = [], []
+    for e in errors:
+        field = ".".join(str(p) for p in e.absolute_path)
+        if e.validator == "enum":
+            reason = "FieldValueNotSupported"
+            msg = f"Unsupported value: {json_dump(e.instance)}: supported values: " + \
+                  ", ".join(json_dump(v) for v in e.validator_value)
+        elif e.validator == "required":
+            reason, msg = "FieldValueRequired", "Required value"
+            missing = e.message.split("'")[1] if "'" in e.message else ""
+            field = f"{field}.{missing}" if field else missing
+        else:
+            reason, msg = "FieldValueInvalid", f"Invalid value: {json_dump(e.instance)}: {field} in body {e.message}"
+        causes.append({"reason": reason, "message": msg, "field": field})
+        parts.append(f"{field}: {msg}")
+    listed = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
+    raise status.ApiError(422, "Invalid", f'{res.kind}.{res.group} "{name}" is invalid: {listed}',
+                          {"name": name, "group": res.group, "kind": res.kind, "causes": causes})
+
+
+def json_dump(value: Any) -> str:
+    return json.dumps(value) if not isinstance(value, str) else f'"{value}"'
 
 
 @dataclass
@@ -196,6 +248,7 @@ class Store:
                 meta["name"] = meta["generateName"] + "".join(random.choices("bcdfghjklmnpqrstvwxz2456789", k=5))
             name = meta.get("name") or ""
             self._validate(res, obj, name)
+            check_schema(res, obj, name)
             if namespace is not None:
                 ns = self.objects.get(("", "namespaces", "", namespace))
                 if ns is None:
@@ -276,6 +329,7 @@ class Store:
                 else:
                     new.pop("status", None)
             self._validate(res, new, key[3])
+        check_schema(res, new, key[3])
         meta = new.setdefault("metadata", {})
         for fixed in ("uid", "creationTimestamp", "namespace", "name", "deletionTimestamp", "generation"):
             if fixed in old["metadata"]:

@@ -17,6 +17,9 @@ as an xt ``comment`` match (``NFTA_RULE_USERDATA``'s comment TLV, what ``nft`` w
 too). On kernel 6.18 the end of a chain without a matching rule is reported as a ``rule`` event
 without a handle (verdict CONTINUE): such events are left out of paths.
 
+It lives in the probe layer because the probe agent is its reader (the process that holds the
+probe sockets); the text parser stays backend-generic in ``netiso.backends.trace_parse``.
+
 The events become the same :class:`~netiso.backends.trace_parse.PacketInfo` /
 :class:`~netiso.backends.trace_parse.TraceHop` objects the ``xtables-monitor`` text parser
 produces; ``rule`` (iptables-save text) is empty here, the comment carries what matters.
@@ -123,13 +126,15 @@ def packet_info(network: bytes, transport: bytes | None) -> PacketInfo | None:
     if len(network) < 20 or network[0] >> 4 != 4:
         return None
     proto = PROTOCOLS.get(network[9], str(network[9]))
-    sport = dport = None
+    sport = dport = seq = None
     if transport is not None and len(transport) >= 4 and proto in ("TCP", "UDP", "SCTP"):
         sport, dport = struct.unpack_from("!HH", transport, 0)
+    if transport is not None and len(transport) >= 8 and proto == "TCP":
+        seq = struct.unpack_from("!I", transport, 4)[0]
     return PacketInfo(proto=proto, src=str(ipaddress.IPv4Address(network[12:16])),
                       dst=str(ipaddress.IPv4Address(network[16:20])), sport=sport, dport=dport,
                       ip_id=struct.unpack_from("!H", network, 4)[0], tos=network[1], ttl=network[8],
-                      iface_in=None, iface_out=None)
+                      iface_in=None, iface_out=None, seq=seq)
 
 
 def decode_trace(payload: bytes) -> TraceEvent | None:

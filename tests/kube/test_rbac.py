@@ -1,0 +1,106 @@
+"""cluster-configs/kube/rbac.yaml grants exactly what netiso uses, proven on recorded API traffic.
+
+A whole run (preflight, realize with an ingress controller and a LoadBalancer, serve, probe
+through exec, evidence, down, then the janitor collecting an expired run) goes against the
+emulated API server, which records every request; each request is turned into the RBAC
+attributes the apiserver would authorize (verb, API group, resource/subresource) and must be
+allowed by the ``netiso`` ClusterRole. The authorizer here is a plain rule match (no
+aggregation, no resourceNames), which is all rbac.yaml uses.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import yaml
+
+from netiso.backends.kube import manifests
+from netiso.backends.kube.preflight import ACCESS, LB_ACCESS
+from netiso.oracle.predict import predict_all
+from tests.kube.conftest import INGRESS, topo_of
+from tests.kube.replay import batch_answer
+from tests.kube.test_cleanup import leave_run
+from tests.support.kubeapi import ExecReply, seed_cluster
+
+RBAC = Path(__file__).resolve().parents[2] / "cluster-configs" / "kube" / "rbac.yaml"
+
+
+def roles() -> dict[str, list[dict]]:
+    docs = [d for d in yaml.safe_load_all(RBAC.read_text()) if d]
+    return {d["metadata"]["name"]: d["rules"] for d in docs if d["kind"] == "ClusterRole"}
+
+
+def allows(rules: list[dict], verb: str, group: str, resource: str) -> bool:
+    return any(verb in r["verbs"] and group in r["apiGroups"] and resource in r["resources"] for r in rules)
+
+
+def attributes(method: str, path: str, query: dict) -> list[tuple[str, str, str]] | None:
+    """RBAC (verb, group, resource[/sub]) of one request, as the apiserver's RequestInfoFactory derives them.
+
+    None for non-resource URLs (/version, discovery)."""
+    parts = [p for p in path.split("/") if p]
+    if parts[:1] == ["api"] and len(parts) >= 2:
+        group, rest = "", parts[2:]
+    elif parts[:1] == ["apis"] and len(parts) >= 3:
+        group, rest = parts[1], parts[3:]
+    else:
+        return None
+    if not rest:
+        return None
+    if rest[0] == "namespaces" and len(rest) >= 3:
+        rest = rest[2:]  # a namespaced resource
+    resource, name, sub = rest[0], rest[1] if len(rest) > 1 else None, rest[2] if len(rest) > 2 else None
+    full = f"{resource}/{sub}" if sub else resource
+    if sub == "exec":  # websocket exec: GET checked as get (before 1.30) and as create (after)
+        return [("get", group, full), ("create", group, full)]
+    verb = {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method)
+    if method == "GET":
+        verb = "get" if name else ("watch" if query.get("watch") in ("true", "1") else "list")
+    if method == "DELETE":
+        verb = "delete" if name else "deletecollection"
+    return [(verb, group, full)]
+
+
+def test_emulated_api_every_request_of_a_whole_run_is_allowed_by_the_netiso_clusterrole(fake_cluster, kube_backend,
+                                                                                        tmp_path: Path) -> None:
+    seed_cluster(fake_cluster)
+    leave_run(fake_cluster, "nx777777", renewed=datetime.now(UTC) - timedelta(hours=1))
+    backend = kube_backend(clients={})
+    real = backend.realize(topo_of(INGRESS.replace("flows:\n", "flows:\n  - {from: pod:shop/web, to: ingress:shop/web}\n")))
+    preds = predict_all(real.topo)
+    fake_cluster.exec_handler = lambda call: ExecReply(stdout=batch_answer(call.command[2],
+                                                                           lambda p: ("tcp-timeout", None, None)))
+    real.serve(preds)
+    obs = real.probe(preds)
+    for pred, ob in zip(preds, obs, strict=True):
+        real.evidence(pred, ob)
+    real.elected("gateways", "ingress-controller")
+    real.down()
+    backend.clean()
+
+    rules = roles()["netiso"]
+    seen: set[tuple[str, str, str]] = set()
+    for req in fake_cluster.requests:
+        for attrs in attributes(req.method, req.path, req.query) or []:
+            seen.add(attrs)
+            assert allows(rules, *attrs), f"{req.method} {req.path} needs {attrs}, which rbac.yaml does not grant"
+    assert ("create", "", "pods/exec") in seen and ("delete", "", "namespaces") in seen
+    assert ("list", "metallb.io", "servicel2statuses") in seen
+
+
+def test_the_netiso_clusterrole_is_exactly_what_preflight_checks() -> None:
+    granted = {(v, g, res) for r in roles()["netiso"] for v in r["verbs"] for g in r["apiGroups"] for res in r["resources"]}
+    checked = {(a.verb, a.group, f"{a.resource}/{a.sub}" if a.sub else a.resource)
+               for a in [*ACCESS, *(x for xs in LB_ACCESS.values() for x in xs)]}
+    checked.add(("create", "authorization.k8s.io", "selfsubjectaccessreviews"))  # the check itself
+    assert granted == checked
+
+
+def test_the_grants_role_covers_every_rule_netiso_gives_its_ingress_controllers() -> None:
+    grants = roles()["netiso-ingress-nginx-grants"]
+    for rule in [*manifests.INGRESS_NGINX_ROLE_RULES, *manifests.INGRESS_NGINX_CLUSTER_ROLE_RULES]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    assert allows(grants, verb, group, resource), (verb, group, resource)
