@@ -6,14 +6,22 @@ The layers above speak to one interface (:mod:`netiso.backends.base`) and get a 
 
 from __future__ import annotations
 
-from netiso.backends.base import (
-    BACKEND_NAMES,
-    Backend,
-    BackendOptions,
-    BackendUnavailable,
-    ProberFactory,
-    Realization,
-)
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from netiso.backends.base import Backend, BackendOptions, ProberFactory
+
+_BASE_NAMES = ("BACKEND_NAMES", "Backend", "BackendOptions", "BackendUnavailable", "ProberFactory", "Realization")
+
+
+def __getattr__(name: str) -> Any:
+    """The interface's names, imported on first use: the probe agent imports netiso.backends.trace_parse
+    and must not pay for the oracle that netiso.backends.base brings along."""
+    if name in _BASE_NAMES:
+        from netiso.backends import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module 'netiso.backends' has no attribute {name!r}")
 
 
 def open_backend(name: str, options: BackendOptions | None = None, *, probers: ProberFactory | None = None) -> Backend:
@@ -22,6 +30,8 @@ def open_backend(name: str, options: BackendOptions | None = None, *, probers: P
     ``probers`` makes local probers for the lab (the top layer passes ``netiso.probe``'s); the
     cluster backends probe through the Kubernetes API and ignore it.
     """
+    from netiso.backends.base import BACKEND_NAMES, BackendOptions, BackendUnavailable
+
     options = options or BackendOptions()
     if name == "lab":
         from netiso.backends.lab.backend import LabBackend

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import errno
 import json
-from typing import Any
+from typing import Any, cast
 
+from netiso.model.verdicts import verdict_for_status as status_verdict
 from netiso.probe.results import ProbeRequest, ProbeVerdict
 
 _REFUSED_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.EHOSTUNREACH, errno.ENETUNREACH}
@@ -38,18 +39,12 @@ def errno_detail(exc: OSError) -> str:
 
 
 def verdict_for_status(status: int) -> ProbeVerdict:
-    """Verdict for an HTTP status; gateway errors carry the upstream's fate.
+    """Verdict for an HTTP status (the one convention of netiso.model.verdicts, typed for the agent).
 
     >>> [verdict_for_status(s) for s in (200, 502, 504, 404)]
     ['allowed', 'refused', 'dropped', 'error']
     """
-    if 200 <= status < 300:
-        return "allowed"
-    if status in (502, 503):
-        return "refused"
-    if status == 504:
-        return "dropped"
-    return "error"
+    return cast(ProbeVerdict, status_verdict(status))
 
 
 def build_http_request(req: ProbeRequest) -> bytes:

@@ -75,3 +75,8 @@ def standins_without(tmp_path: Path) -> Any:
         return make_standins(tmp_path, tuple(t for t in ("kind", "docker") if t not in missing))
 
     return make
+
+
+# the emulated Kubernetes API server (tests/support/kubeapi) for the end-to-end kind tests;
+# pytest_plugins is honoured only in the rootdir conftest, so the fixture is imported instead
+from tests.support.kubeapi.fixture import fake_cluster  # noqa: E402,F401

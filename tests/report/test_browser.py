@@ -198,3 +198,31 @@ def test_check_report_lists_the_mismatch_first_marks_it_in_words_and_escapes_the
     finally:
         driver.set_window_size(1366, 900)
     assert _errors(driver) == []
+
+
+@pytest.mark.lab
+def test_a_real_lab_check_report_opens_a_cell_with_its_diagram_and_kernel_trace(driver: Any, tmp_path: Path) -> None:
+    """What ``bin/conformance`` and ``netiso check --report`` write, from a real lab run (root):
+    the page renders without console errors and a dropped flow's cell opens its diagram, the
+    deciding rule on both sides and the kernel's rule trace."""
+    from selenium.webdriver.common.by import By
+
+    report = tmp_path / "report"
+    assert main(["check", str(ROOT / "scenarios" / "nodeport.yaml"), "--report", str(report)]) == 0
+    doc = json.loads((report / "results.json").read_text(encoding="utf-8"))
+    driver.get_log("browser")
+    driver.get((report / "index.html").as_uri())
+    si = next(i for i, s in enumerate(doc["scenarios"]) if s["name"] == "nodeport-cluster-vxlan")
+    fi = next(i for i, f in enumerate(doc["scenarios"][si]["flows"])
+              if f["from"] == "client:bob" and f["to"] == "nodeport:shop/web@worker")
+    assert doc["scenarios"][si]["flows"][fi]["observed"]["path"], "the lab traced the probe"
+    chip = driver.find_element(By.CSS_SELECTOR, f'section.scenario .chip[data-flow="{si}-{fi}"]')
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", chip)
+    chip.click()
+    panel = driver.find_element(By.ID, "panel")
+    assert panel.is_displayed()
+    assert panel.find_element(By.CSS_SELECTOR, ".diagram-slot svg")
+    text = panel.text
+    assert "isolation shop ingress drop" in text and "kernel trace" in text
+    _shoot(driver, "lab-check-panel-1366")
+    assert _errors(driver) == []

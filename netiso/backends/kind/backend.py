@@ -45,6 +45,7 @@ from netiso.backends.kind.configs import (
     render_config,
 )
 from netiso.backends.kind.tools import ToolError, Tools
+from netiso.backends.kind.trace import GENERAL_KEY, NodeTracer
 from netiso.model.types import Topology
 
 KubeFactory = Callable[[BackendOptions], Backend]
@@ -88,10 +89,17 @@ class _Session:
 
 
 class _KindRealization(Realization):
-    """The kube backend's realization, counted so an exhausted group can be retired."""
+    """The kube backend's realization, counted so an exhausted group can be retired.
 
-    def __init__(self, inner: Realization, on_down: Callable[[], None], on_failure: Callable[[], None]) -> None:
+    Its evidence is the kube backend's plus, with a ``tracer``, the kernel's rule trace of a
+    re-probe read from the kind nodes the flow crosses (``trace.py``), which replaces the kube
+    backend's "needs node access" reason.
+    """
+
+    def __init__(self, inner: Realization, on_down: Callable[[], None], on_failure: Callable[[], None],
+                 tracer: NodeTracer | None = None) -> None:
         self.inner = inner
+        self.tracer = tracer
         self.topo = inner.topo
         self.timings = inner.timings
         self._on_down = on_down
@@ -113,7 +121,14 @@ class _KindRealization(Realization):
             raise
 
     def evidence(self, pred: Any, obs: Any) -> dict[str, str]:
-        return self.inner.evidence(pred, obs)
+        out = dict(self.inner.evidence(pred, obs))
+        if self.tracer is not None:
+            out.pop(GENERAL_KEY, None)
+            try:
+                out.update(self.tracer.trace(pred, lambda p: self.inner.probe([p])))
+            except Exception as exc:  # evidence explains a mismatch; it never fails the run
+                out[GENERAL_KEY] = f"not traced: {exc}"
+        return out
 
     def describe(self) -> dict[str, Any]:
         return self.inner.describe()
@@ -186,7 +201,8 @@ class KindBackend(Backend):
             self._release(session)
             raise
         return _KindRealization(
-            inner, lambda: self._release(session), lambda: session.cluster.export_logs(self.logs_dir)
+            inner, lambda: self._release(session), lambda: session.cluster.export_logs(self.logs_dir),
+            NodeTracer(self.tools, getattr(inner, "node_map", None) or {}),
         )
 
     def plan(self, topos: Sequence[Topology], out: Path) -> list[Path]:

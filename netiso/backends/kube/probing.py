@@ -71,7 +71,9 @@ import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
+
+from netiso.model.verdicts import verdict_for_status
 
 Verdict = Literal["allowed", "dropped", "refused", "error"]
 MAX_CONCURRENT = 32
@@ -279,13 +281,7 @@ def _transfers(w: str) -> list[_Transfer]:
 
 
 def _status_verdict(status: int) -> Verdict:
-    if 200 <= status < 300:
-        return "allowed"
-    if status in (502, 503):
-        return "refused"
-    if status == 504:
-        return "dropped"
-    return "error"
+    return cast(Verdict, verdict_for_status(status))  # the lab's convention, shared (netiso.model.verdicts)
 
 
 def _reason(stderr: str) -> str:

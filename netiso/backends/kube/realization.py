@@ -77,6 +77,10 @@ UDP_TIMEOUT_S = 1.0  # netcat-openbsd waits whole seconds; netexec answers a dat
 INGRESS_TIMEOUT_S = 4.5  # nginx: 1 s connect timeout x up to 3 upstream tries, plus margin
 CONNECT_TIMEOUT_S = 1.0
 CLIENT_TIMEOUT_S = 30.0
+NODE_TRACE_KEY = "node trace"
+NODE_TRACE_SKIP = ("skipped: the kernel's rule trace (iptables TRACE with xtables-monitor --trace) is read on the "
+                   "nodes themselves, and the kube backend has no access to them (only to the API server); "
+                   "--backend kind has it, through docker exec into its node containers")
 
 
 @dataclass(frozen=True)
@@ -467,7 +471,7 @@ class KubeRealization(Realization):
     # ------------------------------------------------------------------ evidence / describe
 
     def evidence(self, pred: Prediction, obs: Observation) -> dict[str, str]:
-        out: dict[str, str] = {}
+        out: dict[str, str] = {NODE_TRACE_KEY: NODE_TRACE_SKIP}  # a skip reason, not an error (kind replaces it)
         t = pred.target
         pods: list[PodInfo] = []
         if t.origin_pod is not None:

@@ -28,6 +28,7 @@ from .seed import seed_cluster
 from .selectors import labels_dict_selector
 from .server import KubeApiServer, RecordedRequest
 from .store import Store
+from .workloads import WorkloadControllers
 
 CONTEXT = "netiso-test"
 
@@ -39,6 +40,7 @@ class FakeCluster:
         self.directory = Path(directory if directory is not None else self._tmp.name)  # type: ignore[union-attr]
         self.store = Store()
         self.controllers = Controllers(self.store)
+        self.workloads: WorkloadControllers | None = None
         self.server = KubeApiServer(self.store, token=token, user=user)
         self.url: str = self.server.start()
         self.token = token
@@ -133,6 +135,14 @@ class FakeCluster:
                     self.store.replace(pods, namespace, name, {**pod, "status": self.controllers.pod_status(pod)}, "status")
 
         self.server.on_request.append(count)
+
+    def enable_workload_controllers(self) -> WorkloadControllers:
+        """From now on DaemonSets, Deployments and Jobs get pods and status, calico-node acts and the
+        load-balancer add-ons start serving when installed (workloads.py); for clusters that start
+        empty, as a fresh kind cluster does (``seed_fresh_kind``)."""
+        if self.workloads is None:
+            self.workloads = WorkloadControllers(self.store, self.controllers, self.server.pod_logs)
+        return self.workloads
 
     def set_namespace_linger(self, reads: int) -> None:
         """Deleted namespaces stay visible in phase Terminating for ``reads`` GETs of them."""

@@ -377,3 +377,71 @@ def seed_openelb(cluster: Seedable, nodes: Sequence[str]) -> None:
                 f"kubesphere/openelb-controller:{version}", list(nodes[1:2] or nodes[:1]))
     _daemonset(cluster, "openelb-speaker", "openelb-system", {"app": "openelb", "component": "speaker"},
                f"kubesphere/openelb-speaker:{version}", nodes)
+
+
+def seed_fresh_kind(cluster: Any, name: str = "kind", *, workers: int = 2, pod_subnet: str = "100.64.0.0/16",
+                    proxy_mode: str = "iptables") -> list[str]:
+    """A kind cluster as ``kind create cluster`` leaves it with ``disableDefaultCNI: true``: nodes
+    ``<name>-control-plane``, ``<name>-worker``, ``<name>-worker2``... NotReady (no CNI yet: the
+    kubelet's ``NetworkPluginNotReady``), podCIDRs cut as /24s from ``pod_subnet`` by
+    kube-controller-manager, kube-system with kube-proxy (ConfigMap + DaemonSet), the kube-dns
+    Service and the CoreDNS Deployment; no Calico, no CRDs, no load balancer. The workload
+    controllers are switched on first (``FakeCluster.enable_workload_controllers``), so what the
+    kind backend's install applies is acted on as a real cluster would. Returns the node names.
+
+    Knowingly differs: CoreDNS pods run at once (a real one waits for the CNI).
+    """
+    import ipaddress
+
+    cluster.enable_workload_controllers()
+    names = [f"{name}-control-plane"] + [f"{name}-worker{'' if i == 1 else i}" for i in range(1, workers + 1)]
+    subnets = ipaddress.ip_network(pod_subnet).subnets(new_prefix=24)
+    for i, node in enumerate(names):
+        obj = node_object(node, i, "direct", calico=False)
+        cidr = str(next(subnets))
+        obj["spec"].update(podCIDR=cidr, podCIDRs=[cidr])
+        for cond in obj["status"]["conditions"]:
+            if cond["type"] == "Ready":
+                cond.update(status="False", reason="KubeletNotReady",
+                            message="container runtime network not ready: NetworkReady=false "
+                                    "reason:NetworkPluginNotReady message:Network plugin returns error: "
+                                    "cni plugin not initialized")
+        cluster.add(obj)
+    for ns in ("default", "kube-system", "kube-public", "kube-node-lease", "local-path-storage"):
+        cluster.add(_namespace(ns))
+    cluster.add({"apiVersion": "v1", "kind": "Service",
+                 "metadata": {"name": "kubernetes", "namespace": "default",
+                              "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                 "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.1",
+                          "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}})
+    cluster.add({"apiVersion": "v1", "kind": "ConfigMap",
+                 "metadata": {"name": "kube-proxy", "namespace": "kube-system", "labels": {"app": "kube-proxy"}},
+                 "data": {"config.conf": kube_proxy_config(proxy_mode).replace(POOL_CIDR, pod_subnet),
+                          "kubeconfig.conf": "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n"
+                                             "    certificate-authority: /var/run/secrets/kubernetes.io/serviceaccount/ca.crt\n"
+                                             f"    server: https://{name}-control-plane:6443\n  name: default\n"}})
+    labels = {"k8s-app": "kube-proxy"}
+    cluster.add({"apiVersion": "apps/v1", "kind": "DaemonSet",
+                 "metadata": {"name": "kube-proxy", "namespace": "kube-system", "labels": dict(labels)},
+                 "spec": {"selector": {"matchLabels": dict(labels)},
+                          "template": {"metadata": {"labels": dict(labels)},
+                                       "spec": {"hostNetwork": True, "tolerations": [{"operator": "Exists"}],
+                                                "containers": [{"name": "kube-proxy",
+                                                                "image": "registry.k8s.io/kube-proxy:v1.33.1"}]}}}})
+    cluster.add({"apiVersion": "v1", "kind": "Service",
+                 "metadata": {"name": "kube-dns", "namespace": "kube-system",
+                              "labels": {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true",
+                                         "kubernetes.io/name": "CoreDNS"}},
+                 "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.10", "selector": {"k8s-app": "kube-dns"},
+                          "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                                    {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+                                    {"name": "metrics", "port": 9153, "protocol": "TCP", "targetPort": 9153}]}})
+    dns = {"k8s-app": "kube-dns"}
+    cluster.add({"apiVersion": "apps/v1", "kind": "Deployment",
+                 "metadata": {"name": "coredns", "namespace": "kube-system", "labels": dict(dns)},
+                 "spec": {"replicas": 2, "selector": {"matchLabels": dict(dns)},
+                          "template": {"metadata": {"labels": dict(dns)},
+                                       "spec": {"tolerations": [{"key": CP_TAINT, "effect": "NoSchedule"}],
+                                                "containers": [{"name": "coredns",
+                                                                "image": "registry.k8s.io/coredns/coredns:v1.12.0"}]}}}})
+    return names

@@ -1,0 +1,23 @@
+"""What an HTTP status means for a probe's verdict: one convention for every backend.
+
+The lab's probe agent and the cluster backends' curl batches both read an ingress controller's
+answer this way: 502/503 mean the upstream refused (RST, ICMP reject, no endpoints), 504 that it
+never answered (dropped). Kept import-free, so the probe agent starts fast.
+"""
+
+from __future__ import annotations
+
+
+def verdict_for_status(status: int) -> str:
+    """Verdict for an HTTP status a probe got; gateway errors carry the upstream's fate.
+
+    >>> [verdict_for_status(s) for s in (200, 502, 504, 404)]
+    ['allowed', 'refused', 'dropped', 'error']
+    """
+    if 200 <= status < 300:
+        return "allowed"
+    if status in (502, 503):
+        return "refused"
+    if status == 504:
+        return "dropped"
+    return "error"
