@@ -152,9 +152,15 @@ def kind_cluster_name(topo: Topology) -> tuple[str, str, int]:
 
 
 def kind_run(topo: Topology, fake_cluster: FakeCluster, standins: StandIns, tmp_path: Path,
-             monkeypatch: pytest.MonkeyPatch, answer_otherwise: dict[str, Answer] | None = None) -> KindRun:
+             monkeypatch: pytest.MonkeyPatch, answer_otherwise: dict[str, Answer] | None = None, *,
+             keep_cluster: bool = False, seed: bool = True, workdir: str = "work") -> KindRun:
+    """A KindBackend wired to the stand-ins and the emulated server; ``seed=False``: the cluster was
+    seeded by an earlier run (a kept cluster)."""
     name, subnet, workers = kind_cluster_name(topo)
-    nodes = seed_fresh_kind(fake_cluster, name, workers=workers, pod_subnet=subnet)
+    if seed:
+        nodes = seed_fresh_kind(fake_cluster, name, workers=workers, pod_subnet=subnet)
+    else:
+        nodes = [n["metadata"]["name"] for n in fake_cluster.list("v1", "Node")]
     network = EmulatedNetwork(tmp_path / "network.json", RUN, dict(answer_otherwise or {}))
     fake_cluster.exec_handler = network.exec_handler
     extra = {"NETISO_STANDIN_KUBECONFIG": str(fake_cluster.kubeconfig), "NETISO_STANDIN_NETWORK": str(network.file)}
@@ -172,8 +178,9 @@ def kind_run(topo: Topology, fake_cluster: FakeCluster, standins: StandIns, tmp_
         kubes.append(kube)
         return kube
 
-    backend = KindBackend(BackendOptions(progress=progress.append), kube_factory=factory, tools=Tools(env=standins.env),
-                          workdir=tmp_path / "work", logs_dir=tmp_path / "reports" / "kind-logs", run_id=RUN)
+    backend = KindBackend(BackendOptions(progress=progress.append, keep_cluster=keep_cluster), kube_factory=factory,
+                          tools=Tools(env=standins.env), workdir=tmp_path / workdir,
+                          logs_dir=tmp_path / "reports" / "kind-logs", run_id=RUN)
     return KindRun(backend, fake_cluster, standins, network, name, nodes, handed, progress, kubes)
 
 

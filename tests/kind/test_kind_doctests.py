@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["configs", "images", "addons", "tools", "cluster", "install", "backend", "plan"]
+MODULES = ["configs", "images", "addons", "tools", "cluster", "install", "backend", "plan", "trace"]
 
 
 @pytest.mark.parametrize("name", MODULES)

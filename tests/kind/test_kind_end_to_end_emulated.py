@@ -13,16 +13,21 @@ conversation, not how a real Calico or MetalLB behaves: only the kind workflow s
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from netiso.backends.kind.addons import MARKER_NAME, TUNNEL_ANNOTATION
+from netiso.backends.kind.addons import MARKER_NAME, TUNNEL_ANNOTATION, Wait, calico_manifest, expected_ippool
+from netiso.backends.kind.install import AddonNotReady, DynamicApi, run_plan
 from netiso.checking import check_many
 from netiso.model.addressing import resolve
 from netiso.model.loader import loads
 from netiso.model.types import Topology
 from tests.kind.emulated_kind import RUN, applied, index_of, kind_run, run_objects
+from tests.support.kubeapi.seed import seed_fresh_kind
+from tests.support.kubeapi.workloads import WorkloadControllers
 
 SCENARIO = """
 name: kind-e2e-{lb}
@@ -102,8 +107,8 @@ def test_emulated_api_kind_run_installs_addons_then_realizes_probes_judges_and_d
     else:
         lb_ds = index_of(order, ("daemonsets", "openelb-system", "openelb-speaker"))
         pool = index_of(order, ("eips", "", "netiso-eip"))
-    first_scenario = min(i for i, (_, ns, _) in enumerate(order) if ns.startswith(f"{RUN}-")
-                         or _ == "namespaces" and order[i][2].startswith(f"{RUN}-"))
+    first_scenario = min(i for i, (plural, ns, name) in enumerate(order)
+                         if ns.startswith(f"{RUN}-") or (plural == "namespaces" and name.startswith(f"{RUN}-")))
     assert crd_ippool < calico_ds < lb_ds < pool < marker < first_scenario
     assert all(r.content_type == "application/apply-patch+yaml" and r.query.get("fieldManager") == "netiso"
                for r in fake_cluster.writes()[:marker + 1])
@@ -122,7 +127,8 @@ def test_emulated_api_kind_run_installs_addons_then_realizes_probes_judges_and_d
         assert obj is not None
         assert realized.nodes[sym].ip == obj["status"]["addresses"][0]["address"]
         assert realized.nodes[sym].tunnel_ip == obj["metadata"]["annotations"][TUNNEL_ANNOTATION["vxlan"]]
-    assert realized.clients["alice"].ip == standins.world_seen_ip("alice") if hasattr(standins, "world_seen_ip") else True
+    # the clients' addresses are the ones the stand-in docker gave their containers (172.18.0.10 on)
+    assert {realized.clients["alice"].ip, realized.clients["bob"].ip} == {"172.18.0.10", "172.18.0.11"}
     front = realized.services["shop/front"]
     assert front.lb_ip is not None and front.lb_ip.startswith("172.18.255.")
     vip_flow = next(r for r in result.results if r.pred.flow.dst == "loadbalancer:shop/front")
@@ -140,12 +146,86 @@ def test_emulated_api_kind_run_installs_addons_then_realizes_probes_judges_and_d
     assert run_objects(fake_cluster) == []
 
 
-def test_emulated_api_kind_run_reports_a_flow_the_network_answers_otherwise_as_the_only_mismatch(
+def test_emulated_api_kind_run_reports_exactly_the_flows_the_network_answers_otherwise(
         fake_cluster, standins, tmp_path: Path, monkeypatch) -> None:
     topo = scenario("vxlan", "metallb")
-    run, result = _run(topo, fake_cluster, standins, tmp_path, monkeypatch,
-                       answer_otherwise={"client:bob -> nodeport:shop/web@worker": ("tcp-timeout", None, None)})
-    bad = [(r.pred.flow.src, r.pred.flow.dst, r.obs.verdict) for r in result.results if r.problems]
-    assert bad == [("client:bob", "nodeport:shop/web@worker", "dropped")] or \
-        next(r for r in result.results if r.pred.flow.src == "client:bob").predicted.verdict == "dropped"
+    otherwise = {
+        "client:alice -> nodeport:shop/web@worker": ("tcp-timeout", None, None),  # predicted allowed
+        "pod:tools/probe -> nodeport:shop/web@worker2": ("tcp-200", "203.0.113.77", "web-worker"),  # wrong source
+    }
+    _, result = _run(topo, fake_cluster, standins, tmp_path, monkeypatch, answer_otherwise=otherwise)
+    bad = {f"{r.pred.flow.src} -> {r.pred.flow.dst}": r.problems for r in result.results if r.problems}
+    assert set(bad) == set(otherwise)
+    assert any(p.startswith("observed dropped") for p in bad["client:alice -> nodeport:shop/web@worker"])
+    assert any("203.0.113.77" in p for p in bad["pod:tools/probe -> nodeport:shop/web@worker2"])
+    assert result.mismatches == 2
+    assert run_objects(fake_cluster) == [] and standins.world()["clusters"] == {}
+
+
+def test_emulated_api_a_kept_cluster_is_reused_its_addons_only_waited_for_and_the_run_still_cleaned(
+        fake_cluster, standins, tmp_path: Path, monkeypatch) -> None:
+    topo = scenario("ipip", "metallb")
+    first, result = _run(topo, fake_cluster, standins, tmp_path, monkeypatch, keep_cluster=True)
+    assert result.mismatches == 0
+    assert list(standins.world()["clusters"]) == [first.name], "kept"
+    marker = fake_cluster.get("v1", "ConfigMap", MARKER_NAME, "kube-system")
+    assert marker is not None and marker["data"]["cluster"] == first.name
+    writes_before = len(fake_cluster.writes())
+
+    second, again = _run(topo, fake_cluster, standins, tmp_path, monkeypatch, keep_cluster=True, seed=False,
+                         workdir="again")
+    assert again.mismatches == 0
+    assert [a[:2] for a in standins.calls("kind")].count(["create", "cluster"]) == 1
+    assert ["export", "kubeconfig"] in [a[:2] for a in standins.calls("kind")]
+    assert any("already carries these add-ons" in line for line in second.progress)
+    later = fake_cluster.writes()[writes_before:]
+    assert later and not any("/apis/apps/" in r.path or "customresourcedefinitions" in r.path for r in later), \
+        "nothing of the add-ons is applied again"
+    assert f"every node annotated {TUNNEL_ANNOTATION['ipip']}: ready in" in "\n".join(second.progress)
+    assert second.handed[0].context == f"kind-{first.name}"
     assert run_objects(fake_cluster) == []
+
+
+def test_emulated_api_a_calico_node_pod_that_never_gets_ready_fails_the_install_naming_the_wait(
+        fake_cluster, standins, tmp_path: Path, monkeypatch) -> None:
+    """The real DynamicApi and run_plan, with the plan's waits cut to 1 s so the timeout comes quickly."""
+    topo = scenario("vxlan", "metallb")
+    run = kind_run(topo, fake_cluster, standins, tmp_path, monkeypatch)
+    stuck = WorkloadControllers.daemon_pod_name("calico-node", run.nodes[2])
+    fake_cluster.controllers.never_ready[("kube-system", stuck)] = (
+        "Failed", 'Failed to pull image "quay.io/calico/node:v3.32.1": rpc error: code = NotFound')
+
+    def installer(cluster, plan, hash8, say) -> None:
+        api = DynamicApi(str(cluster.kubeconfig), cluster.context)
+        steps = tuple(replace(s, timeout=1.0) if isinstance(s, Wait) else s for s in plan.steps)
+        run_plan(api, replace(plan, steps=steps), say, sleep=lambda _s: time.sleep(0.05))
+
+    run.backend.installer = installer
+    run.backend.preflight([topo])
+    with pytest.raises(AddonNotReady, match=r"daemonset kube-system/calico-node: every scheduled pod ready: "
+                                            r"not ready after 1s \(last: 2/3 pods ready, 3 updated\)"):
+        run.backend.realize(topo)
+    assert run.handed == [], "no kube backend for a cluster whose add-ons are not ready"
+    kind_calls = [a[:2] for a in standins.calls("kind")]
+    assert kind_calls.index(["export", "logs"]) < kind_calls.index(["delete", "cluster"])
+    assert standins.world()["clusters"] == {}
+    run.backend.close()
+
+
+def test_emulated_api_dynamic_api_creates_by_apply_updates_by_apply_and_finds_kinds_of_crds_applied_later(
+        fake_cluster) -> None:
+    seed_fresh_kind(fake_cluster, "c")
+    api = DynamicApi(str(fake_cluster.kubeconfig))
+    assert api.get("crd.projectcalico.org/v1", "IPPool", "default-ipv4-ippool") is None  # no such kind yet
+    crd = next(d for d in calico_manifest("ipip", "100.64.0.0/16") if d["kind"] == "CustomResourceDefinition"
+               and d["metadata"]["name"] == "ippools.crd.projectcalico.org")
+    api.apply(crd)
+    pool = expected_ippool("ipip", "100.64.0.0/16")
+    api.apply(pool)  # the kind appeared after the client's discovery was cached: found on a refresh
+    assert api.get("crd.projectcalico.org/v1", "IPPool", "default-ipv4-ippool")["spec"]["ipipMode"] == "Always"
+    api.apply({**pool, "spec": {**pool["spec"], "ipipMode": "Never"}})
+    assert [p["spec"]["ipipMode"] for p in api.list("crd.projectcalico.org/v1", "IPPool")] == ["Never"]
+    patches = [r for r in fake_cluster.writes() if r.path.endswith("/ippools/default-ipv4-ippool")]
+    assert [r.status for r in patches] == [201, 200]  # created by the first apply, updated by the second
+    assert all(r.method == "PATCH" and r.content_type == "application/apply-patch+yaml"
+               and r.query.get("fieldManager") == "netiso" and r.query.get("force") == "true" for r in patches)

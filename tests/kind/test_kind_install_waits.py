@@ -2,7 +2,9 @@
 
 The runtime is driven through its own ``ClusterApi`` seam by an in-memory stand-in API
 (``MemoryApi`` below: a dict of objects, no Kubernetes client involved); the Kubernetes client
-path (``DynamicApi``) is exercised only on a live cluster (the kind workflow).
+path (``DynamicApi``: server-side apply, discovery refresh after CRDs, reads) is exercised against
+the emulated API server in test_kind_end_to_end_emulated.py, and against a real cluster only by the
+kind workflow.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from netiso.backends.kube import manifests
+from netiso.backends.kube import ingress_nginx
 from netiso.backends.kube.preflight import ACCESS, LB_ACCESS
 from netiso.oracle.predict import predict_all
 from tests.kube.conftest import INGRESS, topo_of
@@ -99,7 +99,7 @@ def test_the_netiso_clusterrole_is_exactly_what_preflight_checks() -> None:
 
 def test_the_grants_role_covers_every_rule_netiso_gives_its_ingress_controllers() -> None:
     grants = roles()["netiso-ingress-nginx-grants"]
-    for rule in [*manifests.INGRESS_NGINX_ROLE_RULES, *manifests.INGRESS_NGINX_CLUSTER_ROLE_RULES]:
+    for rule in [*ingress_nginx.INGRESS_NGINX_ROLE_RULES, *ingress_nginx.INGRESS_NGINX_CLUSTER_ROLE_RULES]:
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
                 for verb in rule["verbs"]:

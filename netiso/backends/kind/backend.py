@@ -202,8 +202,15 @@ class KindBackend(Backend):
             raise
         return _KindRealization(
             inner, lambda: self._release(session), lambda: session.cluster.export_logs(self.logs_dir),
-            NodeTracer(self.tools, getattr(inner, "node_map", None) or {}),
+            NodeTracer(self.tools, self._node_names(session, inner)),
         )
+
+    def _node_names(self, session: _Session, inner: Realization) -> dict[str, str]:
+        """Scenario node -> kind node container (what the kube backend was handed; its own map wins)."""
+        group = session.group
+        names = dict(self.options.node_map or node_map(group.scenario_nodes, session.cluster.name, group.workers))
+        names.update(getattr(inner, "node_map", None) or {})
+        return names
 
     def plan(self, topos: Sequence[Topology], out: Path) -> list[Path]:
         """``--dry-run``: the ordered plan of all six clusters (see ``plan.py``); no tool is run."""

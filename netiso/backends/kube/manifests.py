@@ -51,12 +51,18 @@ Deliberate differences from what ``netiso render`` / a KubeSphere cluster would 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from netiso.backends.kube import images
+from netiso.backends.kube.ingress_nginx import (
+    INGRESS_NGINX_LD_PRELOAD,
+    INGRESS_NGINX_READINESS,
+    INGRESS_NGINX_SECURITY,
+    ingress_access,
+)
 from netiso.backends.kube.naming import LEASE_NAME, RunNames
 from netiso.model import render
 from netiso.model.symbols import parse_endpoint
@@ -80,50 +86,6 @@ CONTROL_PLANE_TOLERATIONS: tuple[dict[str, str], ...] = (
     {"key": "node-role.kubernetes.io/master", "operator": "Exists", "effect": "NoSchedule"},
 )
 
-# ingress-nginx controller-v1.15.1, deploy/static/provider/kind/deploy.yaml (kubernetes/ingress-nginx):
-# the controller's Role and ClusterRole rules, as granted upstream. The Role's leader-election
-# Lease name is the only value that changes (one per controller, see RunNames.election_id).
-INGRESS_NGINX_ROLE_RULES: tuple[dict[str, Any], ...] = (
-    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
-    {"apiGroups": [""], "resources": ["configmaps", "pods", "secrets", "endpoints"],
-     "verbs": ["get", "list", "watch"]},
-    {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses/status"], "verbs": ["update"]},
-    {"apiGroups": ["networking.k8s.io"], "resources": ["ingressclasses"], "verbs": ["get", "list", "watch"]},
-    # {"apiGroups": ["coordination.k8s.io"], "resourceNames": [<election ids>], ...} inserted here
-    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
-    {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch", "get"]},
-)
-INGRESS_NGINX_CLUSTER_ROLE_RULES: tuple[dict[str, Any], ...] = (
-    {"apiGroups": [""], "resources": ["configmaps", "endpoints", "nodes", "pods", "secrets", "namespaces"],
-     "verbs": ["list", "watch"]},
-    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["list", "watch"]},
-    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},
-    {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
-    {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses/status"], "verbs": ["update"]},
-    {"apiGroups": ["networking.k8s.io"], "resources": ["ingressclasses"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch", "get"]},
-)
-# The same deploy.yaml's controller container: readiness on the health port, the security context.
-INGRESS_NGINX_READINESS: dict[str, Any] = {
-    "httpGet": {"path": "/healthz", "port": 10254, "scheme": "HTTP"},
-    "initialDelaySeconds": 10, "periodSeconds": 10, "timeoutSeconds": 1, "successThreshold": 1,
-    "failureThreshold": 3,
-}
-INGRESS_NGINX_SECURITY: dict[str, Any] = {
-    "allowPrivilegeEscalation": False,
-    "capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]},
-    "readOnlyRootFilesystem": False,
-    "runAsGroup": 82,
-    "runAsNonRoot": True,
-    "runAsUser": 101,
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
-INGRESS_NGINX_LD_PRELOAD = {"name": "LD_PRELOAD", "value": "/usr/local/lib/libmimalloc.so"}
 
 
 @dataclass(frozen=True)
@@ -215,7 +177,7 @@ def workload_objects(topo: Topology, target: KubeTarget) -> list[dict[str, Any]]
     then workload pods, node-probe pods and ingress-nginx controller pods."""
     controllers = render.ingress_controllers(topo)
     out: list[dict[str, Any]] = []
-    out.extend(_ingress_access(controllers, target))
+    out.extend(ingress_access(controllers, target.names))
     out.extend(_workload_pod(p, target) for p in topo.pods if p.role != "ingress-controller")
     out.extend(_node_pod(node, target) for node in source_nodes(topo))
     out.extend(_controller_pod(pod, svc, target) for pod, svc in controllers)
@@ -472,44 +434,6 @@ def _controller_pod(pod: PodInfo, svc: ServiceInfo, target: KubeTarget) -> dict[
     obj["spec"].update({"serviceAccountName": names.ingress_rbac, "automountServiceAccountToken": True,
                         "terminationGracePeriodSeconds": 0})
     return _stamp(obj, names, {ROLE_LABEL: "ingress-controller"})
-
-
-def _ingress_access(controllers: Sequence[tuple[PodInfo, ServiceInfo]], target: KubeTarget) -> list[dict[str, Any]]:
-    """ServiceAccount/Role/RoleBinding per controller namespace, then ClusterRole(Binding) and IngressClass."""
-    if not controllers:
-        return []
-    names = target.names
-    rbac = names.ingress_rbac
-    by_ns: dict[str, list[str]] = {}
-    for pod, svc in controllers:
-        by_ns.setdefault(names.namespace(pod.project), []).append(names.election_id(svc.name))
-    out: list[dict[str, Any]] = []
-    for ns, election_ids in by_ns.items():
-        rules = [copy.deepcopy(r) for r in INGRESS_NGINX_ROLE_RULES]
-        at = next(i for i, r in enumerate(rules) if r["apiGroups"] == ["coordination.k8s.io"])
-        rules.insert(at, {"apiGroups": ["coordination.k8s.io"], "resourceNames": sorted(set(election_ids)),
-                          "resources": ["leases"], "verbs": ["get", "update"]})
-        meta = {"name": rbac, "namespace": ns, "labels": names.labels}
-        out.append({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": copy.deepcopy(meta),
-                    "automountServiceAccountToken": True})
-        out.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": copy.deepcopy(meta),
-                    "rules": rules})
-        out.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                    "metadata": copy.deepcopy(meta),
-                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": rbac},
-                    "subjects": [{"kind": "ServiceAccount", "name": rbac, "namespace": ns}]})
-    cluster_meta = {"name": rbac, "labels": names.labels}
-    out.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                "metadata": copy.deepcopy(cluster_meta),
-                "rules": [copy.deepcopy(r) for r in INGRESS_NGINX_CLUSTER_ROLE_RULES]})
-    out.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                "metadata": copy.deepcopy(cluster_meta),
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": rbac},
-                "subjects": [{"kind": "ServiceAccount", "name": rbac, "namespace": ns} for ns in by_ns]})
-    out.append({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
-                "metadata": {"name": names.ingress_class, "labels": names.labels},
-                "spec": {"controller": names.controller_class}})
-    return out
 
 
 def _service(svc: ServiceInfo, load_balancer: str, target: KubeTarget) -> dict[str, Any]:

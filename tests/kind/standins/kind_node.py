@@ -24,6 +24,7 @@ ready, killing the script and its monitor without their traps: a lost docker con
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
-from standin_state import fails  # noqa: E402
+from standin_state import fails
 
 VERSION = "v1.8.9"
 
@@ -45,6 +46,24 @@ def _cluster_nodes(state: dict[str, Any]) -> set[str]:
     for name, cluster in state.get("clusters", {}).items():
         workers = cluster.get("workers", 2) if isinstance(cluster, dict) else 2
         out |= {f"{name}-control-plane"} | {f"{name}-worker{'' if i == 1 else i}" for i in range(1, workers + 1)}
+    return out
+
+
+def _descendants(root: int) -> list[int]:
+    """PIDs below ``root`` (from /proc), so a simulated lost exec leaves no process of its own behind."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
     return out
 
 
@@ -70,13 +89,15 @@ def run_script(state: dict[str, Any], args: list[str]) -> int:
            "NETISO_NODE_RULES": str(statedir / f"node-{container}-raw.json")}
     if not fails("exec-dies"):
         return subprocess.run(["sh", "-c", command[2]], env=env, check=False).returncode
-    proc = subprocess.Popen(["sh", "-c", command[2]], env=env, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(["sh", "-c", command[2]], env=env, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     for line in proc.stdout:
         sys.stdout.write(line)
         sys.stdout.flush()
         if line.startswith("netiso-trace: ready"):
-            os.killpg(proc.pid, signal.SIGKILL)
+            for pid in [proc.pid, *_descendants(proc.pid)]:  # `timeout` runs in a process group of its own
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             break
     proc.wait()
     return 137

@@ -35,7 +35,9 @@ Mirrors, applied synchronously when an object is written:
   ``eip.openelb.kubesphere.io/v1alpha2`` annotation); it has no announcing-node object.
 
 Knowingly differs: everything happens at once (no Pending -> Running delay, no image pulls); pods
-of Deployments/DaemonSets are not created by the fake (seed them or create pods directly); Endpoints
+of Deployments/DaemonSets are not created by the fake (seed them or create pods directly) unless
+the workload controllers of workloads.py are switched on (``FakeCluster.enable_workload_controllers``,
+done by ``seed_fresh_kind``); Endpoints
 (v1) objects are not maintained; OpenELB's Eip status usage is not updated; IPs are handed out in
 order, not at random.
 """

@@ -38,6 +38,10 @@ The CRDs are the real ones, read from the manifests vendored under ``cluster-con
 add-on images carry the vendored versions; only when no manifest is vendored does the seed fall
 back to permissive CRDs (``x-kubernetes-preserve-unknown-fields``) written here.
 
+``seed_fresh_kind`` is the other starting point: a kind cluster as ``kind create cluster`` leaves
+it with ``disableDefaultCNI`` (NotReady nodes, kube-proxy, CoreDNS, no CRDs), for tests that install
+the add-ons through the API (the kind backend's installer) with the workload controllers on.
+
 Knowingly differs: Calico's IPAM blocks are stood in for by the node's podCIDR (real
 Calico hands out /26 blocks at random inside the pool); object lists are trimmed to what netiso
 reads (no CoreDNS ConfigMap, no webhooks, no RBAC objects of the add-ons).

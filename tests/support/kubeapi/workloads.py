@@ -139,12 +139,17 @@ class WorkloadControllers:
         status["observedGeneration"] = meta.get("generation")
         self.store.replace(res, meta["namespace"], meta["name"], {**obj, "status": status}, "status")
 
+    @staticmethod
+    def daemon_pod_name(daemonset: str, node: str, generation: int = 1) -> str:
+        """The name of the pod this emulation gives ``daemonset`` on ``node`` (for ``pod_never_ready``)."""
+        return f"{daemonset}-{_suffix(daemonset, node, str(generation))}"
+
     def _daemonset(self, res: Resource, ds: Obj) -> None:
         name = ds["metadata"]["name"]
         template = ((ds.get("spec") or {}).get("template") or {}).get("spec") or {}
         nodes = [n for n in self.store.list(self._res("v1", "nodes"), None) if _tolerates(template, n)]
         gen = str(ds["metadata"].get("generation") or 1)
-        pods = self._replace_pods(ds, "DaemonSet", [(f"{name}-{_suffix(name, n['metadata']['name'], gen)}",
+        pods = self._replace_pods(ds, "DaemonSet", [(self.daemon_pod_name(name, n["metadata"]["name"], int(gen)),
                                                      n["metadata"]["name"]) for n in nodes],
                                   {"controller-revision-hash": _suffix(name, gen) + "f9c", "pod-template-generation": gen})
         n, ready = len(pods), sum(1 for p in pods if _ready(p))
