@@ -35,20 +35,19 @@ import os
 import shlex
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from netiso.backends.base import BackendUnavailable, Realization
 from netiso.backends.kube import manifests
 from netiso.backends.kube.cleanup import LeaseKeeper, delete_run
 from netiso.backends.kube.client import KubeApiError
-from netiso.backends.kube.discovery import discover, lb_ip, openelb_announcer
+from netiso.backends.kube.discovery import discover, openelb_announcer
 from netiso.backends.kube.manifests import KubeTarget
 from netiso.backends.kube.naming import RunNames
 from netiso.backends.kube.preflight import check_namespaces, clients_of
@@ -61,6 +60,7 @@ from netiso.backends.kube.probe_running import (
     run_client,
 )
 from netiso.backends.kube.probing import ClusterProbe, ClusterProbeResult, batch_script, failed_batch, parse_batch_output
+from netiso.backends.kube.waiting import ReadinessWaits, event_time, pod_state
 from netiso.model.addressing import resolve
 from netiso.model.symbols import parse_endpoint
 from netiso.model.types import PodInfo, Topology
@@ -101,7 +101,7 @@ def _holder() -> str:
     return f"netiso@{socket.gethostname()}/{os.getpid()}"
 
 
-class KubeRealization(Realization):
+class KubeRealization(ReadinessWaits, Realization):
     """One scenario on the cluster, from :meth:`build` until :meth:`down`."""
 
     def __init__(self, backend: KubeBackend, planned: Topology, names: RunNames) -> None:
@@ -182,87 +182,6 @@ class KubeRealization(Realization):
         if obj["kind"] == "Pod":
             containers = (obj.get("spec") or {}).get("containers") or [{}]
             self._containers[(meta["namespace"], meta["name"])] = containers[0].get("name", "")
-
-    # ------------------------------------------------------------------ waits
-
-    def _pods(self) -> list[tuple[str, str]]:
-        return [(o["metadata"]["namespace"], o["metadata"]["name"]) for o in self.applied if o["kind"] == "Pod"]
-
-    def wait_pods_ready(self) -> None:
-        wanted = self._pods()
-        state: dict[tuple[str, str], dict[str, Any]] = {}
-
-        def not_ready() -> list[tuple[str, str]]:
-            for ns in sorted({ns for ns, _ in wanted}):
-                for pod in self.kube.list("v1", "Pod", ns, label_selector=self.names.selector):
-                    state[(ns, pod["metadata"]["name"])] = pod
-            return [key for key in wanted if not _ready(state.get(key))]
-
-        pending = self._wait(not_ready, self.timeouts.pods_ready)
-        if pending:
-            ns, name = pending[0]
-            raise BackendUnavailable(
-                f"pod {ns}/{name} is not Ready after {self.timeouts.pods_ready:g} s ({_pod_state(state.get((ns, name)))}); "
-                f"last event: {self.last_event(ns, name)}"
-                + (f"; also not Ready: {', '.join(f'{n}/{p}' for n, p in pending[1:])}" if len(pending) > 1 else ""))
-
-    def wait_lb_ips(self) -> None:
-        wanted = [(self.names.namespace(s.project), s.name) for s in self.planned.services.values()
-                  if s.type == "LoadBalancer"]
-        if not wanted:
-            return
-
-        def pending() -> list[tuple[str, str]]:
-            return [(ns, n) for ns, n in wanted if not lb_ip(self.kube.get("v1", "Service", n, ns) or {})]
-
-        left = self._wait(pending, self.timeouts.lb_ip)
-        if left:
-            ns, name = left[0]
-            impl = self.planned.load_balancer
-            raise BackendUnavailable(
-                f"LoadBalancer Service {ns}/{name} got no address from {impl} after {self.timeouts.lb_ip:g} s "
-                f"(status.loadBalancer.ingress is empty); last event: {self.last_event(ns, name, 'Service')}")
-
-    def wait_ingresses_synced(self) -> None:
-        """Wait (bounded, not fatal) until each Ingress has a status address: its controller has synced it.
-
-        ingress-nginx writes ``status.loadBalancer.ingress`` from its ``--publish-service`` after
-        it has loaded the Ingress (internal/ingress/status in kubernetes/ingress-nginx); probing
-        before that would get nginx's default 404. Probes retry anyway, so a timeout is only noted.
-        """
-        wanted = [(self.names.namespace(i.project), i.name) for i in self.planned.ingresses.values()]
-        if not wanted:
-            return
-
-        def pending() -> list[tuple[str, str]]:
-            out = []
-            for ns, name in wanted:
-                obj = self.kube.get("networking.k8s.io/v1", "Ingress", name, ns) or {}
-                if not ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress"):
-                    out.append((ns, name))
-            return out
-
-        left = self._wait(pending, self.timeouts.ingress_sync)
-        if left:
-            self.backend.progress(f"{self.planned.name}: Ingress {', '.join(f'{n}/{i}' for n, i in left)} has no status "
-                                  f"after {self.timeouts.ingress_sync:g} s (controller not synced yet?); probing anyway")
-
-    def _wait(self, check: Callable[[], list[tuple[str, str]]], timeout: float) -> list[tuple[str, str]]:
-        """Poll ``check`` until it returns nothing or ``timeout`` passes; the last non-empty answer."""
-        retrying = Retrying(stop=stop_after_delay(timeout), wait=wait_fixed(self.timeouts.poll),
-                            retry=retry_if_result(bool), reraise=False)
-        try:
-            return retrying(check)
-        except RetryError as exc:
-            return list(exc.last_attempt.result())
-
-    def last_event(self, namespace: str, name: str, kind: str = "Pod") -> str:
-        events = self.kube.list("v1", "Event", namespace,
-                                field_selector=f"involvedObject.name={name},involvedObject.kind={kind}")
-        if not events:
-            return "none recorded"
-        last = max(events, key=_event_time)
-        return f"{last.get('reason') or '?'}: {last.get('message') or ''}".strip()
 
     # ------------------------------------------------------------------ clients
 
@@ -485,10 +404,10 @@ class KubeRealization(Realization):
                 ns, name = self.names.namespace(pod.project), self.names.pod_name(pod)
                 obj = self.kube.get("v1", "Pod", name, ns)
                 events = self.kube.list("v1", "Event", ns, field_selector=f"involvedObject.name={name}")
-                lines = [f"{_pod_state(obj)}; node {((obj or {}).get('spec') or {}).get('nodeName')}; "
+                lines = [f"{pod_state(obj)}; node {((obj or {}).get('spec') or {}).get('nodeName')}; "
                          f"podIP {((obj or {}).get('status') or {}).get('podIP')}"]
                 lines += [f"{e.get('type', '')} {e.get('reason', '')}: {e.get('message', '')}"
-                          for e in sorted(events, key=_event_time)[-5:]]
+                          for e in sorted(events, key=event_time)[-5:]]
                 out[f"pod {pod.symbol} ({ns}/{name})"] = "\n".join(lines)
             project = t.service.project if t.service is not None else t.dst_pod.project if t.dst_pod else None
             if project is not None:
@@ -549,33 +468,6 @@ class KubeRealization(Realization):
 def _source(pred: Prediction) -> str:
     t = pred.target
     return t.origin_name if t.origin_kind == "pod" else f"{t.origin_kind}:{t.origin_name}"
-
-
-def _ready(pod: Mapping[str, Any] | None) -> bool:
-    if not pod:
-        return False
-    conditions = (pod.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
-def _pod_state(pod: Mapping[str, Any] | None) -> str:
-    if not pod:
-        return "not found"
-    status = pod.get("status") or {}
-    parts = [f"phase {status.get('phase') or 'unknown'}"]
-    for cs in status.get("containerStatuses") or []:
-        waiting = (cs.get("state") or {}).get("waiting")
-        if waiting:
-            parts.append(f"container {cs.get('name')} waiting: {waiting.get('reason')} {waiting.get('message') or ''}".strip())
-    for c in status.get("conditions") or []:
-        if c.get("status") != "True" and (c.get("reason") or c.get("message")):
-            parts.append(f"{c.get('type')} {c.get('reason') or ''} {c.get('message') or ''}".strip())
-    return "; ".join(parts)
-
-
-def _event_time(event: Mapping[str, Any]) -> str:
-    return str(event.get("lastTimestamp") or event.get("eventTime") or
-               (event.get("metadata") or {}).get("creationTimestamp") or "")
 
 
 def _clean(obj: Mapping[str, Any]) -> dict[str, Any]:
