@@ -60,6 +60,7 @@ class LocalProbe:
     timeout: float = 1.0
     connect_timeout: float | None = None
     trace: bool = False  # trace the first packet (the prober runs monitors in the node namespaces)
+    upstreams: tuple[str, ...] = ()  # a proxy's connections this probe causes, "SRC>DST:PORT" (see ProbeRequest)
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ class Prober(Protocol):
 
     def release(self, netns: str) -> None: ...
 
-    def trace_start(self, namespaces: dict[str, str], dscp: int | None = None) -> list[str]: ...
+    def trace_start(self, namespaces: dict[str, str], dscp: int | None = None, *,
+                    upstream_dscp: int | None = None) -> list[str]: ...
 
     def trace_stop(self, namespaces: list[str] | None = None) -> list[str]: ...
 

@@ -9,7 +9,8 @@ request object per line, one response per line carrying the same ``id``::
                                                                  -> {"id": 2, "ok": true, "results": [...]}
     {"id": 3, "op": "unserve", "netns": ..., "port": 8080, "protocol": "TCP"}
     {"id": 4, "op": "release", "netns": ...}   (close its servers, helper thread and trace monitor)
-    {"id": 6, "op": "trace_start", "namespaces": {"nx..-n-worker": "worker", ...}, "dscp": 45}
+    {"id": 6, "op": "trace_start", "namespaces": {"nx..-n-worker": "worker", ...}, "dscp": 45,
+     "upstream_dscp": 46}
                                                                  -> {"id": 6, "ok": true, "traced": [netns...]}
     {"id": 7, "op": "trace_stop", "namespaces": [...] | null}  -> {"id": 7, "ok": true, "stopped": [netns...]}
     {"id": 5, "op": "ping"} / {"op": "stats"} / {"op": "quit"}
@@ -154,9 +155,11 @@ class Agent:
         await loop.run_in_executor(None, self.threads.release, netns)
         return {"closed": closed}
 
-    async def op_trace_start(self, namespaces: dict[str, str], dscp: int | None = None) -> dict[str, Any]:
+    async def op_trace_start(self, namespaces: dict[str, str], dscp: int | None = None,
+                             upstream_dscp: int | None = None) -> dict[str, Any]:
         """Trace the node namespaces (netns -> node name)."""
-        return {"traced": await self.tracer.start(namespaces, dscp if dscp is not None else self.tracer.dscp)}
+        return {"traced": await self.tracer.start(namespaces, dscp if dscp is not None else self.tracer.dscp,
+                                                  upstream_dscp=upstream_dscp)}
 
     async def op_trace_stop(self, namespaces: list[str] | None = None) -> dict[str, Any]:
         return {"stopped": await self.tracer.stop(namespaces)}
@@ -355,11 +358,17 @@ class ProbeAgent:
     def stats(self) -> dict[str, Any]:
         return self.request("stats")
 
-    def trace_start(self, namespaces: dict[str, str], dscp: int | None = None) -> list[str]:
-        """Trace each node namespace (netns -> node name); probes with ``trace=True`` use it."""
+    def trace_start(self, namespaces: dict[str, str], dscp: int | None = None, *,
+                    upstream_dscp: int | None = None) -> list[str]:
+        """Trace each node namespace (netns -> node name); probes with ``trace=True`` use it.
+
+        ``upstream_dscp``: the mark of ingress controllers' upstream SYNs, whose drops settle the
+        probes that pass through them (``ProbeRequest.upstreams``)."""
         fields: dict[str, Any] = {"namespaces": dict(namespaces)}
         if dscp is not None:
             fields["dscp"] = dscp
+        if upstream_dscp is not None:
+            fields["upstream_dscp"] = upstream_dscp
         return list(self.request("trace_start", timeout=15.0, **fields)["traced"])
 
     def trace_stop(self, namespaces: list[str] | None = None) -> list[str]:

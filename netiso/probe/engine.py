@@ -20,7 +20,11 @@ leaves (so the connect is done by hand: ``connect_ex``, ``getsockname``, then wa
 writability), and the socket's answer is raced against the tracer's verdict: a rule that DROPs
 the first packet settles the probe as ``dropped`` at once, ``detail`` naming the rule. The
 timeout stays for what no rule decides (no route, no ARP answer). After a batch, each traced
-result gets ``path`` and ``decided_by``.
+result gets ``path`` and ``decided_by``. A probe through an HTTP proxy (``upstreams``: an
+ingress controller's connections to the backend) also races its answer against the tracer's
+upstream watch, registered once the request is about to leave: a rule that drops every upstream
+connection settles it as ``dropped`` (what nginx's 504 would say after its connect timeouts);
+``path``/``decided_by`` stay those of the client's own first packet.
 
 Load discipline: at most ``per_destination`` probes in flight per destination IP and
 ``global_limit`` overall; and the first probe of each (source namespace, destination IP) pair
@@ -54,7 +58,7 @@ from netiso.probe.results import ProbeRequest, ProbeResult, ProbeVerdict
 
 if TYPE_CHECKING:
     from netiso.backends.trace_parse import TraceHop
-    from netiso.probe.tracer import Tracer
+    from netiso.probe.tracer import Tracer, UpstreamWatch
 
 DEFAULT_PER_DESTINATION = 64
 DEFAULT_GLOBAL_LIMIT = 512
@@ -282,12 +286,24 @@ class ProbeEngine:
                         if hop is not None:
                             return "dropped", _stop_detail(hop), {}
                 stage = "answer"
-                await loop.sock_sendall(sock, build_http_request(req))
-                while len(data) < MAX_RESPONSE_BYTES:
-                    chunk = await loop.sock_recv(sock, 65536)
-                    if not chunk:
-                        break
-                    data += chunk
+                # a proxy's upstream connections are followed from before the request leaves
+                watch = traced.watch_upstreams(req) if traced is not None else None
+                try:
+                    await loop.sock_sendall(sock, build_http_request(req))
+                    while len(data) < MAX_RESPONSE_BYTES:
+                        if watch is None or data:
+                            chunk = await loop.sock_recv(sock, 65536)
+                        else:
+                            got = await _recv_or(sock, watch.fut)
+                            if not isinstance(got, bytes):
+                                return "dropped", describe_upstream_stop(watch), {}
+                            chunk = got
+                        if not chunk:
+                            break
+                        data += chunk
+                finally:
+                    if traced is not None:
+                        traced.unwatch()
         except TimeoutError:
             if stage == "connect":
                 return "dropped", f"timeout after {req.connect_timeout or req.timeout}s: no answer to SYN", {}
@@ -358,6 +374,7 @@ class _Traced:
         self.tracer = tracer
         self.key: str | None = None
         self.stop: asyncio.Future[TraceHop] | None = None
+        self.watch_key: str | None = None
 
     def expect(self, sock: socket.socket, proto: str, req: ProbeRequest) -> None:
         src, sport = sock.getsockname()[:2]
@@ -392,25 +409,51 @@ class _Traced:
 
     async def recv_or_stop(self, sock: socket.socket) -> bytes | TraceHop:
         assert self.stop is not None
-        if self.stop.done():
-            return self.stop.result()
-        recv = asyncio.ensure_future(asyncio.get_running_loop().sock_recv(sock, 65536))
-        try:
-            await asyncio.wait({recv, self.stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not recv.done():
-                recv.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await recv
-        if recv.done() and not recv.cancelled():
-            return recv.result()
-        return self.stop.result()
+        return await _recv_or(sock, self.stop)
+
+    def watch_upstreams(self, req: ProbeRequest) -> UpstreamWatch | None:
+        """Follow the proxy connections ``req`` makes (``req.upstreams``); None when there is nothing to follow."""
+        if not req.upstreams:
+            return None
+        got = self.tracer.watch_upstreams(req.upstreams)
+        if got is None:
+            return None
+        self.watch_key, watch = got
+        return watch
+
+    def unwatch(self) -> None:
+        if self.watch_key is not None:
+            self.tracer.unwatch(self.watch_key)
+            self.watch_key = None
+
+
+async def _recv_or(sock: socket.socket, stop: asyncio.Future[TraceHop]) -> bytes | TraceHop:
+    """The next chunk from ``sock``, or ``stop``'s hop if it resolves first (the read is cancelled)."""
+    if stop.done():
+        return stop.result()
+    recv = asyncio.ensure_future(asyncio.get_running_loop().sock_recv(sock, 65536))
+    try:
+        await asyncio.wait({recv, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not recv.done():
+            recv.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recv
+    if recv.done() and not recv.cancelled():
+        return recv.result()
+    return stop.result()
 
 
 def _stop_detail(hop: TraceHop) -> str:
     from netiso.probe.tracer import describe_stop
 
     return describe_stop(hop)
+
+
+def describe_upstream_stop(watch: UpstreamWatch) -> str:
+    from netiso.probe.tracer import describe_upstream_stop as describe
+
+    return describe(watch)
 
 
 async def run_probes(requests: Iterable[ProbeRequest], engine: ProbeEngine | None = None) -> list[ProbeResult]:

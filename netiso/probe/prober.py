@@ -46,9 +46,10 @@ class AgentProber:
     def release(self, netns: str) -> None:
         self.agent.release(netns)
 
-    def trace_start(self, namespaces: dict[str, str], dscp: int | None = None) -> list[str]:
+    def trace_start(self, namespaces: dict[str, str], dscp: int | None = None, *,
+                    upstream_dscp: int | None = None) -> list[str]:
         """Read the trace events of these node namespaces (netns -> node); see netiso.backends.lab.tracing."""
-        return self.agent.trace_start(namespaces, dscp)
+        return self.agent.trace_start(namespaces, dscp, upstream_dscp=upstream_dscp)
 
     def trace_stop(self, namespaces: list[str] | None = None) -> list[str]:
         return self.agent.trace_stop(namespaces)

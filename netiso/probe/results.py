@@ -38,6 +38,10 @@ class ProbeRequest:
     timeout: float = 1.0
     connect_timeout: float | None = None  # TCP: limit for the handshake alone (default: timeout)
     trace: bool = False  # mark the first packet for the agent's tracer (see netiso.probe.tracer)
+    # An HTTP proxy's connections this request makes it open, "SRC>DST:PORT" each (an ingress
+    # controller pod to every endpoint of the upstream serving ``host``): with ``trace``, the probe
+    # is settled as dropped once the tracer saw a rule drop a connection to each of them.
+    upstreams: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.protocol not in PROBE_PROTOCOLS:
@@ -59,6 +63,8 @@ class ProbeRequest:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"probe {data.get('id')!r}: unknown field(s) {sorted(unknown)}")
+        if "upstreams" in data:
+            data = {**data, "upstreams": tuple(data["upstreams"] or ())}
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:

@@ -13,6 +13,23 @@ is not settled here: the ICMP error reaches the socket just as fast and is the r
 The sockets live in this process (no extra process to register with the run); like the probe
 sockets they pin their namespace until released (``trace_stop`` / ``release``).
 
+Ingress probes: the client's connection ends at the controller, and what decides an ingress
+flow's fate may be nginx's own connection to the backend, which carries no probe mark; a drop
+there used to cost nginx's connect timeout before its 504. When started with ``upstream_dscp``
+the tracer also follows the SYNs that a controller pod marks with that DSCP (the lab's mangle
+rule, ``netiso.backends.lab.trace.upstream_mark_rules``), kept apart from the probes' own traces
+(never in a path, never a ``decidedBy``). A probe that passed its request to the controller
+registers the connections nginx will open for it (``ProbeRequest.upstreams``: controller pod ->
+each endpoint of the upstream serving its Host; :meth:`Tracer.watch_upstreams`); each new
+connection a rule drops is assigned to the oldest waiting probe that needs that (source,
+destination, port), and a probe is settled as dropped once every one of its upstreams has one.
+Why that is sound although a SYN cannot be tied to one request: the rules are static while the
+probes run and none looks at the source port, so a rule that drops one SYN of the controller to
+an endpoint drops every one; and if every endpoint of the upstream is dropped, nginx can only
+answer 504 after its connect timeouts, which the engine classifies as ``dropped`` too. What no
+rule decides (a peer that does not answer, a retry limit below the endpoint count) still waits
+for nginx's answer.
+
 Start-up check: :meth:`Tracer.start` sends one marked UDP datagram to 127.0.0.1:9 inside each
 node namespace and waits until that namespace reports it (the raw OUTPUT rule traces it;
 nothing listens there): it proves the TRACE rules are loaded and the kernel traces there.
@@ -26,10 +43,10 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import IO, Any
 
-from netiso.backends.trace_parse import TRACE_DSCP, Correlator, TraceHop, Tuple5, decisions_of, tos_for
+from netiso.backends.trace_parse import TRACE_DSCP, Correlator, PacketInfo, TraceHop, Tuple5, decisions_of, tos_for
 from netiso.oracle.decided import summarize
 from netiso.probe.netns import NetnsThreads
 from netiso.probe.nftrace import RuleInfo, TraceEvent, dump_rules, hop_of, open_trace_socket, read_events
@@ -41,6 +58,8 @@ READY_TIMEOUT_S = 3.0
 DRAIN_QUIET_S = 0.02  # a batch's paths are read once no event came for this long ...
 DRAIN_MAX_S = 0.5  # ... or after this long at most
 DUMP_ENV = "NETISO_TRACE_DUMP"  # a directory: every event is also appended to <dir>/<node>.events
+MAX_UPSTREAM_TRACES = 4096  # per namespace: marked SYNs whose trace is still followed
+MAX_DROPPED_CONNECTIONS = 4096  # dropped upstream connections remembered (a retransmitted SYN is no new one)
 
 
 class Monitor:
@@ -55,6 +74,17 @@ class Monitor:
         self.events = 0
         self.refreshing = False
         self.dump: IO[str] | None = None
+        self.upstream: dict[str, PacketInfo] = {}  # trace id -> a marked upstream SYN's packet (this netns)
+
+
+class UpstreamWatch:
+    """A probe waiting for a proxy's upstream connections: ``needs`` (source, destination, port) still
+    without a dropped connection, the hops that dropped the others, and the future to settle."""
+
+    def __init__(self, needs: set[tuple[str, str, int]], fut: asyncio.Future[TraceHop]) -> None:
+        self.needs = needs
+        self.hops: list[tuple[TraceHop, tuple[str, str, int]]] = []
+        self.fut = fut
 
 
 class Tracer:
@@ -63,7 +93,10 @@ class Tracer:
     def __init__(self, threads: NetnsThreads) -> None:
         self.threads = threads
         self.dscp = TRACE_DSCP
+        self.upstream_dscp: int | None = None  # the mark of ingress controllers' upstream SYNs (None: not followed)
         self.monitors: dict[str, Monitor] = {}
+        self._watches: dict[str, UpstreamWatch] = {}  # registration order: the oldest waiting probe first
+        self._dropped: dict[tuple[str, int | None, str, int | None, int | None], None] = {}
         self.correlator = Correlator(on_stop=self._stopped)
         self._settle: dict[str, asyncio.Future[TraceHop]] = {}
         self._next = 0
@@ -78,9 +111,11 @@ class Tracer:
         return tos_for(self.dscp)
 
     # ------------------------------------------------------------------ monitors
-    async def start(self, namespaces: Mapping[str, str], dscp: int = TRACE_DSCP) -> list[str]:
+    async def start(self, namespaces: Mapping[str, str], dscp: int = TRACE_DSCP, *,
+                    upstream_dscp: int | None = None) -> list[str]:
         """Trace the namespaces (netns -> node name) not yet traced; returns the traced namespaces."""
         self.dscp = dscp
+        self.upstream_dscp = upstream_dscp
         started: list[Monitor] = []
         loop = asyncio.get_running_loop()
         try:
@@ -135,6 +170,8 @@ class Tracer:
         if not mon.ready.is_set() and pkt is not None and pkt.dst == "127.0.0.1" and pkt.dport == READY_PORT:
             mon.ready.set()
             return
+        if self.upstream_dscp is not None and self._upstream_event(mon, event):
+            return
         if event.handle is not None and (event.table, event.chain, event.handle) not in mon.rules:
             self._refresh(mon)
         hop = hop_of(mon.node, event, mon.rules)
@@ -142,6 +179,74 @@ class Tracer:
             mon.dump.write(f"{event.trace_id} {event.table}:{event.chain}:{event.kind}:{event.handle}:{hop.verdict}"
                            f" {pkt!r} {hop.comment or ''}\n")
         self.correlator.feed_event(mon.node, event.trace_id, pkt, hop)
+
+    def _upstream_event(self, mon: Monitor, event: TraceEvent) -> bool:
+        """Follow a marked upstream SYN (True: the event was one of its, and is kept from the correlator)."""
+        pkt = event.packet
+        if pkt is not None:
+            if pkt.proto != "TCP" or pkt.tos is None or pkt.tos >> 2 != self.upstream_dscp:
+                mon.upstream.pop(event.trace_id, None)  # a trace id of a new, unmarked packet
+                return False
+            mon.upstream[event.trace_id] = pkt
+            if len(mon.upstream) > MAX_UPSTREAM_TRACES:
+                for tid in list(mon.upstream)[: MAX_UPSTREAM_TRACES // 2]:
+                    del mon.upstream[tid]
+        else:
+            pkt = mon.upstream.get(event.trace_id)
+            if pkt is None:
+                return False
+        if event.handle is not None and (event.table, event.chain, event.handle) not in mon.rules:
+            self._refresh(mon)
+        hop = hop_of(mon.node, event, mon.rules)
+        if mon.dump is not None:
+            mon.dump.write(f"{event.trace_id} {event.table}:{event.chain}:{event.kind}:{event.handle}:{hop.verdict}"
+                           f" upstream {pkt!r} {hop.comment or ''}\n")
+        if hop.verdict == "DROP":
+            self._upstream_dropped(pkt, hop)
+        return True
+
+    def _upstream_dropped(self, pkt: PacketInfo, hop: TraceHop) -> None:
+        """A rule dropped an upstream SYN: one dropped connection for the oldest probe that needs it."""
+        conn = (pkt.src or "", pkt.sport, pkt.dst or "", pkt.dport, pkt.seq)
+        if conn in self._dropped:
+            return  # the same SYN again (retransmitted): not another connection
+        self._dropped[conn] = None
+        if len(self._dropped) > MAX_DROPPED_CONNECTIONS:
+            for old in list(self._dropped)[: MAX_DROPPED_CONNECTIONS // 2]:
+                del self._dropped[old]
+        if pkt.src is None or pkt.dst is None or pkt.dport is None:
+            return
+        need = (pkt.src, pkt.dst, pkt.dport)
+        for watch in self._watches.values():
+            if need in watch.needs:
+                watch.needs.discard(need)
+                watch.hops.append((hop, need))
+                if not watch.needs and not watch.fut.done():
+                    watch.fut.set_result(hop)
+                return
+
+    def watch_upstreams(self, upstreams: Iterable[str]) -> tuple[str, UpstreamWatch] | None:
+        """Register a probe whose request a proxy now holds; ``upstreams`` are ``SRC>DST:PORT``.
+
+        Returns None when upstream SYNs are not followed or ``upstreams`` is empty. The watch's
+        future resolves (with the last dropping hop) once a rule dropped a new connection to each.
+        Call :meth:`unwatch` when the probe is over.
+        """
+        if self.upstream_dscp is None:
+            return None
+        needs = {parse_upstream(u) for u in upstreams}
+        if not needs:
+            return None
+        self._next += 1
+        key = f"u{self._next}"
+        watch = UpstreamWatch(needs, asyncio.get_running_loop().create_future())
+        self._watches[key] = watch
+        return key, watch
+
+    def unwatch(self, key: str) -> None:
+        watch = self._watches.pop(key, None)
+        if watch is not None and not watch.fut.done():
+            watch.fut.cancel()
 
     def _refresh(self, mon: Monitor) -> None:
         """The rules changed (an unknown handle): fetch their comments again, once at a time."""
@@ -211,6 +316,34 @@ def _send_ready_datagram(tos: int) -> None:
         s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
         with contextlib.suppress(OSError):
             s.sendto(b"netiso-trace-ready", ("127.0.0.1", READY_PORT))
+
+
+def parse_upstream(text: str) -> tuple[str, str, int]:
+    """``SRC>DST:PORT`` as (source, destination, port).
+
+    >>> parse_upstream("100.64.2.1>100.64.1.3:8080")
+    ('100.64.2.1', '100.64.1.3', 8080)
+    """
+    src, sep, rest = text.partition(">")
+    dst, colon, port = rest.rpartition(":")
+    if not (sep and colon and src and dst and port.isdigit()):
+        raise ValueError(f"upstream {text!r} is not SRC>DST:PORT")
+    return src, dst, int(port)
+
+
+def describe_upstream_stop(watch: UpstreamWatch) -> str:
+    """The detail of a probe settled because a rule dropped every upstream connection of its proxy.
+
+    >>> w = UpstreamWatch(set(), None)  # type: ignore[arg-type]
+    >>> w.hops.append((TraceHop("worker", "filter", "cali-tw-x", 63, "DROP", decision="shop2 drop"),
+    ...                ("100.64.2.1", "100.64.1.3", 80)))
+    >>> describe_upstream_stop(w)
+    'dropped by shop2 drop (node worker filter cali-tw-x rule 63) on the proxy upstream 100.64.2.1 -> 100.64.1.3:80'
+    """
+    parts = []
+    for hop, (src, dst, port) in watch.hops:
+        parts.append(f"{describe_stop(hop)} on the proxy upstream {src} -> {dst}:{port}")
+    return "; ".join(parts)
 
 
 def describe_stop(hop: TraceHop) -> str:

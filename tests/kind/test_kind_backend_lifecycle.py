@@ -118,7 +118,7 @@ def test_standin_one_cluster_per_group_and_the_kube_backend_gets_its_kubeconfig_
     assert kb.installs == [f"{names[0]} vxlan/metallb {names[0].rsplit('-', 1)[1]}",  # type: ignore[attr-defined]
                            f"{names[1]} direct/openelb {names[1].rsplit('-', 1)[1]}"]
     record = json.loads((tmp_path / "reports" / f"kind-images-{names[0]}.json").read_text())
-    assert "quay.io/calico/node:v3.32.1" in record["images"] and record["cluster"] == names[0]
+    assert "quay.io/calico/node:v3.32.1@sha256:7f874b3f" in " ".join(record["images"]) and record["cluster"] == names[0]
     kb.close()
     assert standins.world()["clusters"] == {} and standins.world()["containers"] == {}
 

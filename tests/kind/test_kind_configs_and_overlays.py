@@ -157,7 +157,7 @@ def test_install_plan_waits_for_calico_before_the_load_balancer_and_applies_webh
 
 def test_install_plan_preloads_every_addon_image_and_mirrors_them() -> None:
     plan = addons.install_plan("ipip", "openelb", "100.64.0.0/16", "172.18.0.0/16", image_registry="mirror.local")
-    assert "mirror.local/calico/node:v3.32.1" in plan.images
+    assert any(i.startswith("mirror.local/calico/node:v3.32.1@sha256:") for i in plan.images)  # locked digest, mirrored
     assert "mirror.local/kubesphere/openelb-speaker:v0.6.0" in plan.images
     containers = [
         c["image"]

@@ -61,3 +61,25 @@ def test_kind_pod_subnet_is_the_calico_pool_cidr(enc: str) -> None:
     assert env["CALICO_IPV4POOL_CIDR"] == subnet == yaml.safe_load((configs.KIND_CONFIG_DIR / f"{enc}.yaml").read_text())[
         "networking"
     ]["podSubnet"]
+
+
+def test_every_addon_image_is_pinned_by_digest_or_listed_as_unpinned_with_the_reason() -> None:
+    """Images the upstream manifests name by tag get a locked digest (pulled by digest, loaded by tag);
+    the ones no public source gives a digest for are named, with why, so nothing is silently unpinned."""
+    import re
+
+    import yaml
+
+    from netiso.backends.kind import addons
+    from netiso.backends.kind.images import images_in_manifest
+
+    lock = yaml.safe_load(addons.IMAGE_DIGESTS.read_text(encoding="utf-8"))
+    unpinned = set(lock.get("unpinned") or {})
+    for ref, entry in lock["images"].items():
+        assert re.fullmatch(r"sha256:[0-9a-f]{64}", entry["digest"]), ref
+        assert entry["source"], f"{ref}: say where the digest was read"
+    for addon in (addons.CALICO, addons.METALLB, addons.OPENELB, addons.INGRESS_NGINX):
+        for ref in images_in_manifest(addon.path().read_text(encoding="utf-8")):
+            assert "@sha256:" in addons.pinned(ref) or ref in unpinned, f"{addon.name}: {ref} is neither pinned nor listed"
+    plan = addons.install_plan("vxlan", "metallb", "100.64.0.0/16", "172.18.0.0/16")
+    assert all("@sha256:" in i for i in plan.images), plan.images

@@ -407,8 +407,31 @@ def install_plan(
         *images_in_manifest(_vendored_text(lb_addon.path())),
         *images_in_manifest(_vendored_text(INGRESS_NGINX.path())),
     ]
-    images = [mirror_reference(i, image_registry) for i in images]
+    images = [mirror_reference(pinned(i), image_registry) for i in images]
     return InstallPlan(encapsulation, load_balancer, tuple(steps), tuple(dict.fromkeys(images)), (INGRESS_NGINX_REASON,))
+
+
+IMAGE_DIGESTS = ADDON_DIR / "image-digests.yaml"
+
+
+def image_digests() -> dict[str, str]:
+    """``REPO:TAG -> sha256:...`` for add-on images upstream names by tag (cluster-configs/addons/image-digests.yaml)."""
+    data = yaml.safe_load(IMAGE_DIGESTS.read_text(encoding="utf-8")) or {}
+    return {ref: entry["digest"] for ref, entry in (data.get("images") or {}).items()}
+
+
+def pinned(ref: str) -> str:
+    """``ref`` with its locked digest (pulled by digest, loaded under the tag the manifest names).
+
+    >>> pinned("quay.io/calico/node:v3.32.1").split("@")[1][:14]
+    'sha256:7f874b3'
+    >>> pinned("registry.k8s.io/x:1@sha256:ab")
+    'registry.k8s.io/x:1@sha256:ab'
+    """
+    if "@" in ref:
+        return ref
+    digest = image_digests().get(ref)
+    return f"{ref}@{digest}" if digest else ref
 
 
 def object_file_name(index: int, doc: dict[str, Any], width: int = 2) -> str:

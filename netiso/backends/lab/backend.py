@@ -117,7 +117,27 @@ class LabRealization(Realization):
         ns = self.lab.net.ns_of(origin_symbol(pred))
         timeout = INGRESS_TIMEOUT_S if t.ingress is not None else PROBE_TIMEOUT_S
         return LocalProbe(str(i), ns, t.dst_ip, t.dst_port, t.protocol, host=t.host, timeout=timeout,
-                          connect_timeout=PROBE_TIMEOUT_S, trace=self.trace)
+                          connect_timeout=PROBE_TIMEOUT_S, trace=self.trace, upstreams=self._upstreams(pred))
+
+    def _upstreams(self, pred: Prediction) -> tuple[str, ...]:
+        """The connections the ingress controller opens for this flow's request (traced ingress flows only).
+
+        Only when the request surely lands at that controller: the Service in front of it has
+        that one pod as its only endpoint, and the lab runs nginx in the pod's own namespace
+        (where tracing marks its upstream SYNs).
+        """
+        t = pred.target
+        if not self.trace or t.ingress is None or t.protocol != "TCP" or t.dst_ip is None:
+            return ()
+        from netiso.backends.lab import ingress
+
+        ctl = t.ingress.controller
+        if [p.ip for p in ctl.service.endpoints] != [ctl.pod.ip]:
+            return ()
+        if not any(c.pod.symbol == ctl.pod.symbol for c in self.lab.controllers):
+            return ()
+        host = t.host or (t.dst_ip if t.dst_port == 80 else f"{t.dst_ip}:{t.dst_port}")  # what the probe sends
+        return tuple(ingress.upstream_connections(self.topo, ctl, host))
 
     def probe(self, preds: Sequence[Prediction]) -> list[Observation]:
         """Fire every flow's probe; with tracing, each carries the kernel's rule trace of its first packet
@@ -267,7 +287,7 @@ class LabBackend(Backend):
         from netiso.backends.lab.netns import LabCommandError, LabUnavailable
 
         server, prober = self._server_prober(), self._thread_prober()
-        lab = Lab(topo)
+        lab = Lab(topo, trace_rules=self.options.trace)  # TRACE rules in the same restore as the node rules
         try:
             lab.up()  # tears itself down before an error propagates
         except (LabUnavailable, LabCommandError, ControllerStartError, ForwarderError) as exc:

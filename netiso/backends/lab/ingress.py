@@ -161,6 +161,52 @@ def _location(ing: IngressInfo, indent: str) -> list[str]:
     return [head, f"{indent}location / {{", f"{indent}    proxy_pass http://{upstream_name(ing)};", f"{indent}}}"]
 
 
+def _servers(topology: Topology, controller: ControllerInfo) -> tuple[dict[str, IngressInfo], IngressInfo | None, list[str]]:
+    """(host -> Ingress, the catch-all Ingress, shadowed-host comments) of one controller's nginx.conf."""
+    mine = [topology.ingresses[k] for k in sorted(topology.ingresses)
+            if topology.ingresses[k].controller.pod.symbol == controller.pod.symbol]
+    by_host: dict[str, IngressInfo] = {}
+    shadowed: list[str] = []
+    for ing in mine:
+        host = ing.host.strip().lower()
+        if host not in ("", "*") and not HOST_RE.match(host):
+            raise ValueError(f"ingress {ing.key}: host {ing.host!r} is not a DNS name")
+        if host in by_host:
+            shadowed.append(f"# ingress {ing.key}: host {host or '*'} already served by {by_host[host].key}")
+            continue
+        by_host[host] = ing
+    catch_all = by_host.pop("", None) or by_host.pop("*", None)
+    return by_host, catch_all, shadowed
+
+
+def upstream_connections(
+    topology: Topology, controller: ControllerInfo, host: str, *, tries: int = 3, retry_same_endpoint: bool = False,
+) -> list[str]:
+    """The connections the controller's nginx opens for a request with ``Host: host``, ``SRC>DST:PORT`` each.
+
+    What the probe agent's tracer follows to settle an ingress probe whose backend leg a rule
+    drops (netiso.probe.tracer). It mirrors the server choice of :func:`render_nginx_conf`: a
+    host equal to a server's name picks that server, any other host the default server (the
+    catch-all Ingress, or 404: no upstream). Empty, i.e. nothing to follow, whenever that is
+    not certain: a wildcard server name (nginx's own precedence rules), no endpoints (503), or
+    more distinct endpoints than nginx tries. The source is the controller pod's IP (nginx
+    connects from the pod, never through a Service).
+    """
+    by_host, catch_all, _ = _servers(topology, controller)
+    name = host.strip().lower()
+    if ":" in name and not name.startswith("["):
+        name = name.split(":", 1)[0]  # nginx matches server names without the port
+    if any("*" in h for h in by_host):
+        return []
+    ing = by_host.get(name) or catch_all
+    if ing is None:
+        return []
+    peers = list(dict.fromkeys(_upstream_servers(ing, tries, retry_same_endpoint)))
+    if not peers or len(peers) > tries:
+        return []
+    return [f"{controller.pod.ip}>{peer}" for peer in peers]
+
+
 def render_nginx_conf(
     topology: Topology,
     controller: ControllerInfo,
@@ -180,19 +226,7 @@ def render_nginx_conf(
     """
     wd = _check_path(workdir)
     port = controller_port(controller)
-    mine = [topology.ingresses[k] for k in sorted(topology.ingresses)
-            if topology.ingresses[k].controller.pod.symbol == controller.pod.symbol]
-    by_host: dict[str, IngressInfo] = {}
-    shadowed: list[str] = []
-    for ing in mine:
-        host = ing.host.strip().lower()
-        if host not in ("", "*") and not HOST_RE.match(host):
-            raise ValueError(f"ingress {ing.key}: host {ing.host!r} is not a DNS name")
-        if host in by_host:
-            shadowed.append(f"# ingress {ing.key}: host {host or '*'} already served by {by_host[host].key}")
-            continue
-        by_host[host] = ing
-    catch_all = by_host.pop("", None) or by_host.pop("*", None)
+    by_host, catch_all, shadowed = _servers(topology, controller)
 
     lines = [
         f"# netiso lab ingress controller {controller.pod.symbol} (ingress-nginx defaults, see ingress.py)",

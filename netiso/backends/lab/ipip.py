@@ -47,11 +47,12 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from netiso.backends.lab.naming import node_ns
 from netiso.backends.lab.netns import call_in
-from netiso.model.types import Topology
+
+if TYPE_CHECKING:  # the forwarder process imports this module: keep its start-up light (no model)
+    from netiso.model.types import Topology
 
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
@@ -126,6 +127,8 @@ def config_for_topology(topology: Topology, prefix: str, stats_path: str | None 
     Mirrors what BIRD programs in IPIP mode (``block via remoteNodeIP dev tunl0 onlink``); the
     topology code must install the same kernel routes.
     """
+    from netiso.backends.lab.naming import node_ns
+
     nodes = tuple(
         NodeTunnel(
             netns=node_ns(prefix, node.name),
@@ -376,17 +379,23 @@ class ForwarderError(RuntimeError):
     """The forwarder did not come up; the message carries its stderr."""
 
 
-def start_forwarder(
-    config: ForwarderConfig | Mapping[str, Any],
-    *,
-    timeout: float = 10.0,
-    log_path: str | None = None,
-) -> subprocess.Popen[bytes]:
-    """Start the forwarder, wait until every fd is open (``ready``), return the process.
+@dataclass
+class PendingForwarder:
+    """A forwarder process spawned but not yet known to be ready (see :func:`spawn_forwarder`)."""
 
-    The config goes on stdin (no temp file to clean up); ``parent_pid`` is set to this process
-    so an aborted run does not leave a forwarder behind. stderr goes to ``log_path`` (or an
-    anonymous temp file) and is quoted in the :class:`ForwarderError` if start-up fails.
+    proc: subprocess.Popen[bytes]
+    log: IO[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+def spawn_forwarder(config: ForwarderConfig | Mapping[str, Any], *, log_path: str | None = None) -> PendingForwarder:
+    """Start the forwarder process and hand it its config; :func:`wait_forwarder` waits for ``ready``.
+
+    Split so that the lab can load its rules while the forwarder's interpreter starts (its
+    sockets and TUN fds are independent of the rules).
     """
     cfg = config if isinstance(config, ForwarderConfig) else ForwarderConfig.from_dict(config)
     data = cfg.to_dict()
@@ -398,11 +407,21 @@ def start_forwarder(
         stdout=subprocess.PIPE,
         stderr=log,
     )
-    assert proc.stdin is not None and proc.stdout is not None
+    assert proc.stdin is not None
     try:
         proc.stdin.write(json.dumps(data).encode())
         proc.stdin.close()
-        line = b""
+    except OSError:
+        pass  # it exited already: wait_forwarder reports why
+    return PendingForwarder(proc, log)
+
+
+def wait_forwarder(pending: PendingForwarder, timeout: float = 10.0) -> subprocess.Popen[bytes]:
+    """Wait until every fd of a spawned forwarder is open (``ready``); stop it and raise if not."""
+    proc, log = pending.proc, pending.log
+    assert proc.stdout is not None
+    line = b""
+    try:
         if select.select([proc.stdout], [], [], timeout)[0]:
             line = proc.stdout.readline()
     except OSError:
@@ -415,6 +434,21 @@ def start_forwarder(
     tail = log.read()[-2000:].decode(errors="replace")
     log.close()
     raise ForwarderError(f"ipip forwarder not ready after {timeout}s (exit {proc.returncode}): {tail}")
+
+
+def start_forwarder(
+    config: ForwarderConfig | Mapping[str, Any],
+    *,
+    timeout: float = 10.0,
+    log_path: str | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start the forwarder, wait until every fd is open (``ready``), return the process.
+
+    The config goes on stdin (no temp file to clean up); ``parent_pid`` is set to this process
+    so an aborted run does not leave a forwarder behind. stderr goes to ``log_path`` (or an
+    anonymous temp file) and is quoted in the :class:`ForwarderError` if start-up fails.
+    """
+    return wait_forwarder(spawn_forwarder(config, log_path=log_path), timeout)
 
 
 def stop_forwarder(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> int:

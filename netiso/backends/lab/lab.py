@@ -2,9 +2,11 @@
 
 ``Lab.up()`` runs, in order: namespaces and links (topology.py), the service-network route on
 nodes, per node one ``ipset restore`` and one ``iptables-restore`` of Calico's chains merged
-with kube-proxy's (Calico's hooks first, Felix's accept-mark rule last, as on a real node),
-the IP-in-IP forwarder (ipip mode), the VIP announcements (announce.py) and the nginx ingress
-controllers (ingress.py). Any failure tears the run down before the error propagates, so bad
+with kube-proxy's (Calico's hooks first, Felix's accept-mark rule last, as on a real node) and,
+when the lab is to be traced (``trace_rules``), the raw table's TRACE rules (trace.py) in the
+same document, the IP-in-IP forwarder (ipip mode: its interpreter starts while the rules load;
+it is waited for before anything else), the VIP announcements (announce.py) and the nginx
+ingress controllers (ingress.py). Any failure tears the run down before the error propagates, so bad
 input or a missing tool leaves nothing behind.
 """
 
@@ -16,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from netiso.backends.lab import announce, calico, ingress, ipip, kubeproxy, topology
+from netiso.backends.lab import announce, calico, ingress, ipip, kubeproxy, topology, trace
 from netiso.backends.lab.iptables import merge, render_restore
 from netiso.backends.lab.netns import RUN_FILES_DIR, LabUnavailable, require_root_and_tools
 from netiso.backends.lab.runs import Run
@@ -47,6 +49,7 @@ class Lab:
     forwarder: Any = None
     controllers: list[Any] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    trace_rules: bool = False  # load the TRACE rules with the node rules (tracing.start_tracing then skips them)
 
     def up(self) -> Lab:
         check_prerequisites(self.topo)
@@ -55,11 +58,14 @@ class Lab:
         try:
             self.net = topology.build(self.topo, self.run)
             self.timings["topology_s"] = time.perf_counter() - started
-            self._rules()
+            pending = None
             if self.topo.encapsulation == "ipip":
-                cfg = ipip.config_for_topology(self.topo, self.run.prefix)
-                self.forwarder = ipip.start_forwarder(cfg)
-                self.run.register_pid(self.forwarder.pid, "ipip-forwarder")
+                pending = ipip.spawn_forwarder(ipip.config_for_topology(self.topo, self.run.prefix))
+                self.forwarder = pending.proc  # down() stops it, whatever fails from here on
+                self.run.register_pid(pending.pid, "ipip-forwarder")
+            self._rules()
+            if pending is not None:
+                ipip.wait_forwarder(pending)
             for svc in self.topo.services.values():
                 if svc.lb_ip and svc.lb_node:
                     announce.announce(self.net, svc.lb_node, svc.lb_ip, gratuitous=False)
@@ -82,7 +88,10 @@ class Lab:
             ns = self.net.nodes[node].netns  # type: ignore[union-attr]
             run.ip_batch(ns, [f"route replace {topo.service_network} dev eth0 scope link"])
             rs, ipsets = calico.render_calico(topo, node)
-            doc = render_restore(merge(rs, kubeproxy.render_kube_proxy(topo, node), calico.render_forward_tail()))
+            parts = [rs, kubeproxy.render_kube_proxy(topo, node), calico.render_forward_tail()]
+            if self.trace_rules:
+                parts.append(trace.trace_rules(topo))
+            doc = render_restore(merge(*parts))
             if ipsets.strip():
                 run.run(["ipset", "restore"], netns=ns, input=ipsets)
             run.run(["iptables-restore", "-w"], netns=ns, input=doc)

@@ -26,9 +26,13 @@ Either merge :func:`trace_rules` into the node's restore document (``merge(calic
 forward_tail, trace_rules(topo))``) or load it on its own with :func:`install_trace_rules` (a
 restore document with only ``*raw`` replaces only the raw table).
 
-What it knowingly does not trace: the ingress controller's own connection to its backend (nginx
-opens it; its packets carry no probe mark), so an ingress flow's observed path is the client ->
-controller leg.
+The ingress controller's own connection to its backend is nginx's, not the probe's: its packets
+carry no probe mark, so an ingress flow's observed path stays the client -> controller leg. Only
+to settle early a probe whose *backend leg* a rule drops, :func:`upstream_mark_rules` sets a
+second DSCP (:data:`UPSTREAM_DSCP`) on the SYNs nginx sends from the controller pod (a mangle
+rule in the pod's own namespace, where no other rule lives; no lab rule matches on TOS either),
+and the nodes trace SYNs with that mark too. The probe agent keeps those traces apart from the
+probes' own (``netiso.probe.tracer``): they never enter a probe's path or ``decidedBy``.
 """
 
 from __future__ import annotations
@@ -43,27 +47,56 @@ from netiso.backends.lab.iptables import RuleSet, render_restore
 from netiso.backends.trace_parse import TRACE_DSCP, tos_for
 from netiso.model.types import Topology
 
-__all__ = ["TRACE_DSCP", "install_trace_rules", "start_file_monitors", "stop_monitors",
-           "tos_for", "trace_rules"]
+__all__ = ["TRACE_DSCP", "UPSTREAM_DSCP", "install_trace_rules", "install_upstream_marks", "start_file_monitors",
+           "stop_monitors", "tos_for", "trace_rules", "upstream_mark_rules"]
+
+UPSTREAM_DSCP = TRACE_DSCP + 1  # 46 (EF): set on ingress controllers' upstream SYNs only, matched by no lab rule
 
 MONITOR_TOOL = "xtables-monitor"
 MONITOR_ARGV = ("stdbuf", "-oL", MONITOR_TOOL, "--trace")  # line-buffered: its stdout is a file or pipe
 
 
-def trace_rules(topo: Topology | None = None, dscp: int = TRACE_DSCP) -> RuleSet:
-    """The raw-table TRACE rules for one node (the same for every node of ``topo``)."""
+def trace_rules(topo: Topology | None = None, dscp: int = TRACE_DSCP,
+                upstream_dscp: int | None = UPSTREAM_DSCP) -> RuleSet:
+    """The raw-table TRACE rules for one node (the same for every node of ``topo``).
+
+    With ``upstream_dscp``, also the SYNs that ingress controllers' upstream connections carry
+    (:func:`upstream_mark_rules`; without that mark in a controller pod, the rule matches nothing).
+    """
     rs = RuleSet()
     raw = rs.table("raw")
     mark = f"-m dscp --dscp {dscp:#x}"
     for hook in ("PREROUTING", "OUTPUT"):
         raw.hook(hook, f'-p tcp {mark} -m tcp --syn -m comment --comment "netiso: trace probe SYN" -j TRACE')
         raw.hook(hook, f'-p udp {mark} -m comment --comment "netiso: trace probe datagram" -j TRACE')
+    if upstream_dscp is not None:
+        raw.hook("PREROUTING", f"-p tcp -m dscp --dscp {upstream_dscp:#x} -m tcp --syn "
+                               '-m comment --comment "netiso: trace ingress upstream SYN" -j TRACE')
     return rs
 
 
-def install_trace_rules(run: Any, netns: str, topo: Topology | None = None, dscp: int = TRACE_DSCP) -> None:
+def upstream_mark_rules(dscp: int = UPSTREAM_DSCP) -> RuleSet:
+    """The mangle rule of an ingress controller pod's namespace: its outgoing SYNs carry ``dscp``.
+
+    A controller pod only opens connections to its upstreams (nginx answers clients on accepted
+    connections, whose packets are no SYN without ACK), so exactly nginx's upstream connection
+    attempts are marked. DSCP rewrites six TOS bits of the first packet and nothing else.
+    """
+    rs = RuleSet()
+    rs.table("mangle").hook("OUTPUT", f"-p tcp -m tcp --syn -m comment --comment "
+                                      f'"netiso: mark ingress upstream SYN" -j DSCP --set-dscp {dscp:#x}')
+    return rs
+
+
+def install_upstream_marks(run: Any, netns: str, dscp: int = UPSTREAM_DSCP) -> None:
+    """Load :func:`upstream_mark_rules` into a controller pod's namespace (replaces its mangle table only)."""
+    run.run(["iptables-restore", "-w"], netns=netns, input=render_restore(upstream_mark_rules(dscp)))
+
+
+def install_trace_rules(run: Any, netns: str, topo: Topology | None = None, dscp: int = TRACE_DSCP,
+                        upstream_dscp: int | None = UPSTREAM_DSCP) -> None:
     """Load the TRACE rules into ``netns`` (a node of ``run``) without touching other tables."""
-    run.run(["iptables-restore", "-w"], netns=netns, input=render_restore(trace_rules(topo, dscp)))
+    run.run(["iptables-restore", "-w"], netns=netns, input=render_restore(trace_rules(topo, dscp, upstream_dscp)))
 
 
 def start_file_monitors(run: Any, namespaces: Mapping[str, str], directory: Path) -> dict[str, subprocess.Popen[Any]]:
