@@ -200,7 +200,8 @@ def _dry_run(args: argparse.Namespace, options: BackendOptions, topos: list[Topo
         written = backend.plan(topos, Path(args.out))
     except BackendUnavailable as exc:
         raise InputError(str(exc)) from None
-    print(f"dry run: {len(written)} files written to {args.out} for {len(topos)} scenarios; no cluster contacted")
+    files = {f for d in written for f in (d.rglob("*") if d.is_dir() else [d]) if f.is_file()}
+    print(f"dry run: {len(files)} files written under {args.out} for {len(topos)} scenarios; no cluster contacted")
     return 0
 
 

@@ -100,7 +100,8 @@ def test_preflight_names_what_each_check_reads(full_plan: Path) -> None:
     assert "GET /api/v1/namespaces/kube-system/configmaps/kube-proxy" in text
     assert "GET /apis/crd.projectcalico.org/v1/ippools (expected ipipMode=Never, vxlanMode=Always)" in text
     assert "GET /apis/network.kubesphere.io/v1alpha2/eips" in text
-    assert "create pods/exec" in text and "create clusterroles" not in text  # no ingress in this scenario
+    # the plan lists exactly what preflight asks (netiso/backends/kube/access.py), the same for every scenario
+    assert "create pods/exec" in text and "create clusterroles (group rbac.authorization.k8s.io)" in text
     direct = (full_plan / "lb-metallb-cluster-direct" / "plan.txt").read_text()
     assert "expected ipipMode=Never, vxlanMode=Never" in direct and "metallb.io/v1beta1/ipaddresspools" in direct
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from netiso.backends.kube import ingress_nginx
-from netiso.backends.kube.preflight import ACCESS, LB_ACCESS
+from netiso.backends.kube.access import ACCESS, LB_ACCESS
 from netiso.oracle.predict import predict_all
 from tests.kube.conftest import INGRESS, topo_of
 from tests.kube.replay import batch_answer

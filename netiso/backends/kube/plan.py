@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from netiso.backends.kube.access import access_for
 from netiso.backends.kube.manifests import (
     LEASE_SECONDS,
     NODE_PROBE_CONTAINER,
@@ -210,8 +211,8 @@ def plan_text(topo: Topology, target: KubeTarget, staged: Sequence[tuple[str, li
     ]
     for label, read in checks:
         w(f"   - {label}: {read}")
-    for verb, resource, group in required_access(objects, topo.load_balancer):
-        w(f"       {verb} {resource}{'.' + group if group else ''}")
+    for access in access_for(topo.load_balancer):
+        w(f"       {access}")
     w("     (creating the controller Role/ClusterRole also needs every permission they grant, or the")
     w("      'escalate' verb on roles/clusterroles: the API refuses privilege escalation)")
     for label, read in [
@@ -303,31 +304,6 @@ def plan_text(topo: Topology, target: KubeTarget, staged: Sequence[tuple[str, li
             w(f"   DELETE {api_path(obj, item=True)}")
     w(f"   DELETE /api/v1/namespaces/{names.system_namespace}  (last: the Lease goes with it)")
     return "\n".join(lines) + "\n"
-
-
-def required_access(objects: Sequence[Mapping[str, Any]], load_balancer: str) -> list[tuple[str, str, str]]:
-    """(verb, resource, group) the run needs: create/delete what it applies, plus its reads and exec.
-
-    >>> required_access([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n"}}], "none")[:2]
-    [('create', 'namespaces', ''), ('delete', 'namespaces', '')]
-    """
-    out: list[tuple[str, str, str]] = []
-    for obj in objects:
-        group = obj["apiVersion"].rpartition("/")[0]
-        resource = api_path(obj).rsplit("/", 1)[1]
-        for verb in ("create", "delete"):
-            if (verb, resource, group) not in out:
-                out.append((verb, resource, group))
-    reads = [("get", "namespaces", ""), ("list", "nodes", ""), ("get", "configmaps", ""), ("list", "pods", ""),
-             ("create", "pods/exec", ""), ("list", "services", ""), ("list", "events", ""),
-             ("list", "leases", "coordination.k8s.io"), ("update", "leases", "coordination.k8s.io"),
-             ("list", "ippools", "crd.projectcalico.org")]
-    if load_balancer == "metallb":
-        reads += [("list", "ipaddresspools", "metallb.io"), ("list", "servicel2statuses", "metallb.io")]
-    elif load_balancer == "openelb":
-        reads += [("list", "eips", "network.kubesphere.io")]
-    out += [r for r in reads if r not in out]
-    return out
 
 
 # --------------------------------------------------------------------------- helpers

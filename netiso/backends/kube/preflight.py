@@ -41,6 +41,7 @@ from typing import Any
 import yaml
 
 from netiso.backends.base import BackendOptions, BackendUnavailable
+from netiso.backends.kube.access import ACCESS, LB_ACCESS, Access
 from netiso.backends.kube.client import Kube, KubeApiError
 from netiso.backends.kube.naming import RUN_LABEL, RunNames
 from netiso.model.symbols import parse_endpoint
@@ -52,53 +53,6 @@ EXCLUDE_LB_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
 OPENELB_DEFAULT_EIP = "eip.openelb.kubesphere.io/is-default-eip"
 PREDICTED_PROXY_MODES = ("", "iptables")
 WANTED_MODES = {"direct": ("Never", "Never"), "ipip": ("Always", "Never"), "vxlan": ("Never", "Always")}
-
-
-@dataclass(frozen=True)
-class Access:
-    """One permission netiso uses: ``verb`` on ``resource`` (``sub`` = subresource) in ``group``."""
-
-    verb: str
-    resource: str
-    group: str = ""
-    sub: str | None = None
-
-    def __str__(self) -> str:
-        res = f"{self.resource}/{self.sub}" if self.sub else self.resource
-        return f"{self.verb} {res}" + (f" (group {self.group})" if self.group else "")
-
-
-def _acc(verbs: str, resource: str, group: str = "", sub: str | None = None) -> list[Access]:
-    return [Access(v, resource, group, sub) for v in verbs.split()]
-
-
-# Exactly the calls this package makes (tests check each recorded request against rbac.yaml).
-ACCESS: tuple[Access, ...] = tuple(
-    _acc("get list create delete", "namespaces")
-    + _acc("get list", "nodes")
-    + _acc("get list create delete", "pods")
-    + _acc("get create", "pods", sub="exec")
-    + _acc("get list create delete", "services")
-    + _acc("create delete", "serviceaccounts")
-    + _acc("get", "configmaps")
-    + _acc("list", "events")
-    + _acc("list", "endpointslices", "discovery.k8s.io")
-    + _acc("list create delete", "networkpolicies", "networking.k8s.io")
-    + _acc("get create delete", "ingresses", "networking.k8s.io")
-    + _acc("list create delete", "ingressclasses", "networking.k8s.io")
-    + _acc("create delete", "roles", "rbac.authorization.k8s.io")
-    + _acc("create delete", "rolebindings", "rbac.authorization.k8s.io")
-    + _acc("list create delete", "clusterroles", "rbac.authorization.k8s.io")
-    + _acc("list create delete", "clusterrolebindings", "rbac.authorization.k8s.io")
-    + _acc("get create patch delete", "leases", "coordination.k8s.io")
-    + _acc("list", "ippools", "crd.projectcalico.org")
-    + _acc("list", "blockaffinities", "crd.projectcalico.org")
-)
-# Only needed for the scenario's load balancer (checked when a scenario has a LoadBalancer Service).
-LB_ACCESS: dict[str, tuple[Access, ...]] = {
-    "metallb": tuple(_acc("list", "ipaddresspools", "metallb.io") + _acc("list", "servicel2statuses", "metallb.io")),
-    "openelb": tuple(_acc("list", "eips", "network.kubesphere.io") + _acc("get", "pods", sub="log")),
-}
 
 
 @dataclass(frozen=True)
