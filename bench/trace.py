@@ -1,6 +1,6 @@
 """Benchmark of early settling (needs root; builds real namespaces).
 
-    python bench/trace.py [--scenarios DIR] [--drops 20] [--burst 50] [--jobs 3]
+    python bench/trace.py [--scenarios DIR] [--drops 20] [--burst 50] [--jobs 3] [--settle 2]
 
 Measured in one run, each figure with and without tracing, printed with the ratio:
 
@@ -15,7 +15,10 @@ Measured in one run, each figure with and without tracing, printed with the rati
 * how many flows the traced run settled by a rule, and whether both runs gave the same verdicts.
 
 Reported, never asserted: a shared 2-core host is noisy. The matrix runs go first traced, then
-untraced, then traced again, and the better traced figure is reported with both shown.
+untraced, then traced again, and the better traced figure is reported with both shown. Each
+matrix run starts after ``--settle`` idle seconds: the kernel frees a deleted network namespace
+later, in a worker of its own (measured here: a run right after another was up to ~20 % slower), and
+that bill belongs to the run before, whichever mode it was.
 """
 
 from __future__ import annotations
@@ -82,6 +85,17 @@ def dropped_probe_costs(topo: Topology, drops: int, burst: int) -> dict[str, obj
     return out
 
 
+def differences(topos: list[Topology], runs: dict[str, list[list[str]]], limit: int = 5) -> list[str]:
+    """The flows whose verdict is not the same in every run: ``scenario#flow run=verdict ...``."""
+    out = []
+    for s, topo in enumerate(topos):
+        for f in range(len(topo.scenario.flows)):
+            seen = {name: rows[s][f] for name, rows in runs.items()}
+            if len(set(seen.values())) > 1:
+                out.append(f"{topo.name}#{f} " + " ".join(f"{k}={v}" for k, v in seen.items()))
+    return out[:limit]
+
+
 def matrix(topos: list[Topology], jobs: int, trace: bool) -> tuple[float, list[list[str]], int]:
     """The bundled matrix as ``netiso check DIR --jobs N`` runs it (the lab backend), tracing on or off."""
     backend = open_backend("lab", BackendOptions(trace=trace), probers=start_agent_prober)
@@ -103,6 +117,7 @@ def main() -> None:
     ap.add_argument("--drops", type=int, default=20)
     ap.add_argument("--burst", type=int, default=50)
     ap.add_argument("--jobs", type=int, default=3)
+    ap.add_argument("--settle", type=float, default=2.0, help="idle seconds before each matrix run")
     args = ap.parse_args()
     topos = load_topologies([args.scenarios])
     nodeport = next(t for t in topos if t.name == "nodeport-cluster-vxlan")
@@ -118,14 +133,20 @@ def main() -> None:
           f"-> {plain['burst_ms'] / traced['burst_ms']:.1f}x")
 
     flows = sum(len(t.scenario.flows) for t in topos)
-    t1, rows_t1, settled = matrix(topos, args.jobs, trace=True)
-    p, rows_p, _ = matrix(topos, args.jobs, trace=False)
-    t2, rows_t2, settled2 = matrix(topos, args.jobs, trace=True)
+    def settled_matrix(trace: bool) -> tuple[float, list[list[str]], int]:
+        time.sleep(args.settle)
+        return matrix(topos, args.jobs, trace)
+
+    t1, rows_t1, settled = settled_matrix(True)
+    p, rows_p, _ = settled_matrix(False)
+    t2, rows_t2, settled2 = settled_matrix(True)
     best = min(t1, t2)
     same = rows_t1 == rows_p == rows_t2
     print(f"bundled matrix ({len(topos)} scenarios, {flows} flows, --jobs {args.jobs}): plain {p:.1f} s, "
           f"traced {t1:.1f} s / {t2:.1f} s -> {p / best:.1f}x   [target >= 3x]")
     print(f"  flows settled by a rule: {settled} / {settled2} of {flows}; same verdicts traced and plain: {same}")
+    for line in differences(topos, {"traced1": rows_t1, "plain": rows_p, "traced2": rows_t2}):
+        print(f"  differs: {line}")
 
 
 if __name__ == "__main__":

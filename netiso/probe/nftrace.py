@@ -29,7 +29,6 @@ Known difference: a rule whose target is REJECT is recognised from its expressio
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 import struct
@@ -100,6 +99,29 @@ def attributes(data: bytes, offset: int = 0, end: int | None = None) -> Iterator
         offset += (length + 3) & ~3
 
 
+_NLA = struct.Struct("HH")
+
+
+def attribute_map(data: bytes, offset: int = 0) -> dict[int, bytes]:
+    """``{type: payload}`` of the attributes in ``data[offset:]`` (the last one wins), without a generator.
+
+    The trace reader's hot path: the agent decodes ~60 events per traced probe.
+
+    >>> attribute_map(struct.pack("HH", 8, 1) + b"ab\\x00\\x00" + struct.pack("HH", 5, 0x8002) + b"z\\x00\\x00\\x00")
+    {1: b'ab\\x00\\x00', 2: b'z'}
+    """
+    out: dict[int, bytes] = {}
+    end = len(data)
+    unpack = _NLA.unpack_from
+    while offset + 4 <= end:
+        length, kind = unpack(data, offset)
+        if length < 4:
+            break
+        out[kind & NLA_TYPE_MASK] = data[offset + 4: offset + length]
+        offset += (length + 3) & ~3
+    return out
+
+
 def messages(data: bytes) -> Iterator[tuple[int, int, bytes]]:
     """``(type, flags, payload after nlmsghdr)`` of each netlink message in one datagram."""
     offset = 0
@@ -131,8 +153,8 @@ def packet_info(network: bytes, transport: bytes | None) -> PacketInfo | None:
         sport, dport = struct.unpack_from("!HH", transport, 0)
     if transport is not None and len(transport) >= 8 and proto == "TCP":
         seq = struct.unpack_from("!I", transport, 4)[0]
-    return PacketInfo(proto=proto, src=str(ipaddress.IPv4Address(network[12:16])),
-                      dst=str(ipaddress.IPv4Address(network[16:20])), sport=sport, dport=dport,
+    return PacketInfo(proto=proto, src=socket.inet_ntoa(network[12:16]),  # 10x cheaper than ipaddress, same text
+                      dst=socket.inet_ntoa(network[16:20]), sport=sport, dport=dport,
                       ip_id=struct.unpack_from("!H", network, 4)[0], tos=network[1], ttl=network[8],
                       iface_in=None, iface_out=None, seq=seq)
 
@@ -141,9 +163,7 @@ def decode_trace(payload: bytes) -> TraceEvent | None:
     """One NFT_MSG_TRACE payload (after the nlmsghdr: nfgenmsg + attributes)."""
     if len(payload) < 4:
         return None
-    attrs: dict[int, bytes] = {}
-    for kind, value in attributes(payload, 4):
-        attrs[kind] = value
+    attrs = attribute_map(payload, 4)
     if TRACE_ID not in attrs or TRACE_TYPE not in attrs:
         return None
     kind = TRACETYPE.get(struct.unpack("!I", attrs[TRACE_TYPE][:4])[0], "?")
@@ -151,12 +171,9 @@ def decode_trace(payload: bytes) -> TraceEvent | None:
     verdict = ""
     raw_verdict = attrs.get(TRACE_VERDICT)
     if raw_verdict is not None:
-        code, target = None, ""
-        for vkind, value in attributes(raw_verdict):
-            if vkind == 1:
-                code = struct.unpack("!i", value[:4])[0]
-            elif vkind == 2:
-                target = _cstr(value)
+        nested = attribute_map(raw_verdict)
+        code = struct.unpack("!i", nested[1][:4])[0] if 1 in nested else None
+        target = _cstr(nested[2]) if 2 in nested else ""
         verdict = VERDICTS.get(code if code is not None else 99, str(code))
         if target:
             verdict = f"{verdict}:{target}"

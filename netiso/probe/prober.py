@@ -24,7 +24,8 @@ def to_request(probe: LocalProbe) -> ProbeRequest:
 
 
 def to_local(result: ProbeResult) -> LocalResult:
-    return LocalResult(**{k: v for k, v in asdict(result).items() if k in _RESULT_FIELDS})
+    # shallow: asdict() would deep-copy every traced hop of every result
+    return LocalResult(**{k: getattr(result, k) for k in _RESULT_FIELDS})
 
 
 class AgentProber:

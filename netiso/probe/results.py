@@ -104,4 +104,13 @@ class ProbeResult:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """A shallow dict (``path`` holds plain dicts already): ``asdict``'s deep copy of every traced
+        hop cost the agent ~6 ms per traced result, more than the probe itself.
+
+        >>> ProbeResult("1", "allowed", path=[{"node": "w"}]).to_dict()["path"]
+        [{'node': 'w'}]
+        """
+        return {f.name: getattr(self, f.name) for f in _RESULT_FIELDS}
+
+
+_RESULT_FIELDS = fields(ProbeResult)

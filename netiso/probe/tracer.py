@@ -21,11 +21,13 @@ rule, ``netiso.backends.lab.trace.upstream_mark_rules``), kept apart from the pr
 (never in a path, never a ``decidedBy``). A probe that passed its request to the controller
 registers the connections nginx will open for it (``ProbeRequest.upstreams``: controller pod ->
 each endpoint of the upstream serving its Host; :meth:`Tracer.watch_upstreams`); each new
-connection a rule drops is assigned to the oldest waiting probe that needs that (source,
-destination, port), and a probe is settled as dropped once every one of its upstreams has one.
-Why that is sound although a SYN cannot be tied to one request: the rules are static while the
-probes run and none looks at the source port, so a rule that drops one SYN of the controller to
-an endpoint drops every one; and if every endpoint of the upstream is dropped, nginx can only
+connection that an isolation rule drops ("no policy admitted it") is assigned to the oldest
+waiting probe that needs that (source, destination, port), and a probe is settled as dropped once
+every one of its upstreams has one. Why that is sound although a SYN cannot be tied to one
+request: the rules are static while the probes run, and whether policy admits a SYN depends on
+its addresses, destination port and protocol only, never on the source port or on conntrack
+state, so the isolation rule that drops one SYN of the controller to an endpoint drops every one
+(other drops, e.g. conntrack INVALID, settle nothing); and if every endpoint of the upstream is dropped, nginx can only
 answer 504 after its connect timeouts, which the engine classifies as ``dropped`` too. What no
 rule decides (a peer that does not answer, a retry limit below the endpoint count) still waits
 for nginx's answer.
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -47,7 +50,7 @@ from collections.abc import Iterable, Mapping
 from typing import IO, Any
 
 from netiso.backends.trace_parse import TRACE_DSCP, Correlator, PacketInfo, TraceHop, Tuple5, decisions_of, tos_for
-from netiso.oracle.decided import summarize
+from netiso.oracle.decided import from_comment, summarize
 from netiso.probe.netns import NetnsThreads
 from netiso.probe.nftrace import RuleInfo, TraceEvent, dump_rules, hop_of, open_trace_socket, read_events
 
@@ -55,8 +58,6 @@ log = logging.getLogger("netiso.trace")
 
 READY_PORT = 9  # discard: nothing listens in a node namespace
 READY_TIMEOUT_S = 3.0
-DRAIN_QUIET_S = 0.02  # a batch's paths are read once no event came for this long ...
-DRAIN_MAX_S = 0.5  # ... or after this long at most
 DUMP_ENV = "NETISO_TRACE_DUMP"  # a directory: every event is also appended to <dir>/<node>.events
 MAX_UPSTREAM_TRACES = 4096  # per namespace: marked SYNs whose trace is still followed
 MAX_DROPPED_CONNECTIONS = 4096  # dropped upstream connections remembered (a retransmitted SYN is no new one)
@@ -118,23 +119,26 @@ class Tracer:
         self.upstream_dscp = upstream_dscp
         started: list[Monitor] = []
         loop = asyncio.get_running_loop()
+        todo = {netns: node for netns, node in namespaces.items() if netns not in self.monitors}
+        # one hand-off per namespace, all namespaces at once: socket, rule comments, first ready datagram
+        opened = await asyncio.gather(*(self.threads.arun_in(netns, _open_monitor, self.tos) for netns in todo),
+                                      return_exceptions=True)
+        failure: BaseException | None = None
+        for (netns, node), got in zip(todo.items(), opened, strict=True):
+            if isinstance(got, BaseException):
+                failure = failure or got
+                continue
+            sock, rules = got
+            mon = Monitor(netns, node, sock, rules)
+            dump_dir = os.environ.get(DUMP_ENV)
+            if dump_dir:
+                mon.dump = open(os.path.join(dump_dir, f"{node}.events"), "a")  # noqa: SIM115
+            self.monitors[netns] = mon
+            started.append(mon)
+            loop.add_reader(sock.fileno(), self._readable, mon)
         try:
-            for netns, node in namespaces.items():
-                if netns in self.monitors:
-                    continue
-                sock = await self.threads.arun_in(netns, open_trace_socket)
-                try:
-                    rules = await self.threads.arun_in(netns, dump_rules)
-                except BaseException:
-                    sock.close()
-                    raise
-                mon = Monitor(netns, node, sock, rules)
-                dump_dir = os.environ.get(DUMP_ENV)
-                if dump_dir:
-                    mon.dump = open(os.path.join(dump_dir, f"{node}.events"), "a")  # noqa: SIM115
-                self.monitors[netns] = mon
-                started.append(mon)
-                loop.add_reader(sock.fileno(), self._readable, mon)
+            if failure is not None:
+                raise failure
             await self._wait_ready(started)
         except BaseException:
             await self.stop([m.netns for m in started])
@@ -144,9 +148,11 @@ class Tracer:
     async def _wait_ready(self, monitors: list[Monitor]) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
         pending = list(monitors)
+        first = True  # the first datagrams went out when the sockets were opened
         while pending:
-            for mon in pending:
-                await self.threads.arun_in(mon.netns, _send_ready_datagram, self.tos)
+            if not first:
+                await asyncio.gather(*(self.threads.arun_in(m.netns, _send_ready_datagram, self.tos) for m in pending))
+            first = False
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.1):
                     await asyncio.gather(*(m.ready.wait() for m in pending))
@@ -201,7 +207,7 @@ class Tracer:
         if mon.dump is not None:
             mon.dump.write(f"{event.trace_id} {event.table}:{event.chain}:{event.kind}:{event.handle}:{hop.verdict}"
                            f" upstream {pkt!r} {hop.comment or ''}\n")
-        if hop.verdict == "DROP":
+        if hop.verdict == "DROP" and _isolation_drop(hop):
             self._upstream_dropped(pkt, hop)
         return True
 
@@ -293,13 +299,17 @@ class Tracer:
             fut.set_result(hop)
 
     async def drain(self) -> None:
-        """Let a batch's last events arrive (they trail the packets by microseconds)."""
-        start = time.monotonic()
-        while time.monotonic() - start < DRAIN_MAX_S:
-            quiet = time.monotonic() - self.last_event
-            if quiet >= DRAIN_QUIET_S:
-                return
-            await asyncio.sleep(DRAIN_QUIET_S - quiet)
+        """Take in every event already queued on the trace sockets, before a batch's paths are read.
+
+        No waiting is needed: the kernel queues a trace event on the netlink socket synchronously,
+        while the packet is in the hook that reports it, so every event of a probe's first packet
+        is queued before that packet can cause the answer (or the ICMP error, or the settling DROP)
+        that ended the probe. (This replaced a wait for 20 ms without events, which every traced
+        batch paid.)
+        """
+        for mon in list(self.monitors.values()):
+            self._readable(mon)
+        await asyncio.sleep(0)
 
     def result(self, key: str, verdict: str) -> tuple[list[dict[str, Any]], str | None]:
         """(path, decidedBy) of a finished probe; forgets it."""
@@ -308,7 +318,35 @@ class Tracer:
         self._settle.pop(key, None)
         if not hops:
             return [], None
-        return [h.to_dict() for h in hops], summarize(decisions_of(hops), verdict)
+        return [_hop_dict(h) for h in hops], summarize(decisions_of(hops), verdict)
+
+
+def _isolation_drop(hop: TraceHop) -> bool:
+    """True for the drop of an isolated pod that no policy admitted: a function of the packet's
+    addresses, ports and protocol alone (unlike, say, a conntrack INVALID drop, which depends on
+    the state of that one connection), so it drops every SYN of the controller to that endpoint."""
+    decision = from_comment(hop.comment)
+    return decision is not None and decision.kind == "isolation" and decision.verdict == "drop"
+
+
+def _hop_dict(hop: TraceHop) -> dict[str, Any]:
+    """``hop.to_dict()`` without ``asdict``'s recursive deep copy (every field is a str, int or None)."""
+    return {name: getattr(hop, name) for name in _HOP_FIELDS}
+
+
+_HOP_FIELDS = tuple(f.name for f in dataclasses.fields(TraceHop))
+
+
+def _open_monitor(tos: int) -> tuple[socket.socket, dict[tuple[str, str, int], RuleInfo]]:
+    """In a node namespace: the trace socket, the rules' comments, then the first ready datagram."""
+    sock = open_trace_socket()
+    try:
+        rules = dump_rules()
+        _send_ready_datagram(tos)
+    except BaseException:
+        sock.close()
+        raise
+    return sock, rules
 
 
 def _send_ready_datagram(tos: int) -> None:

@@ -152,6 +152,7 @@ class LabRealization(Realization):
         self._requests = {id(p): r for i, p in enumerate(preds) if (r := self._request(i, p)) is not None}
         self._probed.extend(dict.fromkeys(self.lab.net.ns_of(origin_symbol(p)) for p in preds))
         results = {r.id: r for r in self.prober.probe(list(self._requests.values()))}
+        elected: dict[tuple[str, str], str | None] = {}  # (client, VIP) -> node: one neighbour read per pair
         observations = []
         for i, p in enumerate(preds):
             r = results.get(str(i))
@@ -164,7 +165,10 @@ class LabRealization(Realization):
                               decided_by=r.decided_by)
             svc = p.target.service
             if svc is not None and svc.lb_ip and p.target.dst_ip == svc.lb_ip and p.target.origin_kind == "client":
-                obs.elected = announce.who_has(self.lab.net, p.target.origin_name, svc.lb_ip)
+                pair = (p.target.origin_name, svc.lb_ip)
+                if pair not in elected:  # read after the whole batch: the same entry for every flow of the pair
+                    elected[pair] = announce.who_has(self.lab.net, *pair)
+                obs.elected = elected[pair]
             observations.append(obs)
         return observations
 

@@ -1,13 +1,14 @@
 """The lab backend: build a Topology on the real kernel, keep it, tear it down.
 
-``Lab.up()`` runs, in order: namespaces and links (topology.py), the service-network route on
-nodes, per node one ``ipset restore`` and one ``iptables-restore`` of Calico's chains merged
-with kube-proxy's (Calico's hooks first, Felix's accept-mark rule last, as on a real node) and,
-when the lab is to be traced (``trace_rules``), the raw table's TRACE rules (trace.py) in the
-same document, the IP-in-IP forwarder (ipip mode: its interpreter starts while the rules load;
-it is waited for before anything else), the VIP announcements (announce.py) and the nginx
-ingress controllers (ingress.py). Any failure tears the run down before the error propagates, so bad
-input or a missing tool leaves nothing behind.
+``Lab.up()`` runs, in order: namespaces, links and routes (topology.py, the service-network
+route on nodes included); per node one ``ipset restore`` and one ``iptables-restore`` of
+Calico's chains merged with kube-proxy's (Calico's hooks first, Felix's accept-mark rule last,
+as on a real node) and, when the lab is to be traced (``trace_rules``), the raw table's TRACE
+rules (trace.py) in the same document, with the upstream-SYN mark of each ingress controller
+pod loaded alongside; the IP-in-IP forwarder (ipip mode: its interpreter starts while the rules
+load, and is waited for right after them); the VIP announcements (announce.py) and the nginx
+ingress controllers (ingress.py). Any failure tears the run down before the error propagates,
+so bad input or a missing tool leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -86,7 +87,6 @@ class Lab:
 
         def load(node: str) -> None:
             ns = self.net.nodes[node].netns  # type: ignore[union-attr]
-            run.ip_batch(ns, [f"route replace {topo.service_network} dev eth0 scope link"])
             rs, ipsets = calico.render_calico(topo, node)
             parts = [rs, kubeproxy.render_kube_proxy(topo, node), calico.render_forward_tail()]
             if self.trace_rules:
@@ -96,8 +96,13 @@ class Lab:
                 run.run(["ipset", "restore"], netns=ns, input=ipsets)
             run.run(["iptables-restore", "-w"], netns=ns, input=doc)
 
+        def mark(pod: Any) -> None:  # a traced lab's controller pods mark nginx's upstream SYNs (trace.py)
+            trace.install_upstream_marks(run, self.net.ns_of(pod.symbol))  # type: ignore[union-attr]
+
+        marks = [c.pod for c in ingress.controllers_of(topo)] if self.trace_rules else []
         with ThreadPoolExecutor(max_workers=4) as pool:
-            list(pool.map(load, list(topo.nodes)))
+            for fut in [*(pool.submit(load, n) for n in topo.nodes), *(pool.submit(mark, p) for p in marks)]:
+                fut.result()
 
     def down(self) -> float:
         """Stop every process of the run by PID, delete its namespaces; returns seconds taken."""

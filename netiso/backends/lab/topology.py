@@ -24,6 +24,8 @@ Lab-only choices (each needed because a lab node, unlike a real one, has no defa
   request came in on. A real node's default route provides that for ``169.254.1.1`` (pods ARP
   for their gateway on ``cali…``); here ``169.254.1.1/32 dev nxsink0`` does. The LoadBalancer
   announcer routes an announced VIP there too (see announce.py). Anything sent to it is dropped.
+* nodes route the Service network out of ``eth0`` (``serviceNetwork dev eth0 scope link``): a
+  real node reaches it by its default route; kube-proxy's DNAT rewrites it before it leaves.
 * clients get a route to every node's pod block via that node (the "external router knows the
   pod routes" assumption of BGP/direct networks), so ``client -> pod:`` flows are possible.
 * IPv6 is disabled in every lab namespace (no DAD/RS/MLD chatter in captures; the lab is IPv4).
@@ -331,6 +333,8 @@ def _node_lines(labnet: LabNet, n: NodeNet) -> list[str]:
         f"link set {SINK_DEV} up",
         f"route add {POD_GATEWAY}/32 dev {SINK_DEV}",
         f"route add blackhole {n.block} proto {PROTO_FELIX if enc == 'vxlan' else PROTO_BIRD}",
+        # the Service network is reachable on the node network (kube-proxy DNATs before routing)
+        f"route replace {labnet.topology.service_network} dev {NODE_IF} scope link",
     ]
     for p in labnet.pods.values():
         if p.node != n.name:

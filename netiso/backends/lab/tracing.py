@@ -8,8 +8,8 @@ adapter with the same two methods): it must offer ``trace_start({netns: node}, d
 upstream_dscp=...)`` and ``trace_stop([netns])``; the lab does not import the probe layer.
 
 A lab built with ``Lab(trace_rules=True)`` already has the TRACE rules (loaded with the node
-rules, one ``iptables-restore`` per node instead of two); any other lab gets them here. Each
-ingress controller pod gets the mangle rule that marks nginx's upstream SYNs
+rules, one ``iptables-restore`` per node instead of two) and the upstream marks; any other lab
+gets them here: each ingress controller pod gets the mangle rule that marks nginx's upstream SYNs
 (:func:`netiso.backends.lab.trace.upstream_mark_rules`), so that a probe whose backend leg a
 rule drops is settled as soon as the trace shows it (``netiso.probe.tracer``).
 """
@@ -39,7 +39,8 @@ def start_tracing(lab: Any, prober: Any, dscp: int = TRACE_DSCP, upstream_dscp: 
     if not (getattr(lab, "trace_rules", False) and dscp == TRACE_DSCP and upstream_dscp == UPSTREAM_DSCP):
         installs += [(lambda ns: install_trace_rules(lab.run, ns, lab.topo, dscp, upstream_dscp), ns)
                      for ns in node_namespaces(lab)]
-    installs += [(lambda ns: install_upstream_marks(lab.run, ns, upstream_dscp), ns) for ns in controller_namespaces(lab)]
+        installs += [(lambda ns: install_upstream_marks(lab.run, ns, upstream_dscp), ns)
+                     for ns in controller_namespaces(lab)]
     if len(installs) == 1:
         installs[0][0](installs[0][1])
     elif installs:
