@@ -378,8 +378,10 @@ class Correlator:
             return False
         self._owner[ident] = probe
         probe.traces.append(trace)
-        # path order = hop order: each forwarding node decrements the TTL its successor sees
-        probe.traces.sort(key=lambda t: -(t.first.ttl or 0) if t.first else 0)
+        # path order = hop order: each forwarding node decrements the TTL its successor sees; a packet a
+        # node sends itself reaches the next node with the same TTL, so on a tie the sender (its trace
+        # starts in OUTPUT) comes first - otherwise the order would follow event arrival
+        probe.traces.sort(key=_hop_order)
         probe.nodes.add(trace.node)
         self._learn(probe, trace)
         stop = trace.stop
@@ -418,3 +420,10 @@ class Correlator:
     def traced(self, key: str) -> bool:
         probe = self._probes.get(key)
         return bool(probe and probe.traces)
+
+
+def _hop_order(trace: PacketTrace) -> tuple[int, int]:
+    """Sort key of a probe's per-node traces: higher TTL first, a locally sent packet before its receiver."""
+    ttl = trace.first.ttl if trace.first is not None and trace.first.ttl is not None else 0
+    sent_here = bool(trace.hops) and trace.hops[0].chain == "OUTPUT"
+    return (-ttl, 0 if sent_here else 1)

@@ -219,3 +219,19 @@ def test_a_packet_that_comes_back_to_its_first_node_through_another_is_followed_
     corr.feed_event("worker2", "b", pkt("198.18.0.11", "100.64.1.1", 8080, 63), None)  # DNAT to a pod on worker
     corr.feed_event("worker", "c", pkt("100.64.2.0", "100.64.1.1", 8080, 62), allow)  # back on worker
     assert [h.decision for h in corr.path("p")] == ["profile shop ingress allow"]
+
+
+def test_a_host_sent_packet_orders_its_sender_before_the_receiver_though_their_ttls_tie() -> None:
+    """``node:worker2 -> nodeport@worker``: worker2's own packet reaches worker with the TTL it left
+    with (a host does not decrement what it sends), so TTL alone cannot order the two nodes; the
+    trace that starts in OUTPUT is the sender. Whatever order the events arrive in, the path is the same."""
+    from netiso.backends.trace_parse import PacketInfo, PacketTrace, TraceHop, _hop_order
+
+    pkt = PacketInfo("TCP", "198.18.0.12", "198.18.0.11", 40000, 30000, 7, 0xb4, 64, None, "eth0")
+
+    def trace(node: str, chain: str) -> PacketTrace:
+        return PacketTrace(node, "1", [pkt], [TraceHop(node, "raw", chain, 2, "CONTINUE")])
+
+    sender, receiver = trace("worker2", "OUTPUT"), trace("worker", "PREROUTING")
+    for arrival in ([sender, receiver], [receiver, sender]):
+        assert [t.node for t in sorted(arrival, key=_hop_order)] == ["worker2", "worker"]
