@@ -170,3 +170,22 @@ def test_emulated_api_lease_keeper_thread_renews_until_stopped(fake_cluster, kub
     assert keeper.renewals >= 2
     assert not keeper.running  # stop() ended the thread: no renewal after it
     real.down()
+
+
+def test_emulated_api_pods_refused_until_the_namespace_has_its_service_account_are_retried(fake_cluster, kube_backend) -> None:
+    """A real API server refuses pods in a brand-new namespace until the ServiceAccount controller
+    has created ``default`` (403 "error looking up service account"); the realization retries them
+    instead of failing the run, and a pod refused longer than the bound is a clear error."""
+    seed_cluster(fake_cluster)
+    backend = kube_backend()
+    topo = topo_of(NODEPORT)
+    backend.preflight([topo])
+    fake_cluster.service_account_lag("nx0a1b2c-shop", 2)
+    realization = backend.realize(topo)
+    try:
+        refused = [r for r in fake_cluster.requests if r.method == "POST" and r.path.endswith("/namespaces/nx0a1b2c-shop/pods")
+                   and r.status == 403]
+        assert len(refused) == 2  # refused twice, then created
+        assert fake_cluster.list("v1", "Pod", "nx0a1b2c-shop")
+    finally:
+        realization.down()

@@ -335,6 +335,8 @@ class Kube:
             return BackendUnavailable(f"the API server of {where} rejected the credentials (401 Unauthorized) "
                                       f"while trying to {what}: renew the token/certificate in {self.target.kubeconfig}")
         if status == 403:
+            if "serviceaccount" in message and "not found" in message:
+                return KubeApiError(status, reason, message, what)  # a new namespace's default SA: transient, retried
             if "PodSecurity" in message or "admission webhook" in message:
                 return BackendUnavailable(f"the cluster's admission refused to {what}: {message} (403); netiso's pods "
                                           "need Pod Security 'baseline' in project namespaces and 'privileged' in the "

@@ -42,6 +42,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import yaml
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_fixed
 
 from netiso.backends.base import BackendUnavailable, Realization
 from netiso.backends.kube import manifests
@@ -88,6 +89,7 @@ class Timeouts:
     """Bounded waits (seconds); tests shorten them."""
 
     pods_ready: float = 300.0
+    service_account: float = 30.0  # a new namespace's default ServiceAccount (pods are refused until it exists)
     lb_ip: float = 120.0
     ingress_sync: float = 90.0  # not fatal: ingress-nginx publishes an Ingress' status once it has synced it
     delete: float = 120.0
@@ -172,7 +174,13 @@ class KubeRealization(ReadinessWaits, Realization):
     def _create(self, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata") or {}
         try:
-            self.kube.create(obj)
+            # a new namespace's ``default`` ServiceAccount appears a moment after the namespace; until
+            # then the ServiceAccount admission plugin refuses pods (plugin/pkg/admission/serviceaccount)
+            for attempt in Retrying(stop=stop_after_delay(self.timeouts.service_account),
+                                    wait=wait_fixed(min(self.timeouts.poll, 0.5)),
+                                    retry=retry_if_exception(_service_account_not_ready), reraise=True):
+                with attempt:
+                    self.kube.create(obj)
         except KubeApiError as exc:
             if exc.status == 409 and obj["kind"] == "Namespace":
                 check_namespaces(self.kube, self.names, self.planned)  # raises for a foreign one
@@ -468,6 +476,12 @@ class KubeRealization(ReadinessWaits, Realization):
 def _source(pred: Prediction) -> str:
     t = pred.target
     return t.origin_name if t.origin_kind == "pod" else f"{t.origin_kind}:{t.origin_name}"
+
+
+def _service_account_not_ready(exc: BaseException) -> bool:
+    """The 403 a pod gets while its namespace's ServiceAccount does not exist yet (not an RBAC refusal)."""
+    message = getattr(exc, "message", "") or ""
+    return isinstance(exc, KubeApiError) and exc.status == 403 and "serviceaccount" in message and "not found" in message
 
 
 def _clean(obj: Mapping[str, Any]) -> dict[str, Any]:

@@ -103,6 +103,12 @@ class FakeCluster:
         matches any verb, resource or group."""
         self.server.deny(verb, resource, group)
 
+    def service_account_lag(self, namespace: str, refusals: int) -> None:
+        """The next ``refusals`` pod creates in ``namespace`` are refused as the ServiceAccount
+        admission plugin refuses them while the namespace's ``default`` ServiceAccount does not exist
+        yet (a fresh namespace on a real cluster, for a few milliseconds)."""
+        self.server.service_account_lag[namespace] = refusals
+
     def pod_never_ready(self, name: str, namespace: str | None = None,
                         event: str = 'Failed to pull image "registry.k8s.io/e2e-test-images/agnhost:2.53": '
                                       "rpc error: code = NotFound desc = failed to pull and unpack image",

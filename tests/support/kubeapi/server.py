@@ -101,6 +101,7 @@ class KubeApiServer:
     requests: list[RecordedRequest] = field(default_factory=list)
     pod_logs: dict[tuple[str, str], str] = field(default_factory=dict)  # (namespace, pod) -> log text
     denials: list[Denial] = field(default_factory=list)
+    service_account_lag: dict[str, int] = field(default_factory=dict)  # namespace -> pod creates refused (no default SA yet)
     url: str = ""
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
@@ -297,6 +298,9 @@ class KubeApiServer:
             if not isinstance(body, dict):
                 raise status.bad_request("the body of the request was not a JSON object")
             self._check_kind(res, body)
+            if (res.group, res.plural) == ("", "pods") and self.service_account_lag.get(t.namespace or "", 0) > 0:
+                self.service_account_lag[t.namespace or ""] -= 1  # the ServiceAccount controller has not caught up
+                raise status.service_account_missing(str((body.get("metadata") or {}).get("name", "")), t.namespace or "")
             return self._json(self.store.create(res, t.namespace, body), 201)
         if verb == "update":
             if not isinstance(body, dict):

@@ -109,3 +109,11 @@ def success(name: str, group: str, plural: str, uid: str) -> dict[str, Any]:
     d = _details(name, group, plural)
     d["uid"] = uid
     return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": d}
+
+
+def service_account_missing(name: str, namespace: str) -> ApiError:
+    """What the ServiceAccount admission plugin answers while a new namespace has no ``default``
+    ServiceAccount yet (kubernetes plugin/pkg/admission/serviceaccount/admission.go)."""
+    msg = (f'pods "{name}" is forbidden: error looking up service account {namespace}/default: '
+           'serviceaccount "default" not found')
+    return ApiError(403, "Forbidden", msg, _details(name, "", "pods"))
