@@ -37,9 +37,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from netiso.backends.lab.backend import PROBE_TIMEOUT_S
+from netiso.backends.lab.backend import DEFAULT_JOBS, PROBE_TIMEOUT_S
 from netiso.backends.lab.lab import Lab
-from netiso.checking import DEFAULT_JOBS, check_many
+from netiso.checking import check_many
 from netiso.model.addressing import load_topologies
 from netiso.model.types import Topology
 from netiso.probe.agent import ProbeAgent

@@ -30,8 +30,6 @@ from netiso.progress import Progress
 
 log = logging.getLogger("netiso.check")
 
-DEFAULT_JOBS = 3  # scenarios realized side by side on the lab (a backend may choose its own default)
-
 
 @dataclass
 class FlowResult:
@@ -132,16 +130,19 @@ def check_many(topos: list[Topology], *, jobs: int | None = None, on_result: Cal
     return results
 
 
-def backend_options(args: argparse.Namespace) -> BackendOptions:
-    """The backend part of the command line (check and minimal-config share it)."""
+def backend_options(args: Any, flag_prefix: str = "--") -> BackendOptions:
+    """The backend part of the command line (check, minimal-config, clean, and the pytest plugin's
+    ``--netiso-*`` options with ``flag_prefix="--netiso-"``): bad pairs name the flag as the user spelt it."""
     from netiso.cli_options import parse_pairs
 
     return BackendOptions(
         jobs=getattr(args, "jobs", None),
         kubeconfig=getattr(args, "kubeconfig", None),
         context=getattr(args, "context", None),
-        node_map=parse_pairs(getattr(args, "node_map", None) or [], "--node-map", "SCENARIO_NODE=CLUSTER_NODE"),
-        clients=parse_pairs(getattr(args, "client", None) or [], "--client", "NAME=COMMAND", split_commas=False),
+        node_map=parse_pairs(getattr(args, "node_map", None) or [], f"{flag_prefix}node-map",
+                             "SCENARIO_NODE=CLUSTER_NODE"),
+        clients=parse_pairs(getattr(args, "client", None) or [], f"{flag_prefix}client", "NAME=COMMAND",
+                            split_commas=False),
         image_registry=getattr(args, "image_registry", None),
         keep_cluster=bool(getattr(args, "keep_cluster", False)),
         dry_run=bool(getattr(args, "dry_run", False)),
@@ -207,6 +208,7 @@ def _dry_run(args: argparse.Namespace, options: BackendOptions, topos: list[Topo
 
 def run_check(args: argparse.Namespace) -> int:
     from netiso.model.addressing import load_topologies
+    from netiso.probe.agent import AgentError
     from netiso.report.document import document
     from netiso.report.table import check_table
 
@@ -240,12 +242,8 @@ def run_check(args: argparse.Namespace) -> int:
     except BackendUnavailable as exc:
         # the backend removed what it had built before the error got here: nothing is left half-built
         raise InputError(str(exc)) from None
-    except Exception as exc:
-        from netiso.probe.agent import AgentError
-
-        if isinstance(exc, AgentError):
-            raise InputError(f"the {args.backend} backend could not start: {exc}") from None
-        raise
+    except AgentError as exc:
+        raise InputError(f"the {args.backend} backend could not start: {exc}") from None
     finally:
         backend.close()
         progress.close()

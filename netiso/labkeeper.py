@@ -30,7 +30,7 @@ KEPT_LOG = Path("/run/netiso/kept-lab.log")
 
 def keeper_main(argv: list[str]) -> int:
     """The keeper process: build, serve, report ready, wait for SIGTERM, tear down."""
-    from netiso.backends import BackendOptions, BackendUnavailable, open_backend
+    from netiso.backends import BackendOptions, open_backend
     from netiso.model.addressing import load_topologies
     from netiso.probe.prober import start_agent_prober
 
@@ -47,7 +47,7 @@ def keeper_main(argv: list[str]) -> int:
     try:
         try:
             realization = backend.realize(topo)
-        except (BackendUnavailable, Exception) as exc:
+        except Exception as exc:  # BackendUnavailable or anything else: the caller gets the reason
             print(json.dumps({"error": str(exc)}), flush=True)
             return 2
         try:

@@ -37,8 +37,6 @@ from netiso.model.types import FlowSpec, Scenario, Topology
 from netiso.oracle.minimal import Entry, MinimalConfig, minimal_config, minimal_json, rule_name
 from netiso.oracle.predict import predict_all
 
-DEFAULT_JOBS = 3
-
 
 @dataclass(frozen=True)
 class Claim:
@@ -148,11 +146,10 @@ def _backend_runner(jobs: int | None, backend: Any = None) -> Runner:
     return run
 
 
-def prove(results: Sequence[MinimalConfig], *, jobs: int | None = DEFAULT_JOBS, runner: Runner | None = None,
+def prove(results: Sequence[MinimalConfig], *, jobs: int | None = None, runner: Runner | None = None,
           backend: Any = None) -> list[ProofLab]:
-    """Run every proof lab (``jobs`` side by side) and set ``verified``/``proof`` on each project.
-
-    ``backend`` (from ``netiso.backends.open_backend``) defaults to the lab.
+    """Run every proof lab (``jobs`` side by side, default: the backend's) and set ``verified``/``proof``
+    on each project. ``backend`` (from ``netiso.backends.open_backend``) defaults to the lab.
     """
     labs = [lab for r in results for lab in proof_labs(r)]
     outcomes = (runner or _backend_runner(jobs, backend))([lab.topo for lab in labs])

@@ -52,6 +52,7 @@ def resolve(scenario: Scenario, facts: ClusterFacts | None = None) -> Topology:
     plan = scenario.cluster.network
     enc = scenario.cluster.encapsulation
     node_net = ipaddress.ip_network(facts.node_network or plan.nodeNetwork, strict=False)
+    plan_node_net = ipaddress.ip_network(plan.nodeNetwork)
     plan_pod_net = ipaddress.ip_network(plan.podNetwork)
     pod_net = ipaddress.ip_network(facts.pod_network or plan.podNetwork, strict=False)
     svc_net = ipaddress.ip_network(facts.service_network or plan.serviceNetwork, strict=False)
@@ -63,7 +64,7 @@ def resolve(scenario: Scenario, facts: ClusterFacts | None = None) -> Topology:
     for i, name in enumerate(scenario.cluster.nodes):
         base = plan_pod_net.network_address + i * 256
         block = plan_blocks[name] = ipaddress.ip_network(f"{base}/{plan.blockSize}")
-        plan_node_ip = str(ipaddress.ip_network(plan.nodeNetwork).network_address + 10 + i)
+        plan_node_ip = str(plan_node_net.network_address + 10 + i)
         nodes[name] = NodeInfo(
             name=name, index=i, ip=facts.node_ips.get(name, plan_node_ip), block=facts.blocks.get(name, str(block)),
             tunnel_ip=(facts.tunnel_ips[name] if name in facts.tunnel_ips else
@@ -71,7 +72,6 @@ def resolve(scenario: Scenario, facts: ClusterFacts | None = None) -> Topology:
             lb_excluded=facts.lb_excluded.get(name, multi and i == 0),
             cluster_name=facts.node_names.get(name, ""),
         )
-    plan_node_net = ipaddress.ip_network(plan.nodeNetwork)
     clients = {c: ClientInfo(c, facts.client_ips.get(c, str(plan_node_net.network_address + 100 + j)))
                for j, c in enumerate(scenario.cluster.clients)}
 
