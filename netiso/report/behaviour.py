@@ -44,10 +44,10 @@ import yaml
 
 from netiso.model.addressing import resolve
 from netiso.model.loader import loads
-from netiso.model.types import Scenario, Topology
+from netiso.model.types import Scenario, ServiceInfo, Topology
 from netiso.oracle.minimal import MinimalConfig, minimal_config
 from netiso.oracle.paths import TUNNEL_DEV
-from netiso.oracle.predict import Prediction, predict_all, source_symbol
+from netiso.oracle.predict import Prediction, predict_all
 from netiso.oracle.profile import DEFAULT_PROFILE
 
 MODES = ("direct", "ipip", "vxlan")
@@ -265,9 +265,13 @@ class Row:
         return self.case.mode
 
 
-def _entry(case: Case, spec: RowSpec, pred: Prediction) -> tuple[str, bool]:
-    topo = case.plain_topo
+def _exposed_service(pred: Prediction) -> ServiceInfo | None:
+    """The Service the flow enters by: the ingress controller's for an ingress, else the target's."""
     t = pred.target
+    return t.ingress.controller.service if t.ingress is not None else t.service
+
+
+def _entry(spec: RowSpec, pred: Prediction) -> tuple[str, bool]:
     if spec.exposure in ("pod", "ClusterIP"):
         if spec.src.startswith("pod:"):
             node = spec.src.split("@", 1)[1]
@@ -276,12 +280,8 @@ def _entry(case: Case, spec: RowSpec, pred: Prediction) -> tuple[str, bool]:
         else:  # a client routes the pod block to the node that owns it
             node = ENDPOINT_NODE
         return node, node == ENDPOINT_NODE
-    if spec.exposure.startswith("Ingress"):
-        assert t.ingress is not None
-        svc = t.ingress.controller.service
-        node = spec.dst.split("@", 1)[1] if "@" in spec.dst else (svc.lb_node or "none")
-        return node, node in svc.endpoint_nodes()
-    svc = topo.services[spec.dst.split(":", 1)[1].split("@", 1)[0]]
+    svc = _exposed_service(pred)
+    assert svc is not None
     node = spec.dst.split("@", 1)[1] if "@" in spec.dst else (svc.lb_node or "none")
     return node, node in svc.endpoint_nodes()
 
@@ -293,7 +293,7 @@ def _policy_sees(pred: Prediction) -> list[str]:
         for hop in outcome.hops:
             check = getattr(hop, "check", None)
             if check is not None and check.pod.project == PROJECT:
-                sym = source_symbol(pred.topo, check.src_ip, pred.target)
+                sym = pred.symbol(check.src_ip)
                 if sym not in out:
                     out.append(sym)
     return out
@@ -314,7 +314,7 @@ def _whitelist_text(result: MinimalConfig, spec: RowSpec, has_endpoint: bool) ->
 
 
 def _symbol(pred: Prediction, ip: str | None) -> str | None:
-    return None if ip is None else source_symbol(pred.topo, ip, pred.target)
+    return None if ip is None else pred.symbol(ip)
 
 
 def build_rows(cases: Sequence[Case]) -> list[Row]:
@@ -324,7 +324,7 @@ def build_rows(cases: Sequence[Case]) -> list[Row]:
         for i, spec in enumerate(specs):
             plain, white = case.plain_preds[i], case.white_preds[i]
             assert (plain.flow.src, plain.flow.dst) == (spec.src, spec.dst)
-            entry, has_ep = _entry(case, spec, plain)
+            entry, has_ep = _entry(spec, plain)
             label = spec.exposure
             if spec.lb_only:
                 label += " · " + {"metallb": "MetalLB", "openelb": "OpenELB"}[case.lb]
@@ -458,8 +458,7 @@ def _service(row: Row) -> bool:
 
 
 def _endpoint_nodes(row: Row) -> tuple[str, ...]:
-    target = row.case.plain_preds[row.index].target
-    svc = target.ingress.controller.service if target.ingress is not None else target.service
+    svc = _exposed_service(row.case.plain_preds[row.index])
     return svc.endpoint_nodes() if svc is not None else ()
 
 
