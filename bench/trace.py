@@ -32,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support
 
 from netiso.backends import BackendOptions, open_backend
+from netiso.backends.lab.backend import origin_symbol
 from netiso.backends.lab.lab import Lab
 from netiso.checking import check_many
 from netiso.model.addressing import load_topologies
@@ -56,7 +57,7 @@ def dropped_probe_costs(topo: Topology, drops: int, burst: int) -> dict[str, obj
             assert lab.net is not None
             served = serve(lab, agent, preds)
             t = pred.target
-            ns = lab.net.ns_of(f"{t.origin_kind}:{t.origin_name}")
+            ns = lab.net.ns_of(origin_symbol(pred))
             for traced in (False, True):
                 if traced:
                     start_tracing(lab, agent)

@@ -33,10 +33,11 @@ probe sockets set it.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from netiso.oracle.decided import Decision, from_comment
@@ -110,11 +111,15 @@ class TraceHop:
     decision: str | None = None  # str(Decision) when the comment carries a netiso token
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The hop as a JSON-ready dict, without ``asdict``'s recursive deep copy (every field is a str, int or None)."""
+        return {name: getattr(self, name) for name in _HOP_FIELDS}
 
     @property
     def stops(self) -> bool:
         return self.verdict in STOP_VERDICTS
+
+
+_HOP_FIELDS = tuple(f.name for f in dataclasses.fields(TraceHop))
 
 
 def parse_packet(line: str) -> tuple[str, PacketInfo] | None:
@@ -416,10 +421,6 @@ class Correlator:
         if probe is None:
             return []
         return [h for t in probe.traces for h in t.interesting_hops()]
-
-    def traced(self, key: str) -> bool:
-        probe = self._probes.get(key)
-        return bool(probe and probe.traces)
 
 
 def _hop_order(trace: PacketTrace) -> tuple[int, int]:

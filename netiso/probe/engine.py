@@ -55,10 +55,10 @@ from netiso.probe.classify import (
 )
 from netiso.probe.netns import NetnsThreads, make_sockets
 from netiso.probe.results import ProbeRequest, ProbeResult, ProbeVerdict
+from netiso.probe.tracer import Tracer, UpstreamWatch, describe_stop, describe_upstream_stop
 
 if TYPE_CHECKING:
     from netiso.backends.trace_parse import TraceHop
-    from netiso.probe.tracer import Tracer, UpstreamWatch
 
 DEFAULT_PER_DESTINATION = 64
 DEFAULT_GLOBAL_LIMIT = 512
@@ -284,7 +284,7 @@ class ProbeEngine:
                     else:
                         hop = await traced.connect(sock, req)
                         if hop is not None:
-                            return "dropped", _stop_detail(hop), {}
+                            return "dropped", describe_stop(hop), {}
                 stage = "answer"
                 # a proxy's upstream connections are followed from before the request leaves
                 watch = traced.watch_upstreams(req) if traced is not None else None
@@ -348,7 +348,7 @@ class ProbeEngine:
                         else:
                             got = await traced.recv_or_stop(sock)
                             if not isinstance(got, bytes):
-                                return "dropped", _stop_detail(got), {}
+                                return "dropped", describe_stop(got), {}
                             answer = got
                     break
                 except TimeoutError:
@@ -442,18 +442,6 @@ async def _recv_or(sock: socket.socket, stop: asyncio.Future[TraceHop]) -> bytes
     if recv.done() and not recv.cancelled():
         return recv.result()
     return stop.result()
-
-
-def _stop_detail(hop: TraceHop) -> str:
-    from netiso.probe.tracer import describe_stop
-
-    return describe_stop(hop)
-
-
-def describe_upstream_stop(watch: UpstreamWatch) -> str:
-    from netiso.probe.tracer import describe_upstream_stop as describe
-
-    return describe(watch)
 
 
 async def run_probes(requests: Iterable[ProbeRequest], engine: ProbeEngine | None = None) -> list[ProbeResult]:

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import socket
@@ -178,13 +177,18 @@ class Tracer:
             return
         if self.upstream_dscp is not None and self._upstream_event(mon, event):
             return
+        hop = self._hop(mon, event, pkt)
+        self.correlator.feed_event(mon.node, event.trace_id, pkt, hop)
+
+    def _hop(self, mon: Monitor, event: TraceEvent, pkt: PacketInfo | None, tag: str = "") -> TraceHop:
+        """The event as a hop with its rule's comment (refetched once when the rule is unknown), dumped if asked."""
         if event.handle is not None and (event.table, event.chain, event.handle) not in mon.rules:
             self._refresh(mon)
         hop = hop_of(mon.node, event, mon.rules)
         if mon.dump is not None:
             mon.dump.write(f"{event.trace_id} {event.table}:{event.chain}:{event.kind}:{event.handle}:{hop.verdict}"
-                           f" {pkt!r} {hop.comment or ''}\n")
-        self.correlator.feed_event(mon.node, event.trace_id, pkt, hop)
+                           f" {tag}{pkt!r} {hop.comment or ''}\n")
+        return hop
 
     def _upstream_event(self, mon: Monitor, event: TraceEvent) -> bool:
         """Follow a marked upstream SYN (True: the event was one of its, and is kept from the correlator)."""
@@ -201,12 +205,7 @@ class Tracer:
             pkt = mon.upstream.get(event.trace_id)
             if pkt is None:
                 return False
-        if event.handle is not None and (event.table, event.chain, event.handle) not in mon.rules:
-            self._refresh(mon)
-        hop = hop_of(mon.node, event, mon.rules)
-        if mon.dump is not None:
-            mon.dump.write(f"{event.trace_id} {event.table}:{event.chain}:{event.kind}:{event.handle}:{hop.verdict}"
-                           f" upstream {pkt!r} {hop.comment or ''}\n")
+        hop = self._hop(mon, event, pkt, "upstream ")
         if hop.verdict == "DROP" and _isolation_drop(hop):
             self._upstream_dropped(pkt, hop)
         return True
@@ -318,7 +317,7 @@ class Tracer:
         self._settle.pop(key, None)
         if not hops:
             return [], None
-        return [_hop_dict(h) for h in hops], summarize(decisions_of(hops), verdict)
+        return [h.to_dict() for h in hops], summarize(decisions_of(hops), verdict)
 
 
 def _isolation_drop(hop: TraceHop) -> bool:
@@ -327,14 +326,6 @@ def _isolation_drop(hop: TraceHop) -> bool:
     the state of that one connection), so it drops every SYN of the controller to that endpoint."""
     decision = from_comment(hop.comment)
     return decision is not None and decision.kind == "isolation" and decision.verdict == "drop"
-
-
-def _hop_dict(hop: TraceHop) -> dict[str, Any]:
-    """``hop.to_dict()`` without ``asdict``'s recursive deep copy (every field is a str, int or None)."""
-    return {name: getattr(hop, name) for name in _HOP_FIELDS}
-
-
-_HOP_FIELDS = tuple(f.name for f in dataclasses.fields(TraceHop))
 
 
 def _open_monitor(tos: int) -> tuple[socket.socket, dict[tuple[str, str, int], RuleInfo]]:

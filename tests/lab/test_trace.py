@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from netiso.backends.lab.backend import origin_symbol
 from netiso.backends.lab.lab import Lab
 from netiso.model.addressing import load_topologies
 from netiso.model.types import Topology
@@ -45,7 +46,7 @@ def _probe_one(agent: ProbeAgent, topo: Topology, src: str, dst: str) -> ProbeRe
         served = serve(lab, agent, preds)
         start_tracing(lab, agent)
         t = pred.target
-        origin = t.origin_name if t.origin_kind == "pod" else f"{t.origin_kind}:{t.origin_name}"
+        origin = origin_symbol(pred)
         req = ProbeRequest("p", lab.net.ns_of(origin), t.dst_ip or "", t.dst_port, t.protocol,
                            timeout=LONG_TIMEOUT_S, trace=True)
         result = agent.probe([req])[0]
@@ -77,10 +78,10 @@ def test_a_dropped_udp_probe_is_settled_by_kube_proxys_drop_without_local_endpoi
 @pytest.mark.parametrize(("file", "name"), [("nodeport.yaml", "nodeport-cluster-vxlan"),
                                             ("udp.yaml", "udp-nodeport-vxlan"),
                                             ("host-network.yaml", "host-network-ipip")])
-def test_tracing_changes_no_verdict_and_no_source(agent: ProbeAgent, file: str, name: str) -> None:
+def test_tracing_changes_no_verdict_and_no_source(file: str, name: str) -> None:
     topo = topology(file, name)
-    traced = check_scenario_traced(topo, agent, trace=True)
-    plain = check_scenario_traced(topo, agent, trace=False)
+    traced = check_scenario_traced(topo, trace=True)
+    plain = check_scenario_traced(topo, trace=False)
     assert [r.obs.verdict for r in traced.results] == [r.obs.verdict for r in plain.results]
     for t, p in zip(traced.results, plain.results, strict=True):
         assert t.obs.answered_by == p.obs.answered_by
@@ -90,10 +91,10 @@ def test_tracing_changes_no_verdict_and_no_source(agent: ProbeAgent, file: str, 
 
 
 @pytest.mark.parametrize("file", ["nodeport.yaml", "ingress.yaml", "internal-whitelist.yaml", "egress-whitelist.yaml"])
-def test_the_kernel_decides_every_flow_by_the_rule_the_oracle_predicts(agent: ProbeAgent, file: str) -> None:
+def test_the_kernel_decides_every_flow_by_the_rule_the_oracle_predicts(file: str) -> None:
     decided = 0
     for topo in load_topologies([str(SCENARIOS / file)]):
-        res = check_scenario_traced(topo, agent, trace=True)
+        res = check_scenario_traced(topo, trace=True)
         for r in res.results:
             assert not r.problems, f"{topo.name}: {r.pred.flow.label}: {r.problems}"
             predicted = {d for o, d in zip(r.pred.outcomes, r.pred.outcome_decided_by, strict=True)

@@ -12,9 +12,9 @@ import atexit
 from typing import Any
 
 from netiso.backends import Backend, BackendOptions, open_backend
+from netiso.backends.lab.backend import LabRealization
 from netiso.backends.lab.tracing import start_tracing, stop_tracing
 from netiso.checking import ScenarioResult, check_many
-from netiso.model.symbols import parse_endpoint
 from netiso.model.types import Topology
 from netiso.oracle.predict import Prediction
 from netiso.probe.prober import start_agent_prober
@@ -32,30 +32,15 @@ def lab_backend(trace: bool) -> Backend:
     return _BACKENDS[trace]
 
 
-def check_scenario_traced(topo: Topology, agent: Any = None, *, trace: bool = True) -> ScenarioResult:
-    """Build ``topo`` on the lab, probe every flow (traced or not), judge, tear down (``agent`` is unused)."""
+def check_scenario_traced(topo: Topology, *, trace: bool = True) -> ScenarioResult:
+    """Build ``topo`` on the lab, probe every flow (traced or not), judge, tear down."""
     (result,) = check_many([topo], jobs=1, backend=lab_backend(trace))
     return result
 
 
 def serve(lab: Any, server: Any, preds: list[Prediction]) -> list[str]:
-    """Echo servers in every workload pod (its ports) and in clients that flows send to."""
-    used: list[str] = []
-    for pod in lab.topo.pods:
-        if pod.role != "workload":
-            continue
-        ns = lab.net.ns_of(pod.symbol)
-        for port in pod.ports:
-            if port.protocol != "SCTP":
-                server.serve(ns, port.port, port.protocol, hostname=pod.symbol)
-        used.append(ns)
-    clients: dict[str, set[tuple[int, str]]] = {}
-    for p in preds:
-        if p.target.dst_kind == "client":
-            clients.setdefault(str(parse_endpoint(p.flow.dst).name), set()).add((p.target.dst_port, p.target.protocol))
-    for name, ports in clients.items():
-        ns = lab.net.ns_of(f"client:{name}")
-        for number, proto in sorted(ports):
-            server.serve(ns, number, proto, hostname=f"client:{name}")
-        used.append(ns)
-    return used
+    """Echo servers in every workload pod (its ports) and in clients that flows send to, as the lab
+    backend serves them (:meth:`~netiso.backends.lab.backend.LabRealization.serve`); returns the namespaces served."""
+    realization = LabRealization(lab, server, server, trace=False)
+    realization.serve(preds)
+    return realization.served

@@ -109,6 +109,11 @@ class LabRealization(Realization):
                 client_ports.setdefault(str(name), set()).add((p.target.dst_port, p.target.protocol))
         self.serve_clients(client_ports)
 
+    @property
+    def served(self) -> list[str]:
+        """The namespaces echo servers were started in (released by :meth:`down`)."""
+        return list(self._served)
+
     # ------------------------------------------------------------------ probing
     def _request(self, i: int, pred: Prediction) -> LocalProbe | None:
         t = pred.target

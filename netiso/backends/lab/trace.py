@@ -102,7 +102,8 @@ def install_trace_rules(run: Any, netns: str, topo: Topology | None = None, dscp
 def start_file_monitors(run: Any, namespaces: Mapping[str, str], directory: Path) -> dict[str, subprocess.Popen[Any]]:
     """One monitor per node namespace writing to ``directory/trace-<node>.log``, registered with ``run``.
 
-    For evidence and for recording samples (the probe agent runs its own monitors on pipes).
+    For evidence and for recording samples (the probe agent does not use them: it reads the
+    kernel's trace events over netlink itself, ``netiso.probe.tracer``).
     ``namespaces`` maps netns -> node name. Stop them with :func:`stop_monitors` (or ``run.down()``).
     """
     directory.mkdir(parents=True, exist_ok=True)

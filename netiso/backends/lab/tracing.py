@@ -34,7 +34,11 @@ def controller_namespaces(lab: Any) -> list[str]:
 
 
 def start_tracing(lab: Any, prober: Any, dscp: int = TRACE_DSCP, upstream_dscp: int = UPSTREAM_DSCP) -> list[str]:
-    """TRACE rules in every node of ``lab`` (raw table only) and the prober reading their trace events."""
+    """TRACE rules in every node of ``lab`` (raw table only), the upstream-SYN mark in each running ingress
+    controller's namespace (mangle table only), and the prober reading the nodes' trace events.
+
+    A lab built with ``trace_rules`` and the default marks has both already: only the prober is started.
+    """
     installs: list[tuple[Any, str]] = []
     if not (getattr(lab, "trace_rules", False) and dscp == TRACE_DSCP and upstream_dscp == UPSTREAM_DSCP):
         installs += [(lambda ns: install_trace_rules(lab.run, ns, lab.topo, dscp, upstream_dscp), ns)
