@@ -26,15 +26,8 @@ from netiso.backends.kube.cleanup import janitor
 from netiso.backends.kube.client import Kube, KubeApiError
 from netiso.backends.kube.naming import RunNames
 from netiso.backends.kube.preflight import Findings, run_preflight
-from netiso.backends.kube.probing import ClusterProbe, batch_script
-from netiso.backends.kube.realization import (
-    CONNECT_TIMEOUT_S,
-    INGRESS_TIMEOUT_S,
-    PROBE_TIMEOUT_S,
-    UDP_TIMEOUT_S,
-    KubeRealization,
-    Timeouts,
-)
+from netiso.backends.kube.probing import batch_script
+from netiso.backends.kube.realization import KubeRealization, Timeouts, cluster_probe
 from netiso.model.types import Topology
 
 log = logging.getLogger("netiso.kube")
@@ -130,10 +123,7 @@ class KubeBackend(Backend):
         from netiso.backends.kube import plan as planning
 
         def batch_command(source: str, probes: Sequence[planning.PlannedProbe]) -> str | None:
-            sendable = [ClusterProbe(id=str(p.index), dst_ip=p.address, dst_port=p.port, protocol=p.protocol,  # type: ignore[arg-type]
-                                     host=p.host, timeout=INGRESS_TIMEOUT_S if p.dst_kind == "ingress" else
-                                     UDP_TIMEOUT_S if p.protocol == "UDP" else PROBE_TIMEOUT_S,
-                                     connect_timeout=CONNECT_TIMEOUT_S, want_forwarded_for=p.dst_kind == "ingress")
+            sendable = [cluster_probe(str(p.index), p.address, p.port, p.protocol, p.host, ingress=p.dst_kind == "ingress")
                         for p in probes if p.address and p.protocol in ("TCP", "UDP")]
             return batch_script(sendable) if sendable else None
 

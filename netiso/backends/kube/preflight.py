@@ -148,16 +148,21 @@ def _modes(pool: Mapping[str, Any]) -> tuple[str, str]:
     return str(spec.get("ipipMode") or "Never"), str(spec.get("vxlanMode") or "Never")
 
 
-def ipv4_pools(kube: Kube) -> list[dict[str, Any]]:
-    """Enabled IPv4 Calico IPPools, by name; refusal when Calico is not there."""
+def _list_installed(kube: Kube, api_version: str, kind: str, missing: str) -> list[dict[str, Any]]:
+    """Every ``kind`` object, or refusal ``missing`` when the API does not serve the kind (its add-on is absent)."""
     try:
-        pools = kube.list("crd.projectcalico.org/v1", "IPPool")
+        return kube.list(api_version, kind)
     except KubeApiError as exc:
         if exc.status == 404:
-            raise BackendUnavailable(
-                "Calico is not installed (the API has no crd.projectcalico.org/v1 IPPools): netiso predicts "
-                "Calico's datapath and needs it as the CNI") from None
+            raise BackendUnavailable(missing) from None
         raise
+
+
+def ipv4_pools(kube: Kube) -> list[dict[str, Any]]:
+    """Enabled IPv4 Calico IPPools, by name; refusal when Calico is not there."""
+    pools = _list_installed(kube, "crd.projectcalico.org/v1", "IPPool",
+                            "Calico is not installed (the API has no crd.projectcalico.org/v1 IPPools): netiso "
+                            "predicts Calico's datapath and needs it as the CNI")
     usable = []
     for pool in sorted(pools, key=lambda p: p["metadata"]["name"]):
         spec = pool.get("spec") or {}
@@ -196,13 +201,9 @@ def needs_lb(topo: Topology) -> bool:
 def check_load_balancer(kube: Kube, impl: str, findings: Findings) -> None:
     """The scenario's LoadBalancer implementation is installed and has addresses to hand out."""
     if impl == "metallb":
-        try:
-            pools = kube.list("metallb.io/v1beta1", "IPAddressPool")
-        except KubeApiError as exc:
-            if exc.status == 404:
-                raise BackendUnavailable("the scenario's loadBalancer is metallb, but MetalLB is not installed "
-                                         "(no metallb.io/v1beta1 IPAddressPool resource)") from None
-            raise
+        pools = _list_installed(kube, "metallb.io/v1beta1", "IPAddressPool",
+                                "the scenario's loadBalancer is metallb, but MetalLB is not installed "
+                                "(no metallb.io/v1beta1 IPAddressPool resource)")
         if not pools:
             raise BackendUnavailable("MetalLB is installed but has no IPAddressPool: LoadBalancer Services would get "
                                      "no address (create one, e.g. on the node network)")
@@ -210,13 +211,9 @@ def check_load_balancer(kube: Kube, impl: str, findings: Findings) -> None:
         if not auto:
             findings.metallb_pool = sorted(p["metadata"]["name"] for p in pools)[0]
     elif impl == "openelb":
-        try:
-            eips = kube.list("network.kubesphere.io/v1alpha2", "Eip")
-        except KubeApiError as exc:
-            if exc.status == 404:
-                raise BackendUnavailable("the scenario's loadBalancer is openelb, but OpenELB is not installed "
-                                         "(no network.kubesphere.io/v1alpha2 Eip resource)") from None
-            raise
+        eips = _list_installed(kube, "network.kubesphere.io/v1alpha2", "Eip",
+                               "the scenario's loadBalancer is openelb, but OpenELB is not installed "
+                               "(no network.kubesphere.io/v1alpha2 Eip resource)")
         enabled = sorted((e for e in eips if not (e.get("spec") or {}).get("disable", False)),
                          key=lambda e: e["metadata"]["name"])
         if not enabled:

@@ -270,11 +270,7 @@ class KubeRealization(ReadinessWaits, Realization):
             if t.dst_ip is None:
                 observations[i] = Observation(verdict="dropped", detail="no address to send to")
                 continue
-            timeout = (INGRESS_TIMEOUT_S if t.ingress is not None else UDP_TIMEOUT_S if t.protocol == "UDP"
-                       else PROBE_TIMEOUT_S)
-            probe = ClusterProbe(id=str(i), dst_ip=t.dst_ip, dst_port=t.dst_port, protocol=t.protocol,  # type: ignore[arg-type]
-                                 host=t.host, timeout=timeout, connect_timeout=CONNECT_TIMEOUT_S,
-                                 want_forwarded_for=t.ingress is not None)
+            probe = cluster_probe(str(i), t.dst_ip, t.dst_port, t.protocol, t.host, ingress=t.ingress is not None)
             batches.setdefault(_source(pred), []).append((i, probe))
 
         def run_source(source: str) -> list[tuple[int, ClusterProbeResult]]:
@@ -471,6 +467,14 @@ class KubeRealization(ReadinessWaits, Realization):
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def cluster_probe(probe_id: str, dst_ip: str, dst_port: int, protocol: str, host: str | None, *,
+                  ingress: bool) -> ClusterProbe:
+    """The probe of one flow, with its kind's timeouts (a run and ``--dry-run``'s plan build it alike)."""
+    timeout = INGRESS_TIMEOUT_S if ingress else UDP_TIMEOUT_S if protocol == "UDP" else PROBE_TIMEOUT_S
+    return ClusterProbe(id=probe_id, dst_ip=dst_ip, dst_port=dst_port, protocol=protocol,  # type: ignore[arg-type]
+                        host=host, timeout=timeout, connect_timeout=CONNECT_TIMEOUT_S, want_forwarded_for=ingress)
 
 
 def _source(pred: Prediction) -> str:

@@ -74,7 +74,7 @@ def exit_status(call: ExecCall, code: int) -> dict[str, Any]:
             "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
 
 
-def check_target(pod: dict[str, Any] | None, namespace: str, name: str, container: str | None) -> str | None:
+def check_target(pod: dict[str, Any] | None, name: str, container: str | None) -> str | None:
     """What the apiserver checks before upgrading; returns the container name to run in."""
     if pod is None:
         raise status.not_found("", "pods", name)
@@ -95,7 +95,7 @@ async def serve(request: web.Request, pod: dict[str, Any] | None, handler: ExecH
     """Upgrade, collect stdin if asked, run the handler, send its output and the exit Status, close."""
     q = request.query
     namespace, name = request.match_info["ns"], request.match_info["name"]
-    container = check_target(pod, namespace, name, q.get("container"))
+    container = check_target(pod, name, q.get("container"))
     if request.headers.get("Upgrade", "").lower() != "websocket":
         raise status.bad_request("Upgrade request required")
     ws = web.WebSocketResponse(protocols=protocols)

@@ -151,13 +151,6 @@ class Catalogue:
                 return r
         return None
 
-    def by_plural(self, group: str, plural: str) -> Resource | None:
-        """Any version of ``plural.group`` (authorization speaks group + resource, no version)."""
-        for r in self.all:
-            if (r.group, r.plural) == (group, plural):
-                return r
-        return None
-
     def group_versions(self) -> dict[str, list[str]]:
         """group -> served versions, the preferred (highest priority) first, as the apiserver lists them."""
         out: dict[str, list[str]] = {}

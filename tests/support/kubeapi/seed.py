@@ -241,6 +241,38 @@ def kube_proxy_config(mode: str) -> str:
     )
 
 
+def _kube_system_core(cluster: Seedable, proxy_config: str, control_plane: str) -> None:
+    """What kubeadm leaves on every kind cluster: the stock namespaces, the ``kubernetes`` Service and
+    kube-proxy's ConfigMap (``proxy_config`` as its ``config.conf``, the API server on ``control_plane``)."""
+    for ns in ("default", "kube-system", "kube-public", "kube-node-lease", "local-path-storage"):
+        cluster.add(_namespace(ns))
+    cluster.add({"apiVersion": "v1", "kind": "Service",
+                 "metadata": {"name": "kubernetes", "namespace": "default",
+                              "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                 "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.1",
+                          "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}})
+    cluster.add({"apiVersion": "v1", "kind": "ConfigMap",
+                 "metadata": {"name": "kube-proxy", "namespace": "kube-system", "labels": {"app": "kube-proxy"}},
+                 "data": {"config.conf": proxy_config,
+                          "kubeconfig.conf": "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n"
+                                             "    certificate-authority: /var/run/secrets/kubernetes.io/serviceaccount/ca.crt\n"
+                                             f"    server: https://{control_plane}:6443\n  name: default\n"}})
+
+
+def _kube_dns_service(cluster: Seedable, annotations: dict[str, str] | None = None) -> None:
+    """CoreDNS's ``kube-dns`` Service at 10.96.0.10 (dns, dns-tcp, metrics)."""
+    meta: Obj = {"name": "kube-dns", "namespace": "kube-system",
+                 "labels": {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true",
+                            "kubernetes.io/name": "CoreDNS"}}
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    cluster.add({"apiVersion": "v1", "kind": "Service", "metadata": meta,
+                 "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.10", "selector": {"k8s-app": "kube-dns"},
+                          "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                                    {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+                                    {"name": "metrics", "port": 9153, "protocol": "TCP", "targetPort": 9153}]}})
+
+
 def node_object(name: str, index: int, encapsulation: str, calico: bool) -> Obj:
     control_plane = index == 0
     labels = {"beta.kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
@@ -288,31 +320,11 @@ def seed_cluster(cluster: Seedable, *, encapsulation: str = "vxlan", load_balanc
         raise ValueError(f"encapsulation must be direct, ipip or vxlan, not {encapsulation!r}")
     for i, name in enumerate(nodes):
         cluster.add(node_object(name, i, encapsulation, calico))
-    for ns in ("default", "kube-system", "kube-public", "kube-node-lease", "local-path-storage"):
-        cluster.add(_namespace(ns))
-    cluster.add({"apiVersion": "v1", "kind": "Service",
-                 "metadata": {"name": "kubernetes", "namespace": "default",
-                              "labels": {"component": "apiserver", "provider": "kubernetes"}},
-                 "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.1",
-                          "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}})
-    cluster.add({"apiVersion": "v1", "kind": "ConfigMap",
-                 "metadata": {"name": "kube-proxy", "namespace": "kube-system", "labels": {"app": "kube-proxy"}},
-                 "data": {"config.conf": kube_proxy_config(proxy_mode),
-                          "kubeconfig.conf": "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n"
-                                             "    certificate-authority: /var/run/secrets/kubernetes.io/serviceaccount/ca.crt\n"
-                                             "    server: https://kind-control-plane:6443\n  name: default\n"}})
+    _kube_system_core(cluster, kube_proxy_config(proxy_mode), "kind-control-plane")
     _daemonset(cluster, "kube-proxy", "kube-system", {"k8s-app": "kube-proxy"},
                "registry.k8s.io/kube-proxy:v1.33.1", nodes)
     first_worker = list(nodes[1:2] or nodes[:1])
-    cluster.add({"apiVersion": "v1", "kind": "Service",
-                 "metadata": {"name": "kube-dns", "namespace": "kube-system",
-                              "labels": {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true",
-                                         "kubernetes.io/name": "CoreDNS"},
-                              "annotations": {"prometheus.io/port": "9153", "prometheus.io/scrape": "true"}},
-                 "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.10", "selector": {"k8s-app": "kube-dns"},
-                          "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
-                                    {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
-                                    {"name": "metrics", "port": 9153, "protocol": "TCP", "targetPort": 9153}]}})
+    _kube_dns_service(cluster, {"prometheus.io/port": "9153", "prometheus.io/scrape": "true"})
     _deployment(cluster, "coredns", "kube-system", {"k8s-app": "kube-dns"}, "registry.k8s.io/coredns/coredns:v1.12.0",
                 list(nodes[:1]) * 2)
     if calico:
@@ -411,19 +423,7 @@ def seed_fresh_kind(cluster: Any, name: str = "kind", *, workers: int = 2, pod_s
                                     "reason:NetworkPluginNotReady message:Network plugin returns error: "
                                     "cni plugin not initialized")
         cluster.add(obj)
-    for ns in ("default", "kube-system", "kube-public", "kube-node-lease", "local-path-storage"):
-        cluster.add(_namespace(ns))
-    cluster.add({"apiVersion": "v1", "kind": "Service",
-                 "metadata": {"name": "kubernetes", "namespace": "default",
-                              "labels": {"component": "apiserver", "provider": "kubernetes"}},
-                 "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.1",
-                          "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}})
-    cluster.add({"apiVersion": "v1", "kind": "ConfigMap",
-                 "metadata": {"name": "kube-proxy", "namespace": "kube-system", "labels": {"app": "kube-proxy"}},
-                 "data": {"config.conf": kube_proxy_config(proxy_mode).replace(POOL_CIDR, pod_subnet),
-                          "kubeconfig.conf": "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n"
-                                             "    certificate-authority: /var/run/secrets/kubernetes.io/serviceaccount/ca.crt\n"
-                                             f"    server: https://{name}-control-plane:6443\n  name: default\n"}})
+    _kube_system_core(cluster, kube_proxy_config(proxy_mode).replace(POOL_CIDR, pod_subnet), f"{name}-control-plane")
     labels = {"k8s-app": "kube-proxy"}
     cluster.add({"apiVersion": "apps/v1", "kind": "DaemonSet",
                  "metadata": {"name": "kube-proxy", "namespace": "kube-system", "labels": dict(labels)},
@@ -432,14 +432,7 @@ def seed_fresh_kind(cluster: Any, name: str = "kind", *, workers: int = 2, pod_s
                                        "spec": {"hostNetwork": True, "tolerations": [{"operator": "Exists"}],
                                                 "containers": [{"name": "kube-proxy",
                                                                 "image": "registry.k8s.io/kube-proxy:v1.33.1"}]}}}})
-    cluster.add({"apiVersion": "v1", "kind": "Service",
-                 "metadata": {"name": "kube-dns", "namespace": "kube-system",
-                              "labels": {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true",
-                                         "kubernetes.io/name": "CoreDNS"}},
-                 "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.10", "selector": {"k8s-app": "kube-dns"},
-                          "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
-                                    {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
-                                    {"name": "metrics", "port": 9153, "protocol": "TCP", "targetPort": 9153}]}})
+    _kube_dns_service(cluster)
     dns = {"k8s-app": "kube-dns"}
     cluster.add({"apiVersion": "apps/v1", "kind": "Deployment",
                  "metadata": {"name": "coredns", "namespace": "kube-system", "labels": dict(dns)},

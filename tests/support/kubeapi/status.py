@@ -95,7 +95,7 @@ def method_not_allowed(verb: str, group: str, plural: str) -> ApiError:
                     {"group": group, "kind": plural} if group else {"kind": plural})
 
 
-def unsupported_media(content_type: str, accepted: list[str]) -> ApiError:
+def unsupported_media(accepted: list[str]) -> ApiError:
     return ApiError(415, "UnsupportedMediaType",
                     f"the body of the request was in an unknown format - accepted media types include: {', '.join(accepted)}")
 

@@ -306,7 +306,7 @@ class Store:
                 raise status.not_found(res.group, res.plural, name)
             ctype = content_type.split(";")[0].strip()
             if res.custom and ctype == "application/strategic-merge-patch+json":
-                raise status.unsupported_media(ctype, CR_PATCH_TYPES)
+                raise status.unsupported_media(CR_PATCH_TYPES)
             if ctype == "application/json-patch+json":
                 if not isinstance(body, list):
                     raise status.bad_request("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
@@ -314,7 +314,7 @@ class Store:
             elif ctype in MERGE_TYPES:
                 new = merge_patch(self._view(res, old), body)
             else:
-                raise status.unsupported_media(ctype, ["application/json-patch+json", *MERGE_TYPES])
+                raise status.unsupported_media(["application/json-patch+json", *MERGE_TYPES])
             return self._store_update(res, key, old, new, subresource)
 
     def _store_update(self, res: Resource, key: Key, old: dict, new: dict, subresource: str | None) -> dict[str, Any]:
