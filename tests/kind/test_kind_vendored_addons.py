@@ -66,10 +66,6 @@ def test_kind_pod_subnet_is_the_calico_pool_cidr(enc: str) -> None:
 def test_every_addon_image_is_pinned_by_digest_or_listed_as_unpinned_with_the_reason() -> None:
     """Images the upstream manifests name by tag get a locked digest (pulled by digest, loaded by tag);
     the ones no public source gives a digest for are named, with why, so nothing is silently unpinned."""
-    import re
-
-    import yaml
-
     from netiso.backends.kind import addons
     from netiso.backends.kind.images import images_in_manifest
 

@@ -51,8 +51,6 @@ MARKER_NAMESPACE = "kube-system"
 MARKER_NAME = "netiso-kind"  # ConfigMap written last: "this cluster's add-ons are installed"
 DEFAULT_KIND_SUBNET = "172.18.0.0/16"  # what docker usually gives the kind network (dry-run only)
 
-_SHA_LINE = re.compile(r"^\|\s*`([^`]+)`\s*\|\s*`([0-9a-f]{64})`\s*\|\s*$", re.MULTILINE)
-
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
@@ -72,10 +70,6 @@ class Addon:
     def path(self, file: str | None = None) -> Path:
         return self.directory / (file or self.files[0])
 
-    def recorded_checksums(self) -> dict[str, str]:
-        """``file -> sha256`` as written in SOURCE.md."""
-        return dict(_SHA_LINE.findall((self.directory / "SOURCE.md").read_text()))
-
     def checksums(self) -> dict[str, str]:
         """``name/version/file -> sha256`` of the files as they are on disk."""
         return {f"{self.name}/{self.version}/{f}": hashlib.sha256(self.path(f).read_bytes()).hexdigest() for f in self.files}
@@ -87,7 +81,6 @@ OPENELB = Addon("openelb", "v0.6.0", ("openelb.yaml",))
 INGRESS_NGINX = Addon("ingress-nginx", "controller-v1.15.1", ("deploy.yaml",))
 ADDONS: tuple[Addon, ...] = (CALICO, METALLB, OPENELB, INGRESS_NGINX)
 
-INGRESS_NGINX_APPLIED = False
 INGRESS_NGINX_REASON = (
     "ingress-nginx deploy.yaml (kind provider) is not applied: the kube backend places each scenario's controller in "
     "the scenario's project and node with its own manifests; the upstream Deployment would be a second controller "
@@ -435,7 +428,9 @@ def pinned(ref: str) -> str:
 
 
 def object_file_name(index: int, doc: dict[str, Any], width: int = 2) -> str:
-    """``NN-<kind>-<name>.yaml`` (kind lower-cased), as the kube backend's dry-run names files.
+    """``NN-<kind>-<name>.yaml`` (kind lower-cased), as the kube backend's dry-run names files, except
+    that the name is reduced to ``[a-z0-9.-]``: upstream names such as ``metallb-system:controller``
+    carry colons.
 
     >>> object_file_name(3, {"kind": "IPAddressPool", "metadata": {"name": "netiso-pool"}})
     '03-ipaddresspool-netiso-pool.yaml'

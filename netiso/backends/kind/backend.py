@@ -84,6 +84,7 @@ class _Session:
     cluster: KindCluster
     clients: ClientContainers
     kube: Backend | None = None
+    nodes: dict[str, str] = field(default_factory=dict)  # scenario node -> kind node, as handed to the kube backend
     live: int = 0  # realizations not yet down
     realized: set[str] = field(default_factory=set)
 
@@ -207,8 +208,7 @@ class KindBackend(Backend):
 
     def _node_names(self, session: _Session, inner: Realization) -> dict[str, str]:
         """Scenario node -> kind node container (what the kube backend was handed; its own map wins)."""
-        group = session.group
-        names = dict(self.options.node_map or node_map(group.scenario_nodes, session.cluster.name, group.workers))
+        names = dict(session.nodes)
         names.update(getattr(inner, "node_map", None) or {})
         return names
 
@@ -263,11 +263,12 @@ class KindBackend(Backend):
                 self._record_images(name, cluster.load_images(refs))
             self.tools.timed(f"install: add-ons of {name}", lambda: self.installer(cluster, plan, hash8, say))
             self.tools.timed(f"clients: {', '.join(group.clients) or 'none'}", lambda: clients.start(group.clients))
+            session.nodes = dict(self.options.node_map or node_map(group.scenario_nodes, name, group.workers))
             kube_options = replace(
                 self.options,
                 kubeconfig=str(cluster.kubeconfig),
                 context=cluster.context,
-                node_map=self.options.node_map or node_map(group.scenario_nodes, name, group.workers),
+                node_map=session.nodes,
                 clients={**clients.commands(), **self.options.clients},
             )
             session.kube = self.kube_factory(kube_options)

@@ -45,9 +45,26 @@ def docker_arch() -> str:
     return {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
 
 
+def network_inspect_argv(network: str = KIND_NETWORK) -> list[str]:
+    return ["docker", "network", "inspect", network]
+
+
+def pull_argv(ref: str) -> list[str]:
+    return ["docker", "pull", ref]
+
+
+def tag_argv(ref: str, target: str) -> list[str]:
+    return ["docker", "tag", ref, target]
+
+
+def repo_digests_argv(ref: str) -> list[str]:
+    """``docker image inspect``: the ``RepoDigests`` a pull produced (JSON list)."""
+    return ["docker", "image", "inspect", "--format", "{{json .RepoDigests}}", ref]
+
+
 def kind_subnet(tools: Tools, network: str = KIND_NETWORK) -> str:
     """The IPv4 subnet of the ``kind`` docker network (exists once a kind cluster was created)."""
-    res = tools.run(["docker", "network", "inspect", network], what=f"docker network {network!r}")
+    res = tools.run(network_inspect_argv(network), what=f"docker network {network!r}")
     try:
         info = json.loads(res.stdout)
         configs = info[0]["IPAM"]["Config"] or []
@@ -146,7 +163,7 @@ class KindCluster:
         return digests
 
     def repo_digests(self, ref: str) -> list[str]:
-        res = self.tools.run(["docker", "image", "inspect", "--format", "{{json .RepoDigests}}", ref], check=False)
+        res = self.tools.run(repo_digests_argv(ref), check=False)
         try:
             found = json.loads(res.stdout) if res.returncode == 0 else []
         except ValueError:
@@ -154,9 +171,9 @@ class KindCluster:
         return [str(d) for d in found or []]
 
     def _load_one(self, ref: str, target: str) -> None:
-        self.tools.run(["docker", "pull", ref], what=f"docker could not pull {ref}")
+        self.tools.run(pull_argv(ref), what=f"docker could not pull {ref}")
         if target != ref:
-            self.tools.run(["docker", "tag", ref, target], what=f"docker could not tag {ref}")
+            self.tools.run(tag_argv(ref, target), what=f"docker could not tag {ref}")
         res = self.tools.run(self.load_argv(target), check=False)
         if res.returncode == 0:
             return
@@ -233,10 +250,16 @@ class ClientContainers:
             self.started[client] = self.container(client)
         return {client: self.address(client) for client in clients}
 
+    def inspect_argv(self, client: str) -> list[str]:
+        return ["docker", "inspect", "--format", "{{json .NetworkSettings.Networks}}", self.container(client)]
+
+    def command(self, client: str) -> str:
+        """The kube backend's command prefix for ``client`` (``--client NAME=COMMAND``)."""
+        return f"docker exec -i {self.container(client)}"
+
     def address(self, client: str) -> str:
         name = self.container(client)
-        fmt = "{{json .NetworkSettings.Networks}}"
-        res = self.tools.run(["docker", "inspect", "--format", fmt, name], what=f"docker could not inspect {name}")
+        res = self.tools.run(self.inspect_argv(client), what=f"docker could not inspect {name}")
         try:
             networks = json.loads(res.stdout)
             ip = networks[self.network]["IPAddress"]
@@ -248,7 +271,7 @@ class ClientContainers:
 
     def commands(self) -> dict[str, str]:
         """``client -> command prefix`` for the kube backend (``--client NAME=COMMAND``)."""
-        return {client: f"docker exec -i {name}" for client, name in self.started.items()}
+        return {client: self.command(client) for client in self.started}
 
     def stop(self) -> None:
         if not self.started:

@@ -39,7 +39,14 @@ from netiso.backends.kind.addons import (
     object_file_name,
 )
 from netiso.backends.kind.backend import DEFAULT_LOGS, DEFAULT_WORKDIR
-from netiso.backends.kind.cluster import ClientContainers, KindCluster
+from netiso.backends.kind.cluster import (
+    ClientContainers,
+    KindCluster,
+    network_inspect_argv,
+    pull_argv,
+    repo_digests_argv,
+    tag_argv,
+)
 from netiso.backends.kind.configs import (
     Group,
     all_groups,
@@ -122,14 +129,14 @@ def write_group_plan(group: Group, out: Path, options: BackendOptions, run_id: s
     step(f"{_cmd(cluster.create_argv())}    # kind-config.yaml, when not listed")
     step(f"{_cmd(cluster.export_kubeconfig_argv())}    # instead, when reused")
     step(
-        f"{_cmd(['docker', 'network', 'inspect', 'kind'])}    # IPv4 subnet; the dry run assumes {DEFAULT_KIND_SUBNET} "
+        f"{_cmd(network_inspect_argv())}    # IPv4 subnet; the dry run assumes {DEFAULT_KIND_SUBNET} "
         f"-> load-balancer range {lb_range(DEFAULT_KIND_SUBNET)}"
     )
     for ref in dict.fromkeys([*plan.images, *all_images(registry)]):
         target = load_reference(ref)
-        pull = f"{_cmd(['docker', 'pull', ref])}"
-        tag = f"; {_cmd(['docker', 'tag', ref, target])}" if target != ref else ""
-        inspect = _cmd(["docker", "image", "inspect", "--format", "{{json .RepoDigests}}", ref])
+        pull = _cmd(pull_argv(ref))
+        tag = f"; {_cmd(tag_argv(ref, target))}" if target != ref else ""
+        inspect = _cmd(repo_digests_argv(ref))
         step(f"{pull}{tag}; {_cmd(cluster.load_argv(target))}; {inspect}    # new cluster only")
     lines.append(f"     (the pulled digests are recorded in {DEFAULT_LOGS.parent / f'kind-images-{name}.json'})")
     lines.append(
@@ -152,9 +159,9 @@ def write_group_plan(group: Group, out: Path, options: BackendOptions, run_id: s
         lines.append(f"     note: {note}")
     for client in group.clients:
         step(f"{_cmd(clients.run_argv(client))}    # external client:{client}")
-        step(f"{_cmd(['docker', 'inspect', '--format', '{{json .NetworkSettings.Networks}}', clients.container(client)])}")
+        step(_cmd(clients.inspect_argv(client)))
     mapping = options.node_map or node_map(group.scenario_nodes, name, group.workers)
-    commands = {**{c: f"docker exec -i {clients.container(c)}" for c in group.clients}, **options.clients}
+    commands = {**{c: clients.command(c) for c in group.clients}, **options.clients}
     step(
         f"kube backend on context {cluster.context} (kubeconfig {cluster.kubeconfig}), node map "
         f"{', '.join(f'{k}={v}' for k, v in mapping.items())}; clients "
@@ -180,18 +187,16 @@ def _scenario_plans(
     options: BackendOptions,
     run_id: str,
 ) -> list[Path]:
-    """The kube backend's per-scenario dry-run (nothing when that module is absent).
+    """The kube backend's per-scenario dry-run.
 
     No pool or Eip is named: the group's cluster has exactly one (MetalLB's ``netiso-pool``, the
     default Eip ``netiso-eip``), as on the live run.
     """
     if not group.topos:
         return []
-    try:
-        from netiso.backends.kube.naming import RunNames
-        from netiso.backends.kube.plan import write_plan
-    except ImportError:  # hook: the kube backend's planner is not part of this tree
-        return []
+    from netiso.backends.kube.naming import RunNames
+    from netiso.backends.kube.plan import write_plan
+
     names = RunNames(run=run_id)
     return list(
         write_plan(
