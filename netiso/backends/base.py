@@ -37,6 +37,7 @@ from netiso.oracle.judge import Observation
 from netiso.oracle.predict import Prediction
 
 BACKEND_NAMES: tuple[str, ...] = ("lab", "kube", "kind")
+NODE_TRACE_KEY = "node trace"  # evidence key of a node's rule trace, or of the reason there is none (kube, kind)
 
 
 class BackendUnavailable(Exception):

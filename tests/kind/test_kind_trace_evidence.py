@@ -20,11 +20,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from netiso.backends.base import Backend, BackendOptions, Realization
+from netiso.backends.base import NODE_TRACE_KEY, Backend, BackendOptions, Realization
 from netiso.backends.kind.backend import KindBackend, _KindRealization
 from netiso.backends.kind.tools import Tools
 from netiso.backends.kind.trace import COMMENT_PREFIX, NodeTracer, TraceLimits, selectors_for
-from netiso.backends.kube.realization import NODE_TRACE_KEY, NODE_TRACE_SKIP
+from netiso.backends.kube.realization import NODE_TRACE_SKIP
 from netiso.model.addressing import resolve
 from netiso.model.loader import loads
 from netiso.model.types import Topology

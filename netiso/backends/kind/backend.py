@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from netiso.backends.base import Backend, BackendOptions, BackendUnavailable, Realization
+from netiso.backends.base import NODE_TRACE_KEY, Backend, BackendOptions, BackendUnavailable, Realization
 from netiso.backends.kind.addons import InstallPlan, addon_checksums, install_plan
 from netiso.backends.kind.cluster import ClientContainers, KindCluster, kind_subnet
 from netiso.backends.kind.configs import (
@@ -45,7 +45,7 @@ from netiso.backends.kind.configs import (
     render_config,
 )
 from netiso.backends.kind.tools import ToolError, Tools
-from netiso.backends.kind.trace import GENERAL_KEY, NodeTracer
+from netiso.backends.kind.trace import NodeTracer
 from netiso.model.types import Topology
 
 KubeFactory = Callable[[BackendOptions], Backend]
@@ -124,11 +124,11 @@ class _KindRealization(Realization):
     def evidence(self, pred: Any, obs: Any) -> dict[str, str]:
         out = dict(self.inner.evidence(pred, obs))
         if self.tracer is not None:
-            out.pop(GENERAL_KEY, None)
+            out.pop(NODE_TRACE_KEY, None)
             try:
                 out.update(self.tracer.trace(pred, lambda p: self.inner.probe([p])))
             except Exception as exc:  # evidence explains a mismatch; it never fails the run
-                out[GENERAL_KEY] = f"not traced: {exc}"
+                out[NODE_TRACE_KEY] = f"not traced: {exc}"
         return out
 
     def describe(self) -> dict[str, Any]:

@@ -53,6 +53,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from netiso.backends.base import NODE_TRACE_KEY
 from netiso.backends.kind.tools import Result, Tools
 from netiso.backends.trace_parse import PacketTrace, read_traces
 from netiso.oracle.predict import Prediction
@@ -60,7 +61,6 @@ from netiso.oracle.predict import Prediction
 COMMENT_PREFIX = "netiso-trace-"
 MARK = "netiso-trace:"  # the node script's own lines start with this; everything else is the monitor's
 EVIDENCE_PREFIX = "trace node:"
-GENERAL_KEY = "node trace"  # the key of the kube backend's skip reason, which a kind trace replaces
 REPROBE_KEY = "trace re-probe"
 HOOKS = ("PREROUTING", "OUTPUT")
 MAX_PAIRS_PER_NODE = 8
@@ -390,10 +390,10 @@ class NodeTracer:
         if not wanted:
             why = (f"netiso traces TCP and UDP flows only ({pred.target.protocol})"
                    if pred.target.protocol not in ("TCP", "UDP") else "no address or node to trace on")
-            return {GENERAL_KEY: f"skipped: {why}"}
+            return {NODE_TRACE_KEY: f"skipped: {why}"}
         exe = self.tools.which("docker")
         if exe is None:
-            return {GENERAL_KEY: "skipped: no docker on PATH to reach the kind nodes"}
+            return {NODE_TRACE_KEY: "skipped: no docker on PATH to reach the kind nodes"}
         token = self.token()
         runs: dict[str, _NodeExec] = {}
         out: dict[str, str] = {}

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_fixed
 
-from netiso.backends.base import BackendUnavailable, Realization
+from netiso.backends.base import NODE_TRACE_KEY, BackendUnavailable, Realization
 from netiso.backends.kube import manifests
 from netiso.backends.kube.cleanup import LeaseKeeper, delete_run
 from netiso.backends.kube.client import KubeApiError
@@ -78,7 +78,6 @@ UDP_TIMEOUT_S = 1.0  # netcat-openbsd waits whole seconds; netexec answers a dat
 INGRESS_TIMEOUT_S = 4.5  # nginx: 1 s connect timeout x up to 3 upstream tries, plus margin
 CONNECT_TIMEOUT_S = 1.0
 CLIENT_TIMEOUT_S = 30.0
-NODE_TRACE_KEY = "node trace"
 NODE_TRACE_SKIP = ("skipped: the kernel's rule trace (iptables TRACE with xtables-monitor --trace) is read on the "
                    "nodes themselves, and the kube backend has no access to them (only to the API server); "
                    "--backend kind has it, through docker exec into its node containers")
