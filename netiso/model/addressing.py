@@ -173,9 +173,11 @@ def resolve(scenario: Scenario, facts: ClusterFacts | None = None) -> Topology:
             ing.project, ing.name, ing.host, backend, port,
             controller_infos[(c.project, c.node, c.exposure, c.externalTrafficPolicy)])
 
-    dns = ServiceInfo(KUBE_DNS.namespace, KUBE_DNS.name, "ClusterIP", "Cluster", dict(KUBE_DNS.selector),
-                      tuple(ServicePortInfo(p, None) for p in KUBE_DNS.ports),
-                      facts.dns_ip or str(plan_svc_net.network_address + 10), ())
+    # KubeSphere builds the DNS egress rule from the Service that exists (kube-dns, else coredns, in
+    # kube-system): a scenario that declares one is that cluster; otherwise kubeadm's default
+    dns = declared_dns(services) or ServiceInfo(
+        KUBE_DNS.namespace, KUBE_DNS.name, "ClusterIP", "Cluster", dict(KUBE_DNS.selector),
+        tuple(ServicePortInfo(p, None) for p in KUBE_DNS.ports), facts.dns_ip or str(plan_svc_net.network_address + 10), ())
 
     topo = Topology(
         scenario=scenario, encapsulation=enc, load_balancer=scenario.cluster.loadBalancer,
@@ -185,6 +187,22 @@ def resolve(scenario: Scenario, facts: ClusterFacts | None = None) -> Topology:
     )
     _apply_tenancy(topo)
     return topo
+
+
+def declared_dns(services: dict[str, ServiceInfo]) -> ServiceInfo | None:
+    """The cluster DNS Service a scenario declares, looked up as KubeSphere does.
+
+    KubeSphere's nsnetworkpolicy controller (generateDNSServiceRule) reads ``kube-system/kube-dns``
+    and falls back to ``kube-system/coredns``.
+
+    >>> declared_dns({}) is None
+    True
+    """
+    for name in (KUBE_DNS.name, "coredns"):
+        svc = services.get(f"{KUBE_DNS.namespace}/{name}")
+        if svc is not None:
+            return svc
+    return None
 
 
 def addresses_of(topo: Topology, symbol: str) -> list[str]:
@@ -248,7 +266,8 @@ def _apply_tenancy(topo: Topology) -> None:
     def service_of(project: str, name: str):  # -> ServiceSpec | None
         return next((x for x in s.services if x.project == project and x.name == name), None)
 
-    policies, warnings = tenancy.compile_tenancy(s, lambda text: resolve_cidr(topo, text), service_of)
+    policies, warnings = tenancy.compile_tenancy(s, lambda text: resolve_cidr(topo, text), service_of,
+                                                 dns=topo.dns_service or tenancy.KUBE_DNS)
     topo.policies = list(policies) + [dict(p) for p in s.networkPolicies]
     topo.warnings = list(warnings)
 

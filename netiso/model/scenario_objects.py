@@ -15,6 +15,7 @@ from typing import Any
 from netiso.model import fields as f
 from netiso.model.fields import Cursor
 from netiso.model.symbols import SymbolSyntaxError, parse_symbol
+from netiso.model.tenancy import ISOLATE_POLICY, NSNP_PREFIX
 from netiso.model.types import (
     SERVICE_TYPES,
     TRAFFIC_POLICIES,
@@ -80,6 +81,9 @@ def read_tenancy(cur: Cursor, doc: Mapping[str, Any], cluster: ClusterSpec) -> t
     return tuple(workspaces), tuple(projects)
 
 
+RESERVED_RULE_NAME = ISOLATE_POLICY.removeprefix(NSNP_PREFIX)  # nsnp-<rule name> must not clash with it
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
@@ -105,6 +109,11 @@ def read_whitelist(cur: Cursor, value: Any, cluster: ClusterSpec) -> tuple[White
         ports = f.ports(rcur.at("ports"), item.get("ports"))
         default_name = f"{direction}-{kind}-{slug(pvalue)}"[:50].rstrip("-")
         name = f.dns_name(rcur.at("name"), item.get("name", default_name), "whitelist rule name")
+        if name == RESERVED_RULE_NAME:
+            # KubeSphere names the isolation policy nsnp-network-isolate; a rule of this name would
+            # compile to a second NetworkPolicy of the same name (a cluster holds one of them)
+            rcur.at("name").fail(f"'{name}' is reserved: project isolation is KubeSphere's "
+                                 f"nsnp-{RESERVED_RULE_NAME} NetworkPolicy; give the rule another name")
         if any(r.name == name for r in rules):
             name = f"{name}-{i}"
         rules.append(WhitelistRule(name, direction, kind, pvalue, ports))

@@ -190,6 +190,11 @@ flows:
          "workspaces[0].projects[0].labels.critical", ("must be a string", "got true")),
     Case("reserved-namespace-label", "name: t\nprojects: [{name: demo, labels: {kubesphere.io/workspace: ws}}]\n",
          "projects[0].labels.kubesphere.io/workspace", ("set by netiso", "remove it")),
+    Case("whitelist-name-reserved-for-isolation-policy",
+         "name: t\nworkspaces: [{name: ws, projects: [{name: demo, isolation: true, whitelist: "
+         "[{name: network-isolate, direction: ingress, peer: {cidr: 203.0.113.0/24}}]}]}]\n",
+         "workspaces[0].projects[0].whitelist[0].name",
+         ("'network-isolate' is reserved", "nsnp-network-isolate", "give the rule another name")),
     Case("isolation-not-a-boolean", "name: t\nworkspaces: [{name: ws, isolation: 'on'}]\n",
          "workspaces[0].isolation", ("expected true or false", "'on'")),
     Case("intent-unknown", "name: t\n" + DEMO + WEB + "flows: [{from: client:client, to: pod:demo/web, intent: maybe}]\n",

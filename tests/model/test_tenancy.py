@@ -383,3 +383,38 @@ def test_bad_rules_are_programming_errors() -> None:
         with pytest.raises(ValueError):
             compile_tenancy(scenario(ProjectSpec("a", "ws", isolation=True, whitelist=(bad,))), resolve_cidr,
                             service_of)
+
+
+DECLARED_DNS = """
+name: dns-declared
+workspaces:
+  - name: ws
+    projects:
+      - name: demo
+        isolation: true
+        whitelist:
+          - {direction: egress, peer: {cidr: 203.0.113.0/24}}
+projects:
+  - name: kube-system
+workloads:
+  - {name: web, project: demo, nodes: [worker]}
+  - {name: dns, project: kube-system, nodes: [worker], labels: {k8s-app: %s}, ports: [53/UDP, 53/TCP]}
+services:
+  - {name: %s, project: kube-system, selector: {k8s-app: %s}, ports: [53/UDP, 53/TCP]}
+"""
+
+
+@pytest.mark.parametrize("service", ["kube-dns", "coredns"])
+def test_isolation_dns_rule_is_built_from_the_declared_dns_service(service: str) -> None:
+    """KubeSphere's generateDNSServiceRule reads the Service that exists (kube-dns, else coredns)."""
+    from netiso.model.addressing import resolve
+    from netiso.model.loader import loads
+
+    topo = resolve(loads(DECLARED_DNS % ("my-dns", service, "my-dns"))[0])
+    policy = next(p for p in topo.policies if p["metadata"]["name"] == "nsnp-network-isolate"
+                  and p["metadata"]["namespace"] == "demo")
+    dns_rule = policy["spec"]["egress"][-1]
+    assert dns_rule["to"] == [{"podSelector": {"matchLabels": {"k8s-app": "my-dns"}},
+                               "namespaceSelector": {"matchLabels": {"kubesphere.io/namespace": "kube-system"}}}]
+    assert dns_rule["ports"] == [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]  # no 9153
+    assert topo.dns_service is not None and topo.dns_service.key == f"kube-system/{service}"
