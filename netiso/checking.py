@@ -133,16 +133,20 @@ def check_many(topos: list[Topology], *, jobs: int | None = None, on_result: Cal
 def backend_options(args: Any, flag_prefix: str = "--") -> BackendOptions:
     """The backend part of the command line (check, minimal-config, clean, and the pytest plugin's
     ``--netiso-*`` options with ``flag_prefix="--netiso-"``): bad pairs name the flag as the user spelt it."""
-    from netiso.cli_options import parse_pairs
+    from netiso.cli_options import parse_names, parse_pairs
 
+    clients = parse_pairs(getattr(args, "client", None) or [], f"{flag_prefix}client", "NAME=COMMAND",
+                          split_commas=False)
     return BackendOptions(
         jobs=getattr(args, "jobs", None),
         kubeconfig=getattr(args, "kubeconfig", None),
         context=getattr(args, "context", None),
         node_map=parse_pairs(getattr(args, "node_map", None) or [], f"{flag_prefix}node-map",
                              "SCENARIO_NODE=CLUSTER_NODE"),
-        clients=parse_pairs(getattr(args, "client", None) or [], f"{flag_prefix}client", "NAME=COMMAND",
-                            split_commas=False),
+        clients=clients,
+        clients_without_pod_routes=parse_names(getattr(args, "client_no_pod_routes", None) or [],
+                                               f"{flag_prefix}client-no-pod-routes", known=clients,
+                                               known_flag=f"{flag_prefix}client"),
         image_registry=getattr(args, "image_registry", None),
         keep_cluster=bool(getattr(args, "keep_cluster", False)),
         dry_run=bool(getattr(args, "dry_run", False)),

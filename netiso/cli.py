@@ -80,6 +80,10 @@ def _cluster_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--client", action="append", metavar="NAME=COMMAND",
                    help="command prefix that runs a probe on external host NAME (repeatable), e.g. "
                         "alice='docker exec -i c1'; flows from unmapped clients are reported skipped")
+    g.add_argument("--client-no-pod-routes", action="append", metavar="NAME[,NAME...]",
+                   help="these --client hosts have no route to pod IPs (default: they route to each node's pod "
+                        "block); their client -> pod IP flows are skipped where the scenario says clientsRouteToPods: "
+                        "true (and routed ones where it says false)")
     g.add_argument("--image-registry", metavar="HOST[/PATH]", help="pull every image from this mirror (air-gapped clusters)")
     g.add_argument("--profile", metavar="NAME", help="assert the behaviour profile when the cluster cannot show it")
     g.add_argument("--keep-cluster", action="store_true", help="kind: keep (and reuse) the clusters after the run")

@@ -30,3 +30,29 @@ def parse_pairs(values: Iterable[str], option: str, form: str, *, split_commas: 
                 raise InputError(f"{option}: {key} is given twice ({out[key]!r} and {val!r})")
             out[key] = val
     return out
+
+
+def parse_names(values: Iterable[str], option: str, *, known: Iterable[str], known_flag: str) -> tuple[str, ...]:
+    """``["alice,bob", "carol"]`` -> ``("alice", "bob", "carol")``, each one a name of ``known``.
+
+    A name that ``known_flag`` did not map is bad input: it would silently describe no host.
+
+    >>> parse_names(["alice,bob"], "--client-no-pod-routes", known=["alice", "bob"], known_flag="--client")
+    ('alice', 'bob')
+    >>> parse_names(["carol"], "--x", known=["alice"], known_flag="--client")
+    Traceback (most recent call last):
+    ...
+    netiso.model.errors.InputError: --x carol: no --client carol=COMMAND was given (mapped: alice); map the host first
+    """
+    known = list(known)
+    out: list[str] = []
+    for value in values:
+        for name in (n.strip() for n in value.split(",")):
+            if not name:
+                raise InputError(f"{option} {value!r}: expected NAME[,NAME...]")
+            if name not in known:
+                raise InputError(f"{option} {name}: no {known_flag} {name}=COMMAND was given "
+                                 f"(mapped: {', '.join(known) or 'none'}); map the host first")
+            if name not in out:
+                out.append(name)
+    return tuple(out)

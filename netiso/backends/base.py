@@ -114,6 +114,8 @@ class BackendOptions:
     context: str | None = None
     node_map: dict[str, str] = field(default_factory=dict)  # scenario node -> cluster node
     clients: dict[str, str] = field(default_factory=dict)  # client name -> command prefix
+    # --client-no-pod-routes: mapped clients whose host has no route to pod IPs (default: it has)
+    clients_without_pod_routes: tuple[str, ...] = ()
     image_registry: str | None = None
     keep_cluster: bool = False  # kind
     dry_run: bool = False

@@ -158,13 +158,14 @@ def _scenario(doc: Any, file: str, index: int) -> Scenario:
 def _cluster(cur: Cursor, value: Any) -> ClusterSpec:
     if value is None:
         return ClusterSpec()
-    f.mapping(cur, value, ("encapsulation", "nodes", "loadBalancer", "clients", "network"))
+    f.mapping(cur, value, ("encapsulation", "nodes", "loadBalancer", "clients", "network", "clientsRouteToPods"))
     enc = f.choice(cur.at("encapsulation"), value.get("encapsulation"), ENCAPSULATIONS, "vxlan")
     nodes = _names(cur.at("nodes"), value.get("nodes"), DEFAULT_NODES, "node name")
     lb = f.choice(cur.at("loadBalancer"), value.get("loadBalancer"), LOAD_BALANCERS, "metallb")
     clients = _names(cur.at("clients"), value.get("clients"), ("client",), "client name")
     network = _network(cur.at("network"), value.get("network"), len(nodes), len(clients))
-    return ClusterSpec(enc, nodes, lb, clients, network)
+    routes = f.boolean(cur.at("clientsRouteToPods"), value.get("clientsRouteToPods"), True)
+    return ClusterSpec(enc, nodes, lb, clients, network, routes)
 
 
 def _names(cur: Cursor, value: Any, default: tuple[str, ...], what: str) -> tuple[str, ...]:

@@ -75,6 +75,10 @@ class ClusterSpec:
     loadBalancer: str = "metallb"
     clients: tuple[str, ...] = ("client",)
     network: NetworkPlan = field(default_factory=NetworkPlan)
+    # Whether the network outside the cluster routes the clients to pod IPs (an external router
+    # that knows every node's pod block, as with BGP/direct Calico). False: client -> pod IP is
+    # dropped on the way (no route), which the oracle predicts and the lab builds.
+    clientsRouteToPods: bool = True
 
 
 @dataclass(frozen=True)

@@ -175,7 +175,12 @@ class PathEngine:
         owner = self._block_owner(dst) if self.in_pods(dst) else None
         node = next((n for n in self.topo.nodes.values() if dst in self._local_addrs(n) and dst == n.ip), None)
         lb = next((s for s in self.topo.services.values() if s.lb_ip == dst), None)
-        if owner is not None:
+        if owner is not None and not self.topo.scenario.cluster.clientsRouteToPods:
+            hops.append(Hop(f"client:{name} ({client.ip}) has no route to pod IP {dst}: the network outside the "
+                            "cluster does not route clients to pod blocks (cluster.clientsRouteToPods: false) → dropped",
+                            step=Step(client.symbol, "drop", client.ip, dst, verdict="dropped")))
+            yield Outcome("dropped", hops)
+        elif owner is not None:
             hops.append(Hop(f"client:{name} ({client.ip}) routes {owner.block} via node:{owner.name} "
                             "(the external router knows the pod routes)",
                             step=Step(client.symbol, "send", client.ip, dst, to=owner.symbol, via="router")))

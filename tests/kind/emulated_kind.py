@@ -15,16 +15,19 @@ client containers answering through ``docker exec``. Here ``KindBackend`` runs w
 * the network: :class:`EmulatedNetwork` answers every probe, in pods (the exec websocket) and in
   client containers (the stand-in ``docker exec``), with the result lines real curl/nc printed
   (tests/kube/samples, re-addressed by tests/kube/replay.py). Which line it replays is the
-  oracle's prediction for that source and destination, except for the flows a test tells it to
-  answer otherwise: a datapath that behaves as predicted, so that what is under test is the
-  plumbing and the judging, not Calico.
+  oracle's prediction for that source and destination (verdict, source seen, answering pod,
+  X-Forwarded-For), except for the flows a test tells it to answer otherwise: a replayed-prediction
+  datapath, so that what is under test is the plumbing and the judging, not Calico. Its
+  counterpart that differs from the oracle on purpose, from a table of its own, is
+  tests/kind/perturbed_network.py.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +36,7 @@ import pytest
 
 from netiso.backends.base import BackendOptions
 from netiso.backends.kind.addons import addon_checksums
-from netiso.backends.kind.backend import KindBackend
+from netiso.backends.kind.backend import KindBackend, default_installer
 from netiso.backends.kind.configs import cluster_name, group_topologies, pod_subnet, render_config
 from netiso.backends.kind.tools import Tools
 from netiso.backends.kube.backend import KubeBackend, KubeRealization, Timeouts
@@ -47,9 +50,10 @@ from tests.support.kubeapi.seed import seed_fresh_kind
 
 RUN = "nx0a1b2c"
 # the emulated controllers answer at once: short bounded waits make a missing answer fail fast
-FAST = Timeouts(pods_ready=5.0, lb_ip=5.0, ingress_sync=0.3, delete=5.0, poll=0.05, probe_rounds=4,
+FAST = Timeouts(pods_ready=5.0, lb_ip=5.0, ingress_sync=0.3, delete=5.0, poll=0.05, probe_rounds=4, policy_settle=0.5,
                 probe_deadline=30.0, probe_wait=0.01)
-Answer = tuple[str, str | None, str | None]  # (sample situation, source the server saw, hostname it reported)
+# (sample situation, source the server saw, hostname it reported[, X-Forwarded-For it was sent])
+Answer = tuple[str, str | None, str | None] | tuple[str, str | None, str | None, str | None]
 
 
 def _timeout(protocol: str) -> Answer:
@@ -70,19 +74,29 @@ class EmulatedNetwork:
         """Predict ``real``'s topology (as check_many will) and write down every flow's answer."""
         preds = predict_all(real.topo)
         for pred in preds:
-            t = pred.target
-            if t.dst_ip is None or t.protocol not in ("TCP", "UDP"):
-                continue
-            origin = t.origin_name if t.origin_kind == "pod" else f"{t.origin_kind}:{t.origin_name}"
-            if origin.startswith("client:"):
-                where = f"netiso-{self.run_id}-{origin.split(':', 1)[1]}"
-            else:
-                where = "/".join(real.exec_target(origin))
-            key = f"{where}|{t.dst_ip}|{t.dst_port}|{t.protocol}"
-            flow = f"{pred.flow.src} -> {pred.flow.dst}"
-            self.table[key] = self.answer_otherwise.get(flow) or self._as_predicted(real, pred)
-        self.file.write_text(json.dumps({k: list(v) for k, v in self.table.items()}, indent=1))
+            key = self.probe_key(real, pred)
+            if key is not None:
+                flow = f"{pred.flow.src} -> {pred.flow.dst}"
+                self.table[key] = self.answer_otherwise.get(flow) or self._as_predicted(real, pred)
+        self.write()
         return preds
+
+    def probe_key(self, real: KubeRealization, pred: Prediction) -> str | None:
+        """``where|dst ip|port|protocol`` of the probe the backend fires for ``pred``'s flow (None: no probe):
+        where it runs (a pod, a node pod, a client container) and the address it is sent to."""
+        t = pred.target
+        if t.dst_ip is None or t.protocol not in ("TCP", "UDP"):
+            return None
+        origin = t.origin_name if t.origin_kind == "pod" else f"{t.origin_kind}:{t.origin_name}"
+        if origin.startswith("client:"):
+            where = f"netiso-{self.run_id}-{origin.split(':', 1)[1]}"
+        else:
+            where = "/".join(real.exec_target(origin))
+        return f"{where}|{t.dst_ip}|{t.dst_port}|{t.protocol}"
+
+    def write(self) -> None:
+        """The table where the stand-in docker reads it (probes in client containers)."""
+        self.file.write_text(json.dumps({k: list(v) for k, v in self.table.items()}, indent=1))
 
     @staticmethod
     def _as_predicted(real: KubeRealization, pred: Prediction) -> Answer:
@@ -98,7 +112,8 @@ class EmulatedNetwork:
             pod = next(p for p in real.topo.pods if p.symbol == receiver)
             hostname = real.names.pod_name(pod)
         seen = sorted(first.seen)[0] if first.seen else None
-        return ("udp-answer" if pred.target.protocol == "UDP" else "tcp-200", seen, hostname)
+        xff = sorted(first.extra.get("forwarded_for", ()))  # type: ignore[union-attr]
+        return ("udp-answer" if pred.target.protocol == "UDP" else "tcp-200", seen, hostname, xff[0] if xff else None)
 
     def answer(self, where: str, probe: ScriptProbe) -> Answer:
         return self.table.get(f"{where}|{probe.dst_ip}|{probe.dst_port}|{probe.protocol}") or _timeout(probe.protocol)
@@ -153,15 +168,20 @@ def kind_cluster_name(topo: Topology) -> tuple[str, str, int]:
 
 def kind_run(topo: Topology, fake_cluster: FakeCluster, standins: StandIns, tmp_path: Path,
              monkeypatch: pytest.MonkeyPatch, answer_otherwise: dict[str, Answer] | None = None, *,
-             keep_cluster: bool = False, seed: bool = True, workdir: str = "work") -> KindRun:
+             keep_cluster: bool = False, seed: bool = True, workdir: str = "work",
+             network_model: Callable[[Path, str], EmulatedNetwork] | None = None) -> KindRun:
     """A KindBackend wired to the stand-ins and the emulated server; ``seed=False``: the cluster was
-    seeded by an earlier run (a kept cluster)."""
+    seeded by an earlier run (a kept cluster); ``network_model(file, run id)`` makes another network model
+    than the replayed-prediction one."""
     name, subnet, workers = kind_cluster_name(topo)
     if seed:
         nodes = seed_fresh_kind(fake_cluster, name, workers=workers, pod_subnet=subnet)
     else:
         nodes = [n["metadata"]["name"] for n in fake_cluster.list("v1", "Node")]
-    network = EmulatedNetwork(tmp_path / "network.json", RUN, dict(answer_otherwise or {}))
+    if network_model is None:
+        network = EmulatedNetwork(tmp_path / "network.json", RUN, dict(answer_otherwise or {}))
+    else:
+        network = network_model(tmp_path / "network.json", RUN)
     fake_cluster.exec_handler = network.exec_handler
     extra = {"NETISO_STANDIN_KUBECONFIG": str(fake_cluster.kubeconfig), "NETISO_STANDIN_NETWORK": str(network.file)}
     standins.env.update(extra)
@@ -181,6 +201,8 @@ def kind_run(topo: Topology, fake_cluster: FakeCluster, standins: StandIns, tmp_
     backend = KindBackend(BackendOptions(progress=progress.append, keep_cluster=keep_cluster), kube_factory=factory,
                           tools=Tools(env=standins.env), workdir=tmp_path / workdir,
                           logs_dir=tmp_path / "reports" / "kind-logs", run_id=RUN)
+    # the real installer, polling every 20 ms: the emulated add-ons roll out over several reads (lifecycle.py)
+    backend.installer = functools.partial(default_installer, interval=0.02)
     return KindRun(backend, fake_cluster, standins, network, name, nodes, handed, progress, kubes)
 
 

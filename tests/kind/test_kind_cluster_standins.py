@@ -121,7 +121,8 @@ def test_standin_clients_run_on_the_kind_network_with_netexec_and_get_their_addr
     assert addresses == {"alice": "172.18.0.10", "bob": "172.18.0.11"}
     runs = [a for a in standins.calls("docker") if a[0] == "run"]
     assert runs[0] == ["run", "-d", "--network", "kind", "--name", "netiso-nx0a1b2c-alice", "--hostname", "alice",
-                       "--label", "netiso.io/run=nx0a1b2c", AGNHOST, "netexec", "--http-port=8080", "--udp-port=8080"]
+                       "--label", "netiso.io/run=nx0a1b2c", "--cap-add", "NET_ADMIN", AGNHOST, "netexec",
+                       "--http-port=8080", "--udp-port=8080"]
     assert clients.commands() == {"alice": "docker exec -i netiso-nx0a1b2c-alice", "bob": "docker exec -i netiso-nx0a1b2c-bob"}
     clients.start(["alice"])  # already running: not started twice
     assert len([a for a in standins.calls("docker") if a[0] == "run"]) == 2

@@ -6,9 +6,13 @@ MetalLB / OpenELB manifests, unpatched), every API call going over HTTP to the e
 (tests/support/kubeapi), every ``kind``/``docker`` call a real subprocess, the batch scripts and
 the parsing of real curl/nc output, the oracle and the judge. What is emulated (see
 tests/kind/emulated_kind.py): the processes' answers, the cluster's controllers and add-on agents
-(tests/support/kubeapi/workloads.py), and the network, which answers each probe as the oracle
-predicted unless a test says otherwise. So these tests prove the hand-overs and the order of the
-conversation, not how a real Calico or MetalLB behaves: only the kind workflow shows that.
+(tests/support/kubeapi/workloads.py), and the network. Two network models: the replayed-prediction
+network, which answers each probe as the oracle predicted unless a test says otherwise (the run
+must then match), and the perturbed network (tests/kind/perturbed_network.py), a hand-written
+datapath table of its own with one deliberate difference per reported field (verdict, source seen,
+answering replica, X-Forwarded-For, VIP announcer), each of which the judge must name. So these
+tests prove the hand-overs, the order of the conversation and that the judge catches every field
+on a kind run, not how a real Calico or MetalLB behaves: only the kind workflow shows that.
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ from pathlib import Path
 
 import pytest
 
-from netiso.backends.kind.addons import MARKER_NAME, TUNNEL_ANNOTATION, Wait, calico_manifest, expected_ippool
-from netiso.backends.kind.install import AddonNotReady, DynamicApi, run_plan
+from netiso.backends.kind.addons import MARKER_NAME, TUNNEL_ANNOTATION, Apply, Wait, calico_manifest, expected_ippool
+from netiso.backends.kind.install import AddonNotReady, DynamicApi, run_plan, wait_crds_established
 from netiso.checking import check_many
-from netiso.model.addressing import resolve
+from netiso.model.addressing import addresses_of, resolve
 from netiso.model.loader import loads
 from netiso.model.types import Topology
 from tests.kind.emulated_kind import RUN, applied, index_of, kind_run, run_objects
+from tests.kind.perturbed_network import ANNOUNCER_PERTURBED, DATAPATH, PERTURBATIONS, PerturbedNetwork
 from tests.support.kubeapi.seed import seed_fresh_kind
 from tests.support.kubeapi.workloads import WorkloadControllers
 
@@ -40,21 +45,33 @@ workspaces:
         whitelist:
           - {{direction: ingress, peer: {{cidr: client:alice}}}}
           - {{direction: ingress, peer: {{cidr: tunnel:worker2}}}}
+          - {{direction: ingress, peer: {{project: gateways}}}}
       - name: tools
+projects:
+  - name: gateways
 workloads:
   - {{name: web, project: shop, nodes: [worker]}}
   - {{name: front, project: shop, nodes: [worker2]}}
+  - {{name: api, project: shop, nodes: [worker, worker2]}}
   - {{name: probe, project: tools, nodes: [worker2]}}
 services:
   - {{name: web, project: shop, type: NodePort, externalTrafficPolicy: Cluster}}
   - {{name: front, project: shop, type: LoadBalancer, externalTrafficPolicy: Local}}
+ingresses:
+  - name: web
+    project: shop
+    host: web.example
+    service: web
+    controller: {{project: gateways, node: worker2, exposure: NodePort, externalTrafficPolicy: Local}}
 flows:
   - {{from: pod:tools/probe, to: nodeport:shop/web@worker2}}
   - {{from: pod:tools/probe, to: clusterip:shop/web}}
   - {{from: node:worker2, to: pod:shop/web}}
+  - {{from: node:worker2, to: pod:shop/api}}
   - {{from: client:alice, to: nodeport:shop/web@worker}}
   - {{from: client:bob, to: nodeport:shop/web@worker}}
   - {{from: client:alice, to: loadbalancer:shop/front}}
+  - {{from: client:alice, to: ingress:shop/web}}
 """
 
 
@@ -133,12 +150,20 @@ def test_emulated_api_kind_run_installs_addons_then_realizes_probes_judges_and_d
     assert front.lb_ip is not None and front.lb_ip.startswith("172.18.255.")
     vip_flow = next(r for r in result.results if r.pred.flow.dst == "loadbalancer:shop/front")
     assert vip_flow.obs.elected == front.lb_node
+    # the ingress flow carried the header the controller was predicted to send, the replica flow its first replica
+    ingress = next(r for r in result.results if r.pred.flow.dst == "ingress:shop/web")
+    assert ingress.obs.forwarded_for == realized.clients["alice"].ip
+    assert next(r for r in result.results if r.pred.flow.dst == "pod:shop/api").obs.answered_by == "pod:shop/api@worker"
 
     # client probes went through `docker exec -i <client container> sh -c <batch>`
     execs = [a for a in standins.calls("docker") if a[:1] == ["exec"]]
     batches = [a for a in execs if "NETISO1" in a[-1]]
     assert {a[2] for a in batches} == {f"netiso-{RUN}-alice", f"netiso-{RUN}-bob"}
-    assert all(a[:2] == ["exec", "-i"] and a[3:5] == ["sh", "-c"] for a in execs)
+    routes = [a for a in execs if a[2:5] == ["ip", "route", "replace"]]
+    assert all(a[:2] == ["exec", "-i"] and a[3:5] == ["sh", "-c"] for a in execs if a not in routes)
+    # each client routes every node's discovered pod block via that node (clientsRouteToPods: true on kind)
+    assert sorted((a[1], a[5], a[7]) for a in routes) == sorted(
+        (f"netiso-{RUN}-{c}", n.block, n.ip) for c in ("alice", "bob") for n in realized.nodes.values())
     assert {(c.namespace, c.pod) for c in run.network.exec_calls} == {(f"{RUN}-tools", "probe-worker2"),
                                                                        (f"{RUN}-netiso", "node-worker2")}
 
@@ -221,6 +246,9 @@ def test_emulated_api_dynamic_api_creates_by_apply_updates_by_apply_and_finds_ki
                and d["metadata"]["name"] == "ippools.crd.projectcalico.org")
     api.apply(crd)
     pool = expected_ippool("ipip", "100.64.0.0/16")
+    with pytest.raises(Exception, match="No matches found"):  # not Established yet: its kind is not served
+        api.apply(pool)
+    wait_crds_established(api, Apply("calico CRDs", "test", (crd,)), interval=0.01)
     api.apply(pool)  # the kind appeared after the client's discovery was cached: found on a refresh
     assert api.get("crd.projectcalico.org/v1", "IPPool", "default-ipv4-ippool")["spec"]["ipipMode"] == "Always"
     api.apply({**pool, "spec": {**pool["spec"], "ipipMode": "Never"}})
@@ -229,3 +257,41 @@ def test_emulated_api_dynamic_api_creates_by_apply_updates_by_apply_and_finds_ki
     assert [r.status for r in patches] == [201, 200]  # created by the first apply, updated by the second
     assert all(r.method == "PATCH" and r.content_type == "application/apply-patch+yaml"
                and r.query.get("fieldManager") == "netiso" and r.query.get("force") == "true" for r in patches)
+
+
+@pytest.mark.parametrize("lb", ["metallb", "openelb"])
+def test_emulated_api_kind_run_on_the_perturbed_network_names_each_differing_field_and_nothing_else(
+        lb: str, fake_cluster, standins, tmp_path: Path, monkeypatch) -> None:
+    """A network model of its own (tests/kind/perturbed_network.py: a hand-written datapath table with
+    one perturbation per field), not the replayed prediction: the judge names exactly the perturbed
+    flow and field for each of verdict, source seen, answering replica, X-Forwarded-For and VIP
+    announcer, and every unperturbed flow of the table matches the oracle."""
+    topo = scenario("vxlan", lb)
+    _, result = _run(topo, fake_cluster, standins, tmp_path, monkeypatch,
+                     network_model=lambda file, run_id: PerturbedNetwork(file, run_id, fake_cluster))
+    ip = {sym: addresses_of(result.topo, sym)[0] for sym in ("node:worker2", "tunnel:worker2", "client:alice")}
+    vip_flow = "client:alice -> loadbalancer:shop/front"
+    expected = {  # flow -> the judge's problems, one field each
+        "node:worker2 -> pod:shop/web": ["observed refused (curl exit 7: Connection refused), predicted allowed"],
+        "pod:tools/probe -> nodeport:shop/web@worker2": [
+            f"server saw node:worker2 ({ip['node:worker2']}), predicted tunnel:worker2 ({ip['tunnel:worker2']})"],
+        "node:worker2 -> pod:shop/api": ["answered by pod:shop/api@worker2, predicted pod:shop/api@worker"],
+        "client:alice -> ingress:shop/web": [f"X-Forwarded-For {ip['node:worker2']}, predicted {ip['client:alice']}"],
+        vip_flow: ["VIP answered by node:worker, predicted node:worker2"],
+    }
+    assert {p.field for p in PERTURBATIONS} == {"verdict", "seen", "by", "xff"} and set(ANNOUNCER_PERTURBED) == {"shop/front"}
+    assert set(expected) == {p.flow for p in PERTURBATIONS} | {vip_flow}
+
+    judged = {f"{r.pred.flow.src} -> {r.pred.flow.dst}": r for r in result.results}
+    assert set(judged) == set(DATAPATH), "every flow of the scenario probed and judged"
+    assert {flow: r.problems for flow, r in judged.items() if r.problems} == expected
+    assert sorted(flow for flow, r in judged.items() if not r.problems) == sorted(set(DATAPATH) - set(expected))
+    assert result.mismatches == len(expected)
+
+    # what the backend observed in each perturbed field (the JSON document's observed.*)
+    assert judged["node:worker2 -> pod:shop/web"].obs.verdict == "refused"
+    assert judged["pod:tools/probe -> nodeport:shop/web@worker2"].obs.source_ip == ip["node:worker2"]
+    assert judged["node:worker2 -> pod:shop/api"].obs.answered_by == "pod:shop/api@worker2"
+    assert judged["client:alice -> ingress:shop/web"].obs.forwarded_for == ip["node:worker2"]
+    assert judged[vip_flow].obs.elected == "worker" and judged[vip_flow].obs.source_ip == ip["client:alice"]
+    assert run_objects(fake_cluster) == [] and standins.world()["clusters"] == {}

@@ -48,7 +48,7 @@ def test_daemonset_ready_only_when_every_scheduled_pod_is_ready() -> None:
 
 def test_deployment_and_job_follow_their_conditions() -> None:
     assert install.deployment_available(DEPLOY_AVAILABLE)[0] is True
-    assert install.deployment_available(DEPLOY_PROGRESSING) == (False, "0/1 available")
+    assert install.deployment_available(DEPLOY_PROGRESSING) == (False, "0/1 available, 0 updated, 1 old replica(s) left")
     assert install.job_complete(JOB_DONE)[0] is True
     assert install.job_complete(JOB_FAILED) == (False, "failed (6 failed pods)")
 
@@ -84,11 +84,17 @@ class MemoryApi:
         meta = doc["metadata"]
         key = (doc["kind"], meta.get("namespace"), meta["name"])
         status = (self.objects.get(key) or {}).get("status")  # like a server: apply never writes status
+        if doc["kind"] == "CustomResourceDefinition" and status is None:  # Established only on a later read
+            status = {"conditions": [{"type": "Established", "status": "False"}]}
         self.objects[key] = {**doc, **({"status": status} if status else {})}
         self.applied.append((doc["kind"], meta["name"]))
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
-        return self.objects.get((kind, namespace, name))
+        obj = self.objects.get((kind, namespace, name))
+        if obj is not None and kind == "CustomResourceDefinition":  # time passes: the next read sees it Established
+            self.objects[(kind, namespace, name)] = {**obj, "status": {"conditions": [
+                {"type": "Established", "status": "True"}]}}
+        return obj
 
     def list(self, api_version: str, kind: str) -> list[dict[str, Any]]:
         return [o for (k, _, _), o in self.objects.items() if k == kind]

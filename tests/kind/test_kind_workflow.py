@@ -1,4 +1,6 @@
-"""The kind workflow is a valid GitHub Actions workflow whose run steps are exactly the README's "Run on kind" commands."""
+"""The kind workflow is a valid GitHub Actions workflow whose run steps are exactly the README's "Run on kind"
+commands, whose evidence survives (readable before upload), and whose every cell is estimated to end well
+inside its timeout (netiso/backends/kind/estimate.py: planning figures, not a live run's measurements)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from netiso.backends.kind.configs import ENCAPSULATIONS, KIND_VERSION, LOAD_BALANCERS
+from netiso.backends.kind.estimate import estimate_cell, proof_topologies
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "kind-conformance.yml"
@@ -40,7 +43,7 @@ def test_workflow_has_the_structure_github_actions_requires() -> None:
     wf = workflow()
     triggers = wf.get("on", wf.get(True))  # YAML 1.1 reads a bare `on` key as True
     assert triggers and {"push", "pull_request"} <= set(triggers)
-    assert set(wf["jobs"]) == {"kind", "lab"}
+    assert set(wf["jobs"]) == {*KIND_JOBS, "lab"}
     for name, job in wf["jobs"].items():
         assert re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", name)
         assert job["runs-on"].startswith("ubuntu-") and job["steps"]
@@ -51,20 +54,110 @@ def test_workflow_has_the_structure_github_actions_requires() -> None:
         assert job["steps"][0]["uses"].startswith("actions/checkout@")
 
 
-def test_kind_job_matrix_is_three_modes_by_two_load_balancers() -> None:
-    job = workflow()["jobs"]["kind"]
-    matrix = job["strategy"]["matrix"]
-    assert matrix == {"encapsulation": list(ENCAPSULATIONS), "loadBalancer": list(LOAD_BALANCERS)}
-    assert job["strategy"]["fail-fast"] is False
-    suites = [s["run"] for s in job["steps"] if "bin/conformance" in s.get("run", "")]
+KIND_JOBS = ("kind", "kind-minimal")
+SUITE_FILES = ("test_scenarios.py", "test_founding_matrix.py", "test_minimal_config.py")
+
+
+def test_kind_jobs_matrix_is_three_modes_by_two_load_balancers_and_together_run_every_suite_once() -> None:
     group = "${{ matrix.encapsulation }}/${{ matrix.loadBalancer }}"
-    assert suites == [f"sudo bin/conformance --netiso-backend kind --netiso-group {group}"]
+    ran: list[str] = []
+    for name in KIND_JOBS:
+        job = workflow()["jobs"][name]
+        matrix = job["strategy"]["matrix"]
+        assert matrix == {"encapsulation": list(ENCAPSULATIONS), "loadBalancer": list(LOAD_BALANCERS)}
+        assert job["strategy"]["fail-fast"] is False
+        suites = [s["run"] for s in job["steps"] if "bin/conformance" in s.get("run", "")]
+        assert len(suites) == 1
+        assert suites[0].startswith(f"sudo bin/conformance --netiso-backend kind --netiso-group {group} ")
+        ran += suites_run(suites[0])
+    assert sorted(ran) == sorted(SUITE_FILES)
 
 
-def test_both_jobs_upload_reports_even_on_failure() -> None:
+def suites_run(command: str) -> list[str]:
+    """The suite files a ``bin/conformance`` command runs (``suites/`` less its ``--ignore=`` files)."""
+    ignored = set(re.findall(r"--ignore=suites/(\S+)", command))
+    assert ignored <= set(SUITE_FILES), ignored
+    assert sorted(p.name for p in (ROOT / "suites").glob("test_*.py")) == sorted(SUITE_FILES)
+    return [f for f in SUITE_FILES if f not in ignored]
+
+
+def test_every_job_uploads_reports_even_on_failure() -> None:
     for job in workflow()["jobs"].values():
         upload = [s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact@")]
         assert len(upload) == 1 and upload[0]["if"] == "always()" and upload[0]["with"]["path"] == "reports/"
+    names = [s["with"]["name"] for job in workflow()["jobs"].values() for s in job["steps"]
+             if s.get("uses", "").startswith("actions/upload-artifact@")]
+    assert len(set(names)) == len(names)  # one artifact per job (per cell): none overwrites another
+
+
+def test_kind_jobs_make_root_owned_evidence_readable_before_the_upload_even_on_failure() -> None:
+    for name in KIND_JOBS:
+        steps = workflow()["jobs"][name]["steps"]
+        upload = next(i for i, s in enumerate(steps) if s.get("uses", "").startswith("actions/upload-artifact@"))
+        readable = [i for i, s in enumerate(steps) if re.search(r"\bchmod -R a\+rX reports/?(\s|$)", s.get("run", ""))]
+        assert readable and readable[-1] < upload, name
+        step = steps[readable[-1]]
+        assert step.get("if") == "always()" and step["run"].startswith("sudo "), step
+        assert all("bin/conformance" not in s.get("run", "") for s in steps[readable[-1]:]), "chmod after the suites"
+
+
+def cell_suites(encapsulation: str, load_balancer: str, files: list[str]) -> dict[str, list]:
+    """The realizations a cell runs, by suite: bundled scenarios, the founding matrix, minimal-config proofs."""
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from fixtures.scenarios import in_group
+    from netiso.model.addressing import load_topologies
+    from suites.founding import matrix
+
+    group = f"{encapsulation}/{load_balancer}"
+    bundled = [t for t in load_topologies([str(ROOT / "scenarios")]) if in_group(t, group)]
+    out: dict[str, list] = {}
+    if "test_scenarios.py" in files:
+        out["scenarios"] = bundled
+    if "test_founding_matrix.py" in files:
+        out["founding matrix"] = [fs.topo for fs in matrix() if in_group(fs.topo, group)]
+    if "test_minimal_config.py" in files:
+        out["minimal-config proofs"] = proof_topologies(bundled)
+    return out
+
+
+def cell_images(encapsulation: str, load_balancer: str) -> int:
+    from netiso.backends.kind.addons import DEFAULT_KIND_SUBNET, install_plan
+    from netiso.backends.kube.images import all_images
+
+    plan = install_plan(encapsulation, load_balancer, "192.168.0.0/16", DEFAULT_KIND_SUBNET, "c", "h")
+    return len(dict.fromkeys([*plan.images, *all_images()]))
+
+
+WELL_INSIDE = 0.75  # of timeout-minutes: the estimate's figures are not measurements yet
+
+
+def test_every_kind_cell_is_estimated_well_inside_its_timeout() -> None:
+    seen = 0
+    for name in KIND_JOBS:
+        job = workflow()["jobs"][name]
+        files = suites_run(next(s["run"] for s in job["steps"] if "bin/conformance" in s.get("run", "")))
+        for enc in job["strategy"]["matrix"]["encapsulation"]:
+            for lb in job["strategy"]["matrix"]["loadBalancer"]:
+                estimate = estimate_cell(cell_images(enc, lb), cell_suites(enc, lb, files))
+                assert estimate.realizations > 0
+                limit = WELL_INSIDE * job["timeout-minutes"] * 60
+                assert estimate.total_s <= limit, "\n".join([f"{name} {enc}/{lb}:",
+                                                             *estimate.lines(job["timeout-minutes"])])
+                seen += 1
+    assert seen == 2 * len(ENCAPSULATIONS) * len(LOAD_BALANCERS)
+
+
+def test_the_kind_dry_run_plan_prints_each_clusters_estimate(tmp_path: Path) -> None:
+    from netiso.backends.base import BackendOptions
+    from netiso.backends.kind.plan import write_kind_plans
+    from netiso.model.addressing import load_topologies
+
+    write_kind_plans(load_topologies([str(ROOT / "scenarios")]), tmp_path, BackendOptions(), run_id="nx000001")
+    text = (tmp_path / "kind-vxlan-metallb" / "plan.txt").read_text()
+    assert re.search(r"^# estimated wall time: \d+ min for \d+ realization\(s\)$", text, re.MULTILINE)
+    assert re.search(r"min  minimal-config proofs: \d+ realization\(s\)$", text, re.MULTILINE)
 
 
 def test_kind_is_installed_at_the_pinned_version() -> None:
@@ -75,7 +168,7 @@ def test_kind_is_installed_at_the_pinned_version() -> None:
 def test_workflow_run_steps_are_exactly_the_readme_commands() -> None:
     assert READMES, "a README has the 'Run on kind' section"
     wf = workflow()
-    kind_runs = run_commands(wf["jobs"]["kind"], {"encapsulation": "vxlan", "loadBalancer": "metallb"})
-    lab_runs = run_commands(wf["jobs"]["lab"], {})
-    for readme in READMES:
-        assert readme_commands(readme) == kind_runs + lab_runs, readme
+    cell = {"encapsulation": "vxlan", "loadBalancer": "metallb"}
+    runs = [*(c for job in KIND_JOBS for c in run_commands(wf["jobs"][job], cell)), *run_commands(wf["jobs"]["lab"], {})]
+    for readme in READMES:  # every job's commands in job order, each command once
+        assert readme_commands(readme) == list(dict.fromkeys(runs)), readme

@@ -27,7 +27,7 @@ from tests.support.kubeapi.fixture import fake_cluster  # noqa: F401 - the emula
 
 RUN = "nx0a1b2c"
 # short bounded waits: the emulated controllers answer at once, a missing answer should fail fast
-FAST = Timeouts(pods_ready=2.0, lb_ip=2.0, ingress_sync=0.3, delete=2.0, poll=0.05, probe_rounds=4,
+FAST = Timeouts(pods_ready=2.0, lb_ip=2.0, ingress_sync=0.3, delete=2.0, poll=0.05, probe_rounds=4, policy_settle=0.5,
                 probe_deadline=30.0, probe_wait=0.01)
 
 NODEPORT = """

@@ -43,10 +43,12 @@ def sample_line(situation: str, shell: str = "dash") -> str:
     return next(line for line in data["stdout"].splitlines() if line.startswith("NETISO1 "))
 
 
-def replay(situation: str, probe: ScriptProbe, *, client: str | None = None, hostname: str | None = None) -> str:
+def replay(situation: str, probe: ScriptProbe, *, client: str | None = None, hostname: str | None = None,
+           forwarded_for: str | None = None) -> str:
     """A real sample's result line re-addressed to ``probe``: its index and id, and (for answers) the
-    source address the server saw and the hostname it reported, which the sample captured as
-    127.0.0.1 and a stand-in's name."""
+    source address the server saw, the hostname it reported and the X-Forwarded-For header it was
+    sent (TCP, the third URL of an ingress probe), which the sample captured as 127.0.0.1, a
+    stand-in's name and 203.0.113.7."""
     words = sample_line(situation).split(" ")
     words[1] = str(probe.index)
     out = []
@@ -61,12 +63,19 @@ def replay(situation: str, probe: ScriptProbe, *, client: str | None = None, hos
                 word = "o1=b" + base64.b64encode(f"{client}:40000".encode()).decode()
         elif key == "o2" and hostname is not None and word not in ("o2=", "o2=b", "o2=h"):
             word = "o2=b" + base64.b64encode(hostname.encode()).decode()
+        elif key == "o3" and forwarded_for is not None and word not in ("o3=", "o3=b", "o3=h"):
+            word = "o3=b" + base64.b64encode(forwarded_for.encode()).decode()
         out.append(word)
     return " ".join(out)
 
 
-def batch_answer(script: str, answer: Callable[[ScriptProbe], tuple[str, str | None, str | None]]) -> str:
-    """The stdout of a whole batch: ``answer(probe) -> (situation, client ip, hostname)`` per probe."""
+def batch_answer(script: str, answer: Callable[[ScriptProbe], tuple[str | None, ...]]) -> str:
+    """The stdout of a whole batch: ``answer(probe) -> (situation, client ip, hostname[, X-Forwarded-For])``
+    per probe."""
     probes = script_probes(script)
-    lines = [replay(sit, p, client=c, hostname=h) for p in probes for sit, c, h in [answer(p)]]
+    lines = []
+    for p in probes:
+        sit, client, hostname, *xff = answer(p)
+        assert sit is not None, p
+        lines.append(replay(sit, p, client=client, hostname=hostname, forwarded_for=xff[0] if xff else None))
     return "\n".join([*lines, f"NETISO-END {len(probes)}"]) + "\n"

@@ -98,7 +98,9 @@ def test_preflight_names_what_each_check_reads(full_plan: Path) -> None:
     text = (full_plan / "lb-openelb-cluster-vxlan" / "plan.txt").read_text()
     assert "GET /version" in text
     assert "GET /api/v1/namespaces/kube-system/configmaps/kube-proxy" in text
-    assert "GET /apis/crd.projectcalico.org/v1/ippools (expected ipipMode=Never, vxlanMode=Always)" in text
+    assert "/apis/crd.projectcalico.org/v1/ippools (expected ipipMode=Never, vxlanMode=Always)" in text
+    assert "GET /apis/projectcalico.org/v3/ippools when discovery serves it" in text
+    assert "not KubeSphere: GET /apis" in text
     assert "GET /apis/network.kubesphere.io/v1alpha2/eips" in text
     # the plan lists exactly what preflight asks (netiso/backends/kube/access.py), the same for every scenario
     assert "create pods/exec" in text and "create clusterroles (group rbac.authorization.k8s.io)" in text

@@ -43,7 +43,7 @@ def test_missing_kubeconfig_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_emulated_api_unknown_context_lists_the_known_ones(fake_cluster) -> None:
-    with pytest.raises(BackendUnavailable, match=r"has no context 'prod' \(it has: netiso-test\)"):
+    with pytest.raises(BackendUnavailable, match=r"no context 'prod' \(--context prod; it has: netiso-test\)"):
         Kube.connect(str(fake_cluster.kubeconfig), "prod")
 
 
@@ -282,5 +282,6 @@ def test_a_pod_security_403_is_explained_as_admission_not_rbac(fake_cluster) -> 
             '"details":{"name":"node-worker","kind":"pods"},"code":403}')
     exc = ApiException(status=403, reason="Forbidden", body=body)
     message = str(kube.translate(exc, "create Pod nx0a1b2c-netiso/node-worker"))
-    assert message.startswith("the cluster's admission refused to create Pod nx0a1b2c-netiso/node-worker: pods")
-    assert "violates PodSecurity" in message and "rbac.yaml" not in message
+    assert message.startswith("Pod Security Admission refused to create Pod nx0a1b2c-netiso/node-worker: namespace "
+                              "nx0a1b2c-netiso enforces 'baseline' (host namespaces (hostNetwork=true))")
+    assert "allow Pod Security 'privileged'" in message and "rbac.yaml" not in message

@@ -13,10 +13,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import yaml
 
 from netiso.backends.kube import ingress_nginx
-from netiso.backends.kube.access import ACCESS, LB_ACCESS
+from netiso.backends.kube.access import ACCESS, CALICO_ACCESS, LB_ACCESS
 from netiso.oracle.predict import predict_all
 from tests.kube.conftest import INGRESS, topo_of
 from tests.kube.replay import batch_answer
@@ -62,10 +63,15 @@ def attributes(method: str, path: str, query: dict) -> list[tuple[str, str, str]
     return [(verb, group, full)]
 
 
+@pytest.mark.parametrize("calico_api", ["crd.projectcalico.org/v1", "projectcalico.org/v3"])
 def test_emulated_api_every_request_of_a_whole_run_is_allowed_by_the_netiso_clusterrole(fake_cluster, kube_backend,
-                                                                                        tmp_path: Path) -> None:
-    seed_cluster(fake_cluster)
+                                                                                        tmp_path: Path,
+                                                                                        calico_api: str) -> None:
+    seed_cluster(fake_cluster, calico_api=calico_api)
     leave_run(fake_cluster, "nx777777", renewed=datetime.now(UTC) - timedelta(hours=1))
+    # from here on the emulator authenticates the caller as ServiceAccount netiso-system/netiso and decides every
+    # request (and preflight's reviews, and the escalation check on the ingress controllers' roles) by rbac.yaml
+    fake_cluster.bind_rbac([d for d in yaml.safe_load_all(RBAC.read_text()) if d])
     backend = kube_backend(clients={})
     real = backend.realize(topo_of(INGRESS.replace("flows:\n", "flows:\n  - {from: pod:shop/web, to: ingress:shop/web}\n")))
     preds = predict_all(real.topo)
@@ -79,6 +85,8 @@ def test_emulated_api_every_request_of_a_whole_run_is_allowed_by_the_netiso_clus
     real.down()
     backend.clean()
 
+    refused = [f"{r.method} {r.path}: {r.status}" for r in fake_cluster.requests if r.status in (401, 403)]
+    assert refused == []
     rules = roles()["netiso"]
     seen: set[tuple[str, str, str]] = set()
     for req in fake_cluster.requests:
@@ -87,12 +95,13 @@ def test_emulated_api_every_request_of_a_whole_run_is_allowed_by_the_netiso_clus
             assert allows(rules, *attrs), f"{req.method} {req.path} needs {attrs}, which rbac.yaml does not grant"
     assert ("create", "", "pods/exec") in seen and ("delete", "", "namespaces") in seen
     assert ("list", "metallb.io", "servicel2statuses") in seen
+    assert ("list", calico_api.split("/")[0], "blockaffinities") in seen
 
 
 def test_the_netiso_clusterrole_is_exactly_what_preflight_checks() -> None:
     granted = {(v, g, res) for r in roles()["netiso"] for v in r["verbs"] for g in r["apiGroups"] for res in r["resources"]}
     checked = {(a.verb, a.group, f"{a.resource}/{a.sub}" if a.sub else a.resource)
-               for a in [*ACCESS, *(x for xs in LB_ACCESS.values() for x in xs)]}
+               for a in [*ACCESS, *(x for xs in [*CALICO_ACCESS.values(), *LB_ACCESS.values()] for x in xs)]}
     checked.add(("create", "authorization.k8s.io", "selfsubjectaccessreviews"))  # the check itself
     assert granted == checked
 

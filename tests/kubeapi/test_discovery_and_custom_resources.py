@@ -105,14 +105,31 @@ def test_dynamic_client_discovers_creates_reads_and_deletes(fake_cluster: FakeCl
         dyn.resources.get(api_version="example.com/v1", kind="Widget")
 
 
-def test_a_crd_created_through_the_api_is_served_at_once(fake_cluster: FakeCluster, api, tmp_path) -> None:
-    client.ApiextensionsV1Api(api).create_custom_resource_definition(
-        crd("example.com", "Widget", "widgets", ["v1"], namespaced=True))
+def test_a_crd_created_through_the_api_is_served_only_once_established(fake_cluster: FakeCluster, api, tmp_path) -> None:
+    """As apiextensions-apiserver: NamesAccepted at once, Established a little later (here: after two
+    reads of it); until then its kind answers 404 and discovery does not list it."""
+    ext = client.ApiextensionsV1Api(api)
+    created = ext.create_custom_resource_definition(crd("example.com", "Widget", "widgets", ["v1"], namespaced=True))
+    conditions = {c.type: c.status for c in created.status.conditions}
+    assert conditions == {"NamesAccepted": "True", "Established": "False"}
     client.CoreV1Api(api).create_namespace({"metadata": {"name": "w"}})
+    co = client.CustomObjectsApi(api)
+    body = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "x"}, "spec": {"n": 1}}
+    with pytest.raises(client.ApiException) as err:
+        co.create_namespaced_custom_object("example.com", "v1", "w", "widgets", body)
+    assert err.value.status == 404
+    assert json.loads(err.value.body)["message"] == "the server could not find the requested resource"
+    assert "example.com" not in [g.name for g in client.ApisApi(api).get_api_versions().groups]  # nor discovered
+    reads = 0
+    while {c.type: c.status for c in ext.read_custom_resource_definition("widgets.example.com").status.conditions}[
+            "Established"] != "True":
+        reads += 1
+        assert reads < 10
+    assert reads >= 1  # not at once: a client that does not wait for Established gets the 404 above
+    assert "example.com" in [g.name for g in client.ApisApi(api).get_api_versions().groups]
     dyn = DynamicClient(api, cache_file=str(tmp_path / "discovery.json"))
     widgets = dyn.resources.get(api_version="example.com/v1", kind="Widget")
-    widgets.create(body={"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "x"}, "spec": {"n": 1}},
-                   namespace="w")
+    widgets.create(body=body, namespace="w")
     assert fake_cluster.get("example.com/v1", "Widget", "x", "w")["spec"] == {"n": 1}
 
 

@@ -21,6 +21,14 @@ from tests.support.kubeapi import FakeCluster
 NODES = ("kind-control-plane", "kind-worker", "kind-worker2")
 
 
+@pytest.fixture(autouse=True)
+def instant(fake_cluster: FakeCluster) -> None:
+    """These tests pin WHAT the emulated controllers compute (node, IP, slices, elections), read right
+    after a create; WHEN things happen (pods starting over later reads) is pinned with time on in
+    test_time_and_lifecycle.py, so time is switched off here on purpose."""
+    fake_cluster.instant()
+
+
 def first_by_hash(nodes: list[str], ip: str) -> str:
     return sorted(nodes, key=lambda n: hashlib.sha256(f"{n}#{ip}".encode()).hexdigest())[0]
 
@@ -158,7 +166,7 @@ def test_services_get_cluster_ips_node_ports_and_health_check_ports(fake_cluster
     v1.create_namespace({"metadata": {"name": "nx-a"}})
     cip = v1.create_namespaced_service("nx-a", {"metadata": {"name": "c"}, "spec": {"ports": [{"port": 80}]}})
     np = v1.create_namespaced_service("nx-a", {"metadata": {"name": "n"}, "spec": {"type": "NodePort", "ports": [
-        {"port": 80, "targetPort": 8080}, {"port": 81, "nodePort": 31000, "protocol": "UDP"}]}})
+        {"name": "a", "port": 80, "targetPort": 8080}, {"name": "b", "port": 81, "nodePort": 31000, "protocol": "UDP"}]}})
     lb = v1.create_namespaced_service("nx-a", {"metadata": {"name": "l"}, "spec": {
         "type": "LoadBalancer", "externalTrafficPolicy": "Local", "ports": [{"port": 80}]}})
     ips = {cip.spec.cluster_ip, np.spec.cluster_ip, lb.spec.cluster_ip}

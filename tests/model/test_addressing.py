@@ -260,12 +260,21 @@ def test_openelb_includes_the_control_plane() -> None:
     assert local.lb_candidates == ("control-plane",) and local.lb_node == "control-plane"
 
 
-@pytest.mark.parametrize("impl", ["metallb", "openelb"])
-def test_service_without_endpoints_is_not_announced(impl: str) -> None:
-    topo = topo_of(LB.replace("IMPL", impl).replace("NODES", "worker").replace("ETP", "Cluster")
+@pytest.mark.parametrize(("impl", "etp"), [("metallb", "Cluster"), ("metallb", "Local"), ("openelb", "Local")])
+def test_service_without_endpoints_is_not_announced(impl: str, etp: str) -> None:
+    topo = topo_of(LB.replace("IMPL", impl).replace("NODES", "worker").replace("ETP", etp)
                    .replace("type: LoadBalancer", "selector: {app: nothing}, type: LoadBalancer"))
     svc = topo.services["demo/web"]
     assert svc.endpoints == () and svc.lb_candidates == () and svc.lb_node is None
+
+
+def test_openelb_announces_a_cluster_service_without_endpoints_from_any_node() -> None:
+    """openelb v0.6.0 pkg/speaker/manager.go getServiceNodes reads Endpoints only under Local."""
+    topo = topo_of(LB.replace("IMPL", "openelb").replace("NODES", "worker").replace("ETP", "Cluster")
+                   .replace("type: LoadBalancer", "selector: {app: nothing}, type: LoadBalancer"))
+    svc = topo.services["demo/web"]
+    assert svc.endpoints == () and svc.lb_candidates == ("control-plane", "worker", "worker2")
+    assert svc.lb_node == sha_winner(["control-plane", "worker", "worker2"], svc.lb_ip)
 
 
 @pytest.mark.parametrize("ip", ["198.18.0.200", "198.18.0.201", "198.18.0.217", "203.0.113.5"])

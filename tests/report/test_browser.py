@@ -1,8 +1,13 @@
 """index.html in a real browser: headless Debian Chromium driven by Selenium through Debian's
 chromedriver (no Selenium Manager download: the driver path is given and SE_OFFLINE is set).
 
-Rendered from a real ``explain`` document of the bundled scenarios and from a small check-like
-document built here with one mismatch. Any console error fails a test (the page's
+Rendered from a real ``explain`` document of the bundled scenarios and from small check-like
+documents built here with one mismatch. The verdict filter, the row counter and the cross-mode
+"differs" flag are checked against what is worked out from the document alone (which rows have a
+flow of that verdict; which comparison rows' modes differ in verdict or source seen), and "shown"
+means what the browser laid out (a row with a layout box), whatever hid the others. Each of these
+checks was seen failing against a deliberately broken page (the JS condition, the counter, the row
+flags, the differs rule, the CSS). Any console error fails a test (the page's
 Content-Security-Policy turns any attempted fetch into one). Screenshots at a laptop width
 (1366x900) and a phone width (390x844) go to /tmp/h4-shots/ for a person to look at; they are
 not compared. Skipped, with the reason, only where chromium or chromedriver is not installed
@@ -225,4 +230,161 @@ def test_a_real_lab_check_report_opens_a_cell_with_its_diagram_and_kernel_trace(
     text = panel.text
     assert "isolation shop ingress drop" in text and "kernel trace" in text
     _shoot(driver, "lab-check-panel-1366")
+    assert _errors(driver) == []
+
+
+# ----------------------------------------------------------------------------- filter, counter, cross-mode flag
+
+# Every filterable row as the browser lays it out: where it is, its cells' text, whether a person sees it
+# (a row with no layout box is hidden, whatever hid it) and whether its "differs" cell is seen.
+_ROWS_JS = """
+return Array.from(document.querySelectorAll('tr[data-search]')).map(function(r){
+  var wrap = r.closest('.grid-wrap'), h3 = wrap && wrap.previousElementSibling;
+  var last = r.cells[r.cells.length - 1];
+  return {section: r.closest('section').id, family: h3 && h3.tagName === 'H3' ? h3.textContent : '',
+          cells: Array.from(r.cells).map(function(c){ return c.textContent; }),
+          visible: r.getClientRects().length > 0,
+          differsSeen: last.classList.contains('differs') && last.getClientRects().length > 0
+                       && getComputedStyle(last).visibility === 'visible' ? last.textContent : ''};
+});
+"""
+
+
+def _verdict(flow: dict[str, Any]) -> str:
+    return str((flow.get("observed") or flow["predicted"])["verdict"])
+
+
+def _row_key(row: dict[str, Any]) -> tuple[str, ...]:
+    """(section, source) for a grid row; (section, family, from, to, port) for a comparison row."""
+    if row["section"].startswith("scenario-"):
+        return (row["section"], row["cells"][0])
+    return (row["section"], row["family"], *row["cells"][:3])
+
+
+def _rows_by_verdict(doc: dict[str, Any]) -> tuple[dict[tuple[str, ...], set[str]], int]:
+    """Every row the page should have, with the verdicts of its flows, worked out from the document alone."""
+    from netiso.report.compare import DIMENSIONS, families, family_rows
+
+    rows: dict[tuple[str, ...], set[str]] = {}
+    for si, s in enumerate(doc["scenarios"]):
+        for f in s["flows"]:
+            rows.setdefault((f"scenario-{si}", f["from"]), set()).add(_verdict(f))
+    for dimension in DIMENSIONS:
+        for fam, by_value in families(doc, dimension).items():
+            for (src, dst, port), flows in family_rows(by_value).items():
+                rows[(f"compare-{dimension}", fam, src, dst, port)] = {_verdict(f) for f in flows.values()}
+    return rows, len(rows)
+
+
+def _differs(doc: dict[str, Any], dimension: str = "encapsulation") -> dict[tuple[str, ...], bool]:
+    """Comparison row -> whether its modes differ: in verdict, or for an allowed flow in the source seen."""
+    from netiso.report.compare import families, family_rows
+
+    out = {}
+    for fam, by_value in families(doc, dimension).items():
+        for (src, dst, port), flows in family_rows(by_value).items():
+            outcomes = set()
+            for f in flows.values():
+                seen = f["observed"].get("source") if f.get("observed") else " or ".join(f["predicted"].get("source") or [])
+                outcomes.add((_verdict(f), seen if _verdict(f) == "allowed" else None))
+            out[(f"compare-{dimension}", fam, src, dst, port)] = len(outcomes) > 1
+    return out
+
+
+def test_choosing_a_verdict_shows_exactly_the_rows_with_a_flow_of_that_verdict_and_the_counter_says_how_many(
+        driver: Any, explain_doc: dict[str, Any], tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    expected, total = _rows_by_verdict(explain_doc)
+    _open(driver, tmp_path, explain_doc)
+    counter = driver.find_element(By.ID, "count")
+    assert counter.text == f"{total} of {total} rows"
+    assert len(driver.execute_script(_ROWS_JS)) == total
+    choice = Select(driver.find_element(By.ID, "verdict"))
+    verdicts = [o.get_attribute("value") for o in choice.options if o.get_attribute("value")]
+    assert verdicts == sorted({_verdict(f) for s in explain_doc["scenarios"] for f in s["flows"]}) == [
+        "allowed", "dropped", "refused"]
+    for verdict in verdicts:
+        choice.select_by_value(verdict)
+        rows = driver.execute_script(_ROWS_JS)
+        shown = {_row_key(r) for r in rows if r["visible"]}
+        wanted = {key for key, found in expected.items() if verdict in found}
+        assert shown == wanted, verdict
+        assert 0 < len(shown) < total
+        assert counter.text == f"{len(wanted)} of {total} rows"
+        # a grid whose rows are all hidden is hidden with its heading; one with a shown row is not
+        sections = driver.execute_script("return Array.from(document.querySelectorAll('section.scenario'))"
+                                          ".map(function(s){ return [s.id, s.getClientRects().length > 0]; })")
+        assert {sid for sid, seen in sections if seen} == {k[0] for k in wanted if k[0].startswith("scenario-")}
+    choice.select_by_value("")
+    assert all(r["visible"] for r in driver.execute_script(_ROWS_JS))
+    assert counter.text == f"{total} of {total} rows"
+    assert _errors(driver) == []
+
+
+def test_a_row_whose_encapsulation_modes_differ_carries_a_visible_differs_flag_and_no_other_row_does(
+        driver: Any, explain_doc: dict[str, Any], tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    expected = _differs(explain_doc)
+    _open(driver, tmp_path, explain_doc)
+    rows = [r for r in driver.execute_script(_ROWS_JS) if r["section"] == "compare-encapsulation"]
+    flagged = {_row_key(r): r["differsSeen"] == "≠ differs" for r in rows}
+    assert flagged == expected
+    assert 0 < sum(expected.values()) < len(expected)
+    # by name: NodePort entering worker2 with the endpoint on worker is SNATed to the tunnel address under
+    # IPIP/VXLAN and to the node address in direct mode; client:bob is dropped by isolation in every mode
+    differs = ("compare-encapsulation", "nodeport-cluster", "client:alice", "nodeport:shop/web@worker2", "8080/TCP")
+    same = ("compare-encapsulation", "nodeport-cluster", "client:bob", "nodeport:shop/web@worker", "8080/TCP")
+    assert flagged[differs] and not flagged[same]
+    elements = driver.find_elements(By.CSS_SELECTOR, "tr[data-search]")
+    by_key = {_row_key(r): elements[i] for i, r in enumerate(driver.execute_script(_ROWS_JS))}
+    row = by_key[differs]
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", row)
+    cell = row.find_element(By.CSS_SELECTOR, "td.differs")
+    assert cell.is_displayed() and cell.text == "≠ differs"
+    assert [c.text for c in row.find_elements(By.CSS_SELECTOR, "td .chip .seen")] == [
+        "node:worker2", "tunnel:worker2", "tunnel:worker2"]  # direct, ipip, vxlan
+    assert by_key[same].find_element(By.CSS_SELECTOR, "td.differs").text == ""
+    _shoot(driver, "explain-differs-1366")
+    # the flag is a filter word too: "differs" keeps exactly the flagged rows of both comparisons
+    driver.find_element(By.ID, "filter").send_keys("differs")
+    shown = {_row_key(r) for r in driver.execute_script(_ROWS_JS) if r["visible"]}
+    assert shown == {k for k, d in {**expected, **_differs(explain_doc, "loadBalancer")}.items() if d}
+    assert driver.find_element(By.ID, "count").text.startswith(f"{len(shown)} of ")
+    assert _errors(driver) == []
+
+
+def test_in_a_check_report_the_observed_outcomes_decide_the_differs_flag(
+        driver: Any, explain_doc: dict[str, Any], tmp_path: Path) -> None:
+    """The nodeport-cluster family as if checked: every flow observed with one source, and client:bob's
+    NodePort flow on worker observed allowed under IPIP only. That row is flagged (and is the one
+    mismatch); client:alice's local-endpoint row, whose *predictions* differ across modes (node or
+    tunnel address), is not, since the same source was observed everywhere."""
+    from selenium.webdriver.common.by import By
+
+    scenarios = [copy.deepcopy(s) for s in explain_doc["scenarios"] if s["name"].startswith("nodeport-cluster-")]
+    assert len(scenarios) == 3
+    for s in scenarios:
+        for f in s["flows"]:
+            p = f["predicted"]
+            f["observed"] = {"verdict": p["verdict"], "source": (p["source"] or [None])[0]}
+            f["match"] = True
+            if s["encapsulation"] == "ipip" and (f["from"], f["to"]) == ("client:bob", "nodeport:shop/web@worker"):
+                f["observed"].update(verdict="allowed", source="client:bob")
+                f["match"] = False
+    doc = {"backend": "lab", "profile": "kube-proxy-iptables/calico-iptables", "scenarios": scenarios}
+    expected = _differs(doc)
+    bob = ("compare-encapsulation", "nodeport-cluster", "client:bob", "nodeport:shop/web@worker", "8080/TCP")
+    alice = ("compare-encapsulation", "nodeport-cluster", "client:alice", "nodeport:shop/web@worker", "8080/TCP")
+    assert expected[bob] and not expected[alice] and _differs(explain_doc)[alice]
+    _open(driver, tmp_path, doc)
+    rows = [r for r in driver.execute_script(_ROWS_JS) if r["section"] == "compare-encapsulation"]
+    assert {_row_key(r): r["differsSeen"] == "≠ differs" for r in rows} == expected
+    driver.find_element(By.ID, "mismatch-only").click()
+    shown = [r for r in driver.execute_script(_ROWS_JS) if r["visible"]]
+    ipip = next(i for i, s in enumerate(scenarios) if s["encapsulation"] == "ipip")
+    assert sorted(_row_key(r) for r in shown) == sorted([(f"scenario-{ipip}", "client:bob"), bob])
+    assert driver.find_element(By.ID, "count").text == f"2 of {len(driver.execute_script(_ROWS_JS))} rows"
     assert _errors(driver) == []

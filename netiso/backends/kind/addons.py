@@ -85,8 +85,9 @@ INGRESS_NGINX_REASON = (
     "ingress-nginx deploy.yaml (kind provider) is not applied: the kube backend places each scenario's controller in "
     "the scenario's project and node with its own manifests; the upstream Deployment would be a second controller "
     "claiming every Ingress (--watch-ingress-without-class=true), holding hostPorts 80/443 and a VIP of the pool, and "
-    "its admission webhook (failurePolicy: Fail) would refuse Ingresses whenever it is not answering. Its pinned "
-    "images are pre-loaded."
+    "its admission webhook (failurePolicy: Fail) would refuse Ingresses whenever it is not answering. Its images "
+    "are not pre-loaded: netiso's own controller pods name the controller image by digest, which each node pulls "
+    "itself (kind #2734)."
 )
 
 # encapsulation -> (calico_backend, CALICO_IPV4POOL_IPIP, CALICO_IPV4POOL_VXLAN)
@@ -395,10 +396,10 @@ def install_plan(
     else:
         raise ValueError(f"no kind install for load balancer {load_balancer!r}")
     steps.append(Apply("netiso marker", "generated: add-ons installed", (marker(cluster, config_hash),)))
+    # only the manifests applied here, whose pods name their images by tag (a loaded copy serves them)
     images = [
         *images_in_manifest(_vendored_text(CALICO.path())),
         *images_in_manifest(_vendored_text(lb_addon.path())),
-        *images_in_manifest(_vendored_text(INGRESS_NGINX.path())),
     ]
     images = [mirror_reference(pinned(i), image_registry) for i in images]
     return InstallPlan(encapsulation, load_balancer, tuple(steps), tuple(dict.fromkeys(images)), (INGRESS_NGINX_REASON,))

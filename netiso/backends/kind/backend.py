@@ -2,7 +2,9 @@
 
 What it does per group of scenarios (``configs.group_topologies``): render the group's kind
 config, name the cluster by its config hash, reuse it if it exists or create it
-(``cluster.py``), pre-load every pinned image, install the add-ons and wait for them
+(``cluster.py``), pre-load the add-ons' images (pulled by digest, named by tag in their manifests;
+netiso's own pods name theirs by digest, which nodes pull themselves: ``images.preloaded``), install
+the add-ons and wait for them
 (``addons.py`` + ``install.py``; a reused cluster whose marker ConfigMap carries the same hash
 only re-checks the waits), start one agnhost container per ``client:`` symbol on the ``kind``
 network, and hand the cluster to a kube backend built with that cluster's kubeconfig, context,
@@ -44,6 +46,7 @@ from netiso.backends.kind.configs import (
     pod_subnet,
     render_config,
 )
+from netiso.backends.kind.images import preloaded
 from netiso.backends.kind.tools import ToolError, Tools
 from netiso.backends.kind.trace import NodeTracer
 from netiso.model.types import Topology
@@ -61,14 +64,16 @@ def default_kube_factory(options: BackendOptions) -> Backend:
     return KubeBackend(options)
 
 
-def default_installer(cluster: KindCluster, plan: InstallPlan, hash8: str, progress: Callable[[str], None]) -> None:
+def default_installer(cluster: KindCluster, plan: InstallPlan, hash8: str, progress: Callable[[str], None], *,
+                      interval: float = 2.0) -> None:
+    """Install (or, on a marked kept cluster, only wait for) the add-ons; waits poll every ``interval`` s."""
     from netiso.backends.kind.install import DynamicApi, installed, run_plan
 
     api = DynamicApi(str(cluster.kubeconfig), cluster.context)
     skip = installed(api, hash8)
     if skip:
         progress(f"install: {cluster.name} already carries these add-ons (marker hash {hash8}): only waiting")
-    run_plan(api, plan, progress, skip_apply=skip)
+    run_plan(api, plan, progress, skip_apply=skip, interval=interval)
 
 
 def default_images(registry: str | None) -> list[str]:
@@ -194,6 +199,7 @@ class KindBackend(Backend):
         try:
             assert session.kube is not None
             inner = session.kube.realize(topo)
+            self._route_clients(session, inner)
         except Exception:
             session.cluster.export_logs(self.logs_dir)
             self._release(session)
@@ -205,6 +211,16 @@ class KindBackend(Backend):
             inner, lambda: self._release(session), lambda: session.cluster.export_logs(self.logs_dir),
             NodeTracer(self.tools, self._node_names(session, inner)),
         )
+
+    def _route_clients(self, session: _Session, inner: Realization) -> None:
+        """The clients' routes to each node's discovered pod block (ClientContainers.route_to_pods);
+        a failure takes the realization down and is the environment's (exit 2)."""
+        routes = [(n.block, n.ip) for n in inner.topo.nodes.values() if n.block]
+        try:
+            session.clients.route_to_pods(list(inner.topo.clients), routes)
+        except ToolError as exc:
+            inner.down()
+            raise BackendUnavailable(str(exc)) from None
 
     def _node_names(self, session: _Session, inner: Realization) -> dict[str, str]:
         """Scenario node -> kind node container (what the kube backend was handed; its own map wins)."""
@@ -259,7 +275,7 @@ class KindBackend(Backend):
                 image_registry=self.options.image_registry,
             )
             if created:
-                refs = list(dict.fromkeys([*plan.images, *self.images(self.options.image_registry)]))
+                refs = preloaded(plan.images, self.images(self.options.image_registry))
                 self._record_images(name, cluster.load_images(refs))
             self.tools.timed(f"install: add-ons of {name}", lambda: self.installer(cluster, plan, hash8, say))
             self.tools.timed(f"clients: {', '.join(group.clients) or 'none'}", lambda: clients.start(group.clients))

@@ -219,6 +219,12 @@ class ClientContainers:
     Each serves netexec on 8080 (HTTP and UDP) as its main process, so the container stays up;
     probes run in it through ``docker exec -i <container> sh -c ...`` (the kube backend's client
     command prefix), and the kube backend starts further echo ports there for egress flows.
+
+    The ``kind`` docker network does not route pod IPs (its gateway is the docker host), so a
+    client could never reach ``pod:`` addresses, whereas the scenarios' default
+    (``cluster.clientsRouteToPods: true``) is an external router that knows every node's pod block.
+    The containers get ``NET_ADMIN`` and, once the blocks are discovered, ``ip route replace
+    <block> via <node IP>`` per node (:meth:`route_to_pods`): that router, inside the client.
     """
 
     run_id: str
@@ -237,6 +243,7 @@ class ClientContainers:
             "--name", self.container(client),
             "--hostname", client,
             "--label", f"netiso.io/run={self.run_id}",
+            "--cap-add", "NET_ADMIN",  # its own routes to the pod blocks (route_to_pods)
             self.image,
             "netexec", f"--http-port={CLIENT_HTTP_PORT}", f"--udp-port={CLIENT_HTTP_PORT}",
         ]  # fmt: skip
@@ -268,6 +275,18 @@ class ClientContainers:
         if not ip:
             raise ToolError(res, f"{name} has no IPv4 address on the {self.network!r} network")
         return str(ip)
+
+    def route_argv(self, client: str, block: str, via: str) -> list[str]:
+        return ["docker", "exec", self.container(client), "ip", "route", "replace", block, "via", via]
+
+    def route_to_pods(self, clients: Sequence[str], routes: Sequence[tuple[str, str]]) -> None:
+        """Route each ``(pod block, node IP)`` of ``routes`` in every started client of ``clients``."""
+        for client in clients:
+            if client not in self.started:
+                continue
+            for block, via in routes:
+                self.tools.run(self.route_argv(client, block, via),
+                               what=f"docker could not route {block} via {via} in external client {client!r}")
 
     def commands(self) -> dict[str, str]:
         """``client -> command prefix`` for the kube backend (``--client NAME=COMMAND``)."""

@@ -7,9 +7,18 @@ reference docker saves no tag, so the node gets the image under no usable name
 specified", #2394 "Kind Load Image Digest Doesn't Work", #4028 "Loading images with digest
 sometimes does not work", all open or closed as won't-fix). netiso therefore pulls every image
 *by digest* when it has one (so the bits are the pinned ones: docker verifies the digest),
-tags it with its plain ``REPO:TAG`` and loads that tag. A pod spec that names ``REPO:TAG@DIGEST``
-may still pull from the registry (containerd keeps no repo digest for an imported image,
-kind #2734); one that names ``REPO:TAG`` (``IfNotPresent``) uses the loaded copy.
+tags it with its plain ``REPO:TAG`` and loads that tag. A pod spec that names ``REPO:TAG``
+(``IfNotPresent``: the add-on manifests, which upstream pins by tag only) uses the loaded copy,
+whose bits the digest pull fixed. A pod spec that names ``REPO:TAG@DIGEST`` is pulled by the
+node's containerd whatever was loaded: containerd keeps no repo digest for an imported image, so
+it never serves a digest reference from it (kind #2734). netiso's own pods (agnhost, the
+ingress-nginx controller) name their images by digest, so they are **not** pre-loaded
+(:func:`preloaded`): each node pulls them by digest, and containerd verifies the digest, which
+keeps the pin real. Referencing them by the loaded tag instead was considered and left: checking
+in the node that a loaded tag holds the pinned image needs a digest the node does not keep (the
+image ID ``crictl inspecti`` shows is the config digest, while ``docker image inspect``'s ``Id`` is
+the config digest with Docker's classic store and the index digest with its containerd store), so
+the check would be unsound on one store or refuse the other.
 
 Mirroring mirrors ``netiso.backends.kube.images``: the registry host is replaced, repository
 path, tag and digest are kept (what ``crane copy`` / ``skopeo copy --all`` preserve). Docker Hub
@@ -75,6 +84,25 @@ def load_reference(ref: str) -> str:
     # keep Docker Hub references in their short form (what manifests and docker show)
     short = repository.removeprefix("library/")
     return f"{short}:{tag}" if tag else short
+
+
+def named_by_digest(ref: str) -> bool:
+    """Whether a pod naming ``ref`` names a digest (then containerd pulls it whatever was loaded, kind #2734).
+
+    >>> named_by_digest("registry.k8s.io/x/y:1.0@sha256:ab"), named_by_digest("quay.io/calico/node:v3.32.1")
+    (True, False)
+    """
+    return split_reference(ref)[3] is not None
+
+
+def preloaded(addon_images: list[str] | tuple[str, ...], pod_images: list[str]) -> list[str]:
+    """What ``kind load`` is worth running for: the add-on images (pulled by digest, named by tag in their
+    manifests) and any pod image named by tag; never one the pods name by digest.
+
+    >>> preloaded(["quay.io/calico/node:v3.32.1@sha256:ab"], ["registry.k8s.io/x/y:1.0@sha256:cd", "a/b:1"])
+    ['quay.io/calico/node:v3.32.1@sha256:ab', 'a/b:1']
+    """
+    return list(dict.fromkeys([*addon_images, *(r for r in pod_images if not named_by_digest(r))]))
 
 
 def images_in_manifest(text: str) -> list[str]:

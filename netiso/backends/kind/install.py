@@ -6,9 +6,15 @@ and the last state seen ("daemonset kube-system/calico-node: every scheduled pod
 ready after 300s (last: 2/3 pods ready)"), which is what a user needs to look at next.
 
 Mirrors ``kubectl apply --server-side --force-conflicts -f`` (field manager ``netiso``) and
-``kubectl wait``/``rollout status`` semantics: a DaemonSet is ready when every scheduled pod is
-updated and ready, a Deployment when its ``Available`` condition is True, a Job when
-``Complete`` is True, a node when ``Ready`` is True. The API is reached through the official
+``kubectl wait``/``rollout status`` semantics (kubectl pkg/polymorphichelpers/rollout_status.go):
+a status counts only once the controller has observed the current spec
+(``status.observedGeneration >= metadata.generation``; before that it describes the previous
+spec), then a DaemonSet is ready when every scheduled pod is updated and ready, a Deployment when
+all its replicas are updated and available, no old replica is left and its ``Available``
+condition is True, a Job when ``Complete`` is True, a node when ``Ready`` is True. The
+CustomResourceDefinitions of an apply step are waited for until ``Established`` before the next
+step (``kubectl wait --for condition=established``): until then the API answers 404 for their kinds.
+The API is reached through the official
 ``kubernetes`` client's DynamicClient (:class:`DynamicApi`); the predicates are plain functions of
 the objects, so they are tested on real object shapes without a cluster.
 """
@@ -45,22 +51,50 @@ def _condition(obj: Obj, kind: str) -> bool:
     return any(c.get("type") == kind and c.get("status") == "True" for c in (obj.get("status") or {}).get("conditions") or [])
 
 
+def _observed(obj: Obj) -> bool:
+    """The controller has seen the current spec: the status is about it, not about the previous one."""
+    generation = (obj.get("metadata") or {}).get("generation")
+    observed = (obj.get("status") or {}).get("observedGeneration")
+    return generation is None or (observed is not None and int(observed) >= int(generation))
+
+
 def daemonset_ready(ds: Obj | None) -> tuple[bool, str]:
-    """Every scheduled pod updated and ready (and at least one scheduled)."""
+    """The current spec observed, every scheduled pod updated, ready and available (at least one scheduled)."""
     if ds is None:
         return False, "not created yet"
+    if not _observed(ds):
+        return False, "spec update not observed yet (status.observedGeneration < metadata.generation)"
     st = ds.get("status") or {}
     want = int(st.get("desiredNumberScheduled") or 0)
     ready = int(st.get("numberReady") or 0)
     updated = int(st.get("updatedNumberScheduled") or 0)
-    return (want > 0 and ready == want and updated == want), f"{ready}/{want} pods ready, {updated} updated"
+    available = int(st.get("numberAvailable") or 0)
+    return (want > 0 and ready == want and updated == want and available >= want), \
+        f"{ready}/{want} pods ready, {updated} updated"
 
 
 def deployment_available(dep: Obj | None) -> tuple[bool, str]:
+    """The current spec observed and rolled out (every replica updated and available, no old one left)
+    and the ``Available`` condition True: ``kubectl rollout status`` and ``kubectl wait`` together."""
     if dep is None:
         return False, "not created yet"
     st = dep.get("status") or {}
-    return _condition(dep, "Available"), f"{st.get('availableReplicas', 0) or 0}/{st.get('replicas', 0) or 0} available"
+    want = int((dep.get("spec") or {}).get("replicas", 1) or 0)
+    updated = int(st.get("updatedReplicas") or 0)
+    total = int(st.get("replicas") or 0)
+    available = int(st.get("availableReplicas") or 0)
+    state = f"{available}/{want} available, {updated} updated"
+    if not _observed(dep):
+        return False, "spec update not observed yet (status.observedGeneration < metadata.generation)"
+    if updated < want or total > updated or available < updated:
+        return False, state + (f", {total - updated} old replica(s) left" if total > updated else "")
+    return _condition(dep, "Available"), state
+
+
+def crd_established(crd: Obj | None) -> tuple[bool, str]:
+    if crd is None:
+        return False, "not created yet"
+    return _condition(crd, "Established"), "Established" if _condition(crd, "Established") else "not Established yet"
 
 
 def job_complete(job: Obj | None) -> tuple[bool, str]:
@@ -137,10 +171,35 @@ def _admission_refused(exc: BaseException) -> bool:
     return "webhook" in text or "connection refused" in text or "no endpoints available" in text
 
 
+CRD_ESTABLISH_S = 120.0
+
+
+def wait_crds_established(api: ClusterApi, step: Apply, interval: float = 2.0,
+                          sleep: Callable[[float], None] = time.sleep) -> None:
+    """Poll every CRD ``step`` applied until it is Established (its kinds are served from then on)."""
+    for doc in step.documents:
+        if doc.get("kind") != "CustomResourceDefinition":
+            continue
+        name = doc["metadata"]["name"]
+        last = {"state": "not polled"}
+
+        def poll(crd_name: str = name, seen: dict[str, str] = last) -> bool:
+            ok, seen["state"] = crd_established(api.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd_name))
+            return ok
+
+        try:
+            Retrying(stop=stop_after_delay(CRD_ESTABLISH_S), wait=wait_fixed(interval),
+                     retry=retry_if_result(lambda ok: not ok), sleep=sleep)(poll)
+        except RetryError:
+            raise AddonNotReady(f"{step.name}: CustomResourceDefinition {name}: not Established after "
+                                f"{CRD_ESTABLISH_S:.0f}s (last: {last['state']})") from None
+
+
 def apply_step(api: ClusterApi, step: Apply, interval: float = 2.0, sleep: Callable[[float], None] = time.sleep) -> None:
     if step.until_admitted is None:
         for doc in step.documents:
             api.apply(doc)
+        wait_crds_established(api, step, interval, sleep)
         return
     retrying = Retrying(
         stop=stop_after_delay(step.until_admitted),
@@ -157,6 +216,7 @@ def apply_step(api: ClusterApi, step: Apply, interval: float = 2.0, sleep: Calla
                 f"{step.name}: {doc['kind']} {doc['metadata']['name']} not admitted after {step.until_admitted:.0f}s "
                 f"(its admission webhook is not answering?): {exc}"
             ) from None
+    wait_crds_established(api, step, interval, sleep)
 
 
 def installed(api: ClusterApi, config_hash: str) -> bool:
@@ -171,8 +231,10 @@ def run_plan(
     progress: Callable[[str], None] | None = None,
     skip_apply: bool = False,
     sleep: Callable[[float], None] = time.sleep,
+    interval: float = 2.0,
 ) -> None:
-    """Apply every step in order and wait at each :class:`Wait`; with ``skip_apply`` only wait."""
+    """Apply every step in order and wait at each :class:`Wait` (polled every ``interval`` s); with
+    ``skip_apply`` only wait."""
     say = progress or (lambda _line: None)
     for step in plan.steps:
         start = time.monotonic()
@@ -180,11 +242,11 @@ def run_plan(
             if skip_apply:
                 continue
             say(f"install: {step.name} ({len(step.documents)} objects) ...")
-            apply_step(api, step, sleep=sleep)
+            apply_step(api, step, interval, sleep=sleep)
             say(f"install: {step.name}: applied in {time.monotonic() - start:.1f}s")
         else:
             say(f"wait: {step.describe()} (at most {step.timeout:.0f}s) ...")
-            state = wait_for(api, step, sleep=sleep)
+            state = wait_for(api, step, interval, sleep=sleep)
             say(f"wait: {step.describe()}: ready in {time.monotonic() - start:.1f}s ({state})")
 
 
@@ -208,15 +270,29 @@ class DynamicApi:
             return self._dyn.resources.get(api_version=api_version, kind=kind)
 
     def apply(self, doc: Obj) -> None:
+        """Server-side apply; a 429/5xx with Retry-After (not served) is sent again after the wait, as
+        client-go does (the official client's urllib3 retries no PATCH by itself)."""
+        from kubernetes.client.exceptions import ApiException
+
+        from netiso.backends.kube.answers import RETRIES, retry_after
+
         res = self._resource(doc["apiVersion"], doc["kind"])
         meta = doc["metadata"]
-        res.server_side_apply(
-            body=doc,
-            name=meta["name"],
-            namespace=meta.get("namespace") if res.namespaced else None,
-            field_manager=FIELD_MANAGER,
-            force_conflicts=True,
-        )
+        for attempt in range(RETRIES + 1):
+            try:
+                res.server_side_apply(
+                    body=doc,
+                    name=meta["name"],
+                    namespace=meta.get("namespace") if res.namespaced else None,
+                    field_manager=FIELD_MANAGER,
+                    force_conflicts=True,
+                )
+                return
+            except ApiException as exc:
+                wait = retry_after(exc)
+                if wait is None or attempt == RETRIES:
+                    raise
+                time.sleep(wait)
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Obj | None:
         from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError

@@ -57,7 +57,7 @@ from netiso.backends.kind.configs import (
     pod_subnet,
     render_config,
 )
-from netiso.backends.kind.images import load_reference
+from netiso.backends.kind.images import load_reference, named_by_digest, preloaded
 from netiso.backends.kind.tools import Tools
 from netiso.model.types import Topology
 
@@ -114,6 +114,7 @@ def write_group_plan(group: Group, out: Path, options: BackendOptions, run_id: s
         f"# kind plan: group {group.label}, cluster {name} (config hash {hash8})",
         f"# scenarios: {', '.join(t.name for t in group.topos) or 'none given (add-ons only)'}",
         "# dry run: no kind, docker or API server was contacted",
+        *(f"# {line}" for line in _estimate_lines(group, len(preloaded(plan.images, all_images(registry))))),
         "",
     ]
     n = 0
@@ -132,13 +133,16 @@ def write_group_plan(group: Group, out: Path, options: BackendOptions, run_id: s
         f"{_cmd(network_inspect_argv())}    # IPv4 subnet; the dry run assumes {DEFAULT_KIND_SUBNET} "
         f"-> load-balancer range {lb_range(DEFAULT_KIND_SUBNET)}"
     )
-    for ref in dict.fromkeys([*plan.images, *all_images(registry)]):
+    for ref in preloaded(plan.images, all_images(registry)):
         target = load_reference(ref)
         pull = _cmd(pull_argv(ref))
         tag = f"; {_cmd(tag_argv(ref, target))}" if target != ref else ""
         inspect = _cmd(repo_digests_argv(ref))
         step(f"{pull}{tag}; {_cmd(cluster.load_argv(target))}; {inspect}    # new cluster only")
     lines.append(f"     (the pulled digests are recorded in {DEFAULT_LOGS.parent / f'kind-images-{name}.json'})")
+    lines.append(f"     (netiso's own pods name {', '.join(r for r in all_images(registry) if named_by_digest(r))} by "
+                 "digest: each node's containerd pulls and verifies them itself, never from a loaded copy (kind "
+                 "#2734), so they are not loaded for those pods)")
     lines.append(
         "     (a `content digest ... not found` from kind load: docker image save --platform linux/<arch> -o ARCHIVE "
         f"TAG; kind load image-archive ARCHIVE --name {name})"
@@ -179,6 +183,16 @@ def write_group_plan(group: Group, out: Path, options: BackendOptions, run_id: s
     return written
 
 
+def _estimate_lines(group: Group, images: int) -> list[str]:
+    """The cell's estimated wall time for this plan's scenarios and their minimal-config proofs (estimate.py)."""
+    from netiso.backends.kind.estimate import estimate_cell, proof_topologies
+
+    topos = list(group.topos)
+    est = estimate_cell(images, {"scenarios": topos, "minimal-config proofs": proof_topologies(topos)})
+    return [*est.lines(), "(planning figures, not measurements: netiso/backends/kind/estimate.py says what each "
+                          "step is assumed to cost; the workflow runs the proofs in a job of their own)"]
+
+
 def _scenario_plans(
     group: Group,
     out: Path,
@@ -190,7 +204,10 @@ def _scenario_plans(
     """The kube backend's per-scenario dry-run.
 
     No pool or Eip is named: the group's cluster has exactly one (MetalLB's ``netiso-pool``, the
-    default Eip ``netiso-eip``), as on the live run.
+    default Eip ``netiso-eip``), as on the live run. Its range is known (the dry run assumes
+    docker's usual kind subnet), and so are the node names, so each LoadBalancer Service's VIP is
+    chosen here as the run chooses it; kubeadm labels the control-plane of a multi-node cluster
+    ``exclude-from-external-load-balancers``.
     """
     if not group.topos:
         return []
@@ -206,6 +223,8 @@ def _scenario_plans(
             mapping,
             registry=options.image_registry,
             clients=commands,
+            lb_pool=[lb_range(DEFAULT_KIND_SUBNET)],
+            lb_excluded={n: c.endswith("-control-plane") and group.workers > 0 for n, c in mapping.items()},
         )
     )
 

@@ -48,9 +48,14 @@ ACCESS: tuple[Access, ...] = tuple(
     + _acc("list create delete", "clusterroles", "rbac.authorization.k8s.io")
     + _acc("list create delete", "clusterrolebindings", "rbac.authorization.k8s.io")
     + _acc("get create patch delete", "leases", "coordination.k8s.io")
-    + _acc("list", "ippools", "crd.projectcalico.org")
-    + _acc("list", "blockaffinities", "crd.projectcalico.org")
 )
+# Calico's IPPools and BlockAffinities, in the API group the cluster serves them from (preflight asks
+# discovery): crd.projectcalico.org (the classic manifests' CRDs) or projectcalico.org (native v3 CRDs,
+# or Calico's aggregated API server). rbac.yaml grants both; preflight checks the served one.
+CALICO_ACCESS: dict[str, tuple[Access, ...]] = {
+    group: tuple(_acc("list", "ippools", group) + _acc("list", "blockaffinities", group))
+    for group in ("projectcalico.org", "crd.projectcalico.org")
+}
 # Only needed for the scenario's load balancer (checked when a scenario has a LoadBalancer Service).
 LB_ACCESS: dict[str, tuple[Access, ...]] = {
     "metallb": tuple(_acc("list", "ipaddresspools", "metallb.io") + _acc("list", "servicel2statuses", "metallb.io")),
@@ -58,10 +63,14 @@ LB_ACCESS: dict[str, tuple[Access, ...]] = {
 }
 
 
-def access_for(load_balancer: str) -> list[Access]:
-    """What a scenario with ``load_balancer`` needs (the common list plus the load balancer's).
+def access_for(load_balancer: str, calico_group: str | None = None) -> list[Access]:
+    """What a scenario with ``load_balancer`` needs: the common list, Calico's group (both when not
+    known yet, as in a dry run) and the load balancer's.
 
     >>> [str(a) for a in access_for("openelb")][-2:]
     ['list eips (group network.kubesphere.io)', 'get pods/log']
+    >>> [str(a) for a in access_for("none", "projectcalico.org")][-1]
+    'list blockaffinities (group projectcalico.org)'
     """
-    return [*ACCESS, *LB_ACCESS.get(load_balancer, ())]
+    groups = [calico_group] if calico_group else list(CALICO_ACCESS)
+    return [*ACCESS, *(a for g in groups for a in CALICO_ACCESS[g]), *LB_ACCESS.get(load_balancer, ())]

@@ -103,7 +103,8 @@ class KubeBackend(Backend):
             self._janitor_done = True
         if first:
             try:
-                lines = janitor(self.kube, keep=frozenset(n.run for _, n in self._names.values()))
+                lines = janitor(self.kube, keep=frozenset(n.run for _, n in self._names.values()),
+                                wait_s=self.timeouts.delete, poll_s=self.timeouts.poll)
             except KubeApiError as exc:
                 raise BackendUnavailable(f"janitor: {exc}") from None
             for line in lines:
@@ -134,7 +135,7 @@ class KubeBackend(Backend):
     def clean(self) -> list[str]:
         live = frozenset(r.names.run for r in self._live if not r.closed)
         try:
-            return janitor(self.kube, keep=live, wait_s=self.timeouts.delete)
+            return janitor(self.kube, keep=live, wait_s=self.timeouts.delete, poll_s=self.timeouts.poll)
         except KubeApiError as exc:
             raise BackendUnavailable(f"clean: {exc}") from None
 

@@ -5,7 +5,11 @@ A real cluster outlives netiso's process, so ownership is recorded *in the clust
 * every object of a run carries the label ``netiso.io/run=<run>`` (naming.RunNames.labels);
   deleting a run is deleting its labelled cluster-scoped objects (ClusterRole(Binding)s,
   IngressClass) and its labelled namespaces (which takes everything inside with them, the
-  namespace controller's job), then waiting, bounded, until the namespaces are gone;
+  namespace controller's job), then waiting, bounded, until the namespaces are gone. A namespace
+  stays in phase Terminating while its content goes, and a DELETE of it meanwhile answers 409
+  Conflict ("The system is ensuring all content is removed from this namespace",
+  kubernetes pkg/registry/core/namespace/storage/storage.go): that means "being deleted" (another
+  janitor, an earlier interrupted clean-up), so it is waited for like the others, never an error;
 * the run's liveness is a ``coordination.k8s.io/v1`` Lease ``netiso-run`` in ``{run}-netiso``
   renewed by a daemon thread (:class:`LeaseKeeper`) while the run lives, the way
   client-go's leader election keeps a Lease (k8s.io/client-go/tools/leaderelection): a run is
@@ -82,8 +86,13 @@ def delete_run(kube: Kube, names: RunNames, *, wait_s: float = 120.0, poll_s: fl
         name = ns["metadata"]["name"]
         if ((ns.get("metadata") or {}).get("labels") or {}).get(RUN_LABEL) != names.run:
             continue  # belt and braces: the selector already guarantees it
-        if kube.delete("v1", "Namespace", name):
-            lines.append(f"deleted namespace {name}")
+        try:
+            if kube.delete("v1", "Namespace", name):
+                lines.append(f"deleted namespace {name}")
+        except KubeApiError as exc:
+            if exc.status != 409:
+                raise
+            lines.append(f"namespace {name} is already being deleted (Terminating)")
     deadline = time.monotonic() + wait_s
     while True:
         left = [n["metadata"]["name"] for n in kube.list("v1", "Namespace", label_selector=names.selector)]
@@ -114,10 +123,12 @@ def labelled_runs(kube: Kube) -> dict[str, datetime | None]:
 
 
 def janitor(kube: Kube, *, now: datetime | None = None, keep: frozenset[str] = frozenset(),
-            wait_s: float = 0.0) -> list[str]:
+            wait_s: float = 120.0, poll_s: float = 1.0, sleep: Callable[[float], None] = time.sleep) -> list[str]:
     """Delete the runs that are finished (Lease missing or expired); one line per decision and deletion.
 
-    ``keep`` are run ids of this process (never collected, whatever their Lease says).
+    ``keep`` are run ids of this process (never collected, whatever their Lease says). Each finished
+    run's namespaces are waited for (up to ``wait_s``, polled every ``poll_s``) until they are gone:
+    a run is collected when its namespaces no longer exist, not when their deletion was asked.
     """
     now = now or datetime.now(UTC)
     lines: list[str] = []
@@ -132,7 +143,7 @@ def janitor(kube: Kube, *, now: datetime | None = None, keep: frozenset[str] = f
             lines.append(f"run {run}: kept ({why})")
             continue
         lines.append(f"run {run}: finished ({why})")
-        lines += [f"  {line}" for line in delete_run(kube, names, wait_s=wait_s)]
+        lines += [f"  {line}" for line in delete_run(kube, names, wait_s=wait_s, poll_s=poll_s, sleep=sleep)]
     return lines
 
 

@@ -3,7 +3,8 @@
 Mirrors what ``kubectl`` does with a kubeconfig: the file comes from ``--kubeconfig``, else
 ``$KUBECONFIG`` (a path list of existing files), else ``~/.kube/config``;
 ``--context`` picks a context, else the ``current-context`` (several files are merged by the
-client's KubeConfigMerger: first definition of a name wins, the last file's current-context). Loading, requests and exec
+client's KubeConfigMerger: first definition of a name wins; the context is chosen by kubeconfig.py as kubectl
+chooses it, the first file's current-context, and every malformed file is refused there first). Loading, requests and exec
 all go through the official ``kubernetes`` Python client (37.x, unpatched):
 ``config.load_kube_config``, ``ApiClient.param_serialize``/``call_api``/``response_deserialize``
 for plain REST calls, ``kubernetes.stream.stream`` over ``connect_get_namespaced_pod_exec`` for
@@ -19,7 +20,10 @@ programming error here, not a lookup), no exec-credential plugins beyond what th
 client supports, no server-side apply (create + explicit ownership by label instead, see
 ``cleanup``). Errors are :class:`BackendUnavailable` for environment problems (no kubeconfig,
 unknown context, unreachable server, TLS, 401, 403) and :class:`KubeApiError` for an API
-answer the caller may handle (404, 409, ...).
+answer the caller may handle (404, 409, ...). A 429 or 5xx carrying ``Retry-After`` (API Priority
+and Fairness, an apiserver restarting) was not served and is sent again after the wait, as client-go
+does (:func:`retry_after`). Exec reads its exit code from the channel-3 Status itself
+(:func:`exit_code`): the client's ``returncode`` raises on a Failure without an ExitCode cause.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +47,8 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from netiso.backends.base import BackendUnavailable
+from netiso.backends.kube.answers import RETRIES, ExecFailure, answer_lost, exit_code, handshake_body, retry_after
+from netiso.backends.kube.kubeconfig import resolve as resolve_kubeconfig
 
 log = logging.getLogger("netiso.kube")
 
@@ -69,12 +76,18 @@ KINDS: dict[tuple[str, str], tuple[str, bool]] = {
     ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): ("selfsubjectaccessreviews", False),
     ("crd.projectcalico.org/v1", "IPPool"): ("ippools", False),
     ("crd.projectcalico.org/v1", "BlockAffinity"): ("blockaffinities", False),
+    ("projectcalico.org/v3", "IPPool"): ("ippools", False),  # native v3 CRDs (or Calico's aggregated API server)
+    ("projectcalico.org/v3", "BlockAffinity"): ("blockaffinities", False),
     ("metallb.io/v1beta1", "IPAddressPool"): ("ipaddresspools", True),
     ("metallb.io/v1beta1", "L2Advertisement"): ("l2advertisements", True),
     ("metallb.io/v1beta1", "ServiceL2Status"): ("servicel2statuses", True),
     ("network.kubesphere.io/v1alpha2", "Eip"): ("eips", False),
     ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): ("customresourcedefinitions", False),
 }
+
+
+class AnswerLost(BackendUnavailable):
+    """The connection closed after the request was sent and before its answer (it may have been served)."""
 
 
 class KubeApiError(Exception):
@@ -166,17 +179,7 @@ class Kube:
                 f"no kubeconfig: {where} does not exist; pass --kubeconfig FILE (and --context NAME) "
                 "for the cluster netiso should use")
         path = os.pathsep.join(str(f) for f in files)  # the client merges a path list as kubectl does
-        try:
-            contexts, current = kconfig.list_kube_config_contexts(config_file=path)
-        except (ConfigException, OSError, ValueError) as exc:
-            raise BackendUnavailable(f"kubeconfig {path}: {exc}") from None
-        names = [c["name"] for c in contexts or []]
-        chosen = context or (current or {}).get("name")
-        if not chosen:
-            raise BackendUnavailable(f"kubeconfig {path} has no current-context; pass --context "
-                                     f"(one of: {', '.join(names) or 'none'})")
-        if chosen not in names:
-            raise BackendUnavailable(f"kubeconfig {path} has no context {chosen!r} (it has: {', '.join(names) or 'none'})")
+        chosen = resolve_kubeconfig(files, context)  # every malformed file is one sentence here (kubeconfig.py)
         configuration = kclient.Configuration()
         try:
             kconfig.load_kube_config(config_file=path, context=chosen, client_configuration=configuration,
@@ -204,21 +207,53 @@ class Kube:
             headers["Content-Type"] = content_type or "application/json"
         params = [(k, v) for k, v in (query or {}).items() if v is not None]
         what = what or f"{method} {path}"
-        try:
-            req = api.param_serialize(method=method, resource_path=path, query_params=params, header_params=headers,
-                                      body=body, auth_settings=["BearerToken"], collection_formats={})
-            resp = api.call_api(*req, _request_timeout=timeout)
-            resp.read()
-            return api.response_deserialize(resp, {"2XX": "str" if text else "object"}).data
-        except ApiException as exc:
-            raise self.translate(exc, what) from None
-        except urllib3.exceptions.HTTPError as exc:
-            raise self.unreachable(exc) from None
+        # -- begin: Retry-After (H1) --
+        # As client-go's rest.Request (checkWait/retryAfterSeconds): a 429 or 5xx that carries Retry-After
+        # was not served (API Priority and Fairness, an overloaded or restarting apiserver): wait and send
+        # again, up to RETRIES times, each wait capped at MAX_RETRY_WAIT_S.
+        for attempt in range(RETRIES + 1):
+            try:
+                req = api.param_serialize(method=method, resource_path=path, query_params=params, header_params=headers,
+                                          body=body, auth_settings=["BearerToken"], collection_formats={})
+                resp = api.call_api(*req, _request_timeout=timeout)
+                resp.read()
+                return api.response_deserialize(resp, {"2XX": "str" if text else "object"}).data
+            except ApiException as exc:
+                wait = retry_after(exc)
+                if wait is None or attempt == RETRIES:
+                    raise self.translate(exc, what) from None
+                log.info("%s: HTTP %s, Retry-After %s s (attempt %d)", what, exc.status, wait, attempt + 1)
+                time.sleep(wait)
+            except urllib3.exceptions.HTTPError as exc:
+                if answer_lost(exc):  # the request went out; whether it was served is unknown
+                    raise AnswerLost(str(self.unreachable(exc))) from None
+                raise self.unreachable(exc) from None
+        raise AssertionError("unreachable")  # the loop returns or raises
+        # -- end: Retry-After (H1) --
 
     def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """POST ``obj``. A connection lost before the answer is sent once more (-- H1 --): the lost attempt
+        may have created it, so a 409 AlreadyExists then, for an object carrying every label ``obj``
+        carries (netiso's run label among them), is that object, not a foreign one."""
         meta = obj.get("metadata", {})
         path = path_of(obj["apiVersion"], obj["kind"], meta.get("namespace"))
-        return self.request("POST", path, body=dict(obj), what=f"create {obj['kind']} {_ref(meta)}")
+        what = f"create {obj['kind']} {_ref(meta)}"
+        try:
+            return self.request("POST", path, body=dict(obj), what=what)
+        except AnswerLost as lost:
+            log.warning("%s: %s; sending it again", what, lost)
+        try:
+            return self.request("POST", path, body=dict(obj), what=what)
+        except KubeApiError as exc:
+            if exc.status != 409 or exc.reason != "AlreadyExists":
+                raise
+            existing = self.get(obj["apiVersion"], obj["kind"], str(meta.get("name")), meta.get("namespace"))
+            labels = dict(meta.get("labels") or {})
+            if existing is None or not labels or any(
+                    ((existing.get("metadata") or {}).get("labels") or {}).get(k) != v for k, v in labels.items()):
+                raise
+            log.info("%s: created by the attempt whose answer was lost", what)
+            return existing
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         """The object, or None when it does not exist (404)."""
@@ -306,8 +341,18 @@ class Kube:
                 raise self.unreachable(exc) from None
             try:
                 resp.run_forever(timeout=timeout)
-                out, err = resp.read_stdout(), resp.read_stderr()
-                rc = None if resp.is_open() else resp.returncode
+                # -- begin: exit status (H1) --
+                # timeout=0: read_stdout()/read_stderr() without it block until a frame arrives on that
+                # channel, i.e. forever for a command still running that writes nothing to stderr
+                out, err = resp.read_stdout(timeout=0), resp.read_stderr(timeout=0)
+                # not resp.returncode: it raises on a Failure Status without an ExitCode cause (a CRI
+                # error, InternalError) and on a stream closed without any status
+                try:
+                    rc = None if resp.is_open() else exit_code(_text(resp.read_channel(3)))
+                except ExecFailure as failure:
+                    raise KubeApiError(failure.code, failure.reason, failure.message,
+                                       f"exec in pod {namespace}/{pod}") from None
+                # -- end: exit status (H1) --
             finally:
                 resp.close()
         finally:
@@ -329,7 +374,7 @@ class Kube:
                 code = int(handshake.group(1))
                 if code in (401, 403):
                     return BackendUnavailable(f"not allowed to {what} ({code}): {reason[:300]}; {RBAC_HINT}")
-                return KubeApiError(code, "Handshake", reason[:300], what)
+                return KubeApiError(code, "Handshake", handshake_body(reason)[:300], what)
             return BackendUnavailable(f"cannot reach the Kubernetes API server of {where}: {reason or exc}")
         if status == 401:
             return BackendUnavailable(f"the API server of {where} rejected the credentials (401 Unauthorized) "
@@ -337,7 +382,9 @@ class Kube:
         if status == 403:
             if "serviceaccount" in message and "not found" in message:
                 return KubeApiError(status, reason, message, what)  # a new namespace's default SA: transient, retried
-            if "PodSecurity" in message or "admission webhook" in message:
+            if "PodSecurity" in message:
+                return BackendUnavailable(pod_security_refusal(what, message))
+            if "admission webhook" in message:
                 return BackendUnavailable(f"the cluster's admission refused to {what}: {message} (403); netiso's pods "
                                           "need Pod Security 'baseline' in project namespaces and 'privileged' in the "
                                           "run's -netiso namespace (hostNetwork node probes)")
@@ -365,13 +412,34 @@ class Kube:
                                   f"(context {self.target.context!r}): {why}")
 
 
+def pod_security_refusal(what: str, message: str) -> str:
+    """One sentence for a pod refused by Pod Security Admission: the namespace, the level it enforced, what
+    the pod needs and the fix (the namespace label netiso sets is overridden or capped by the cluster).
+
+    >>> pod_security_refusal("create Pod nx0a1b2c-netiso/node-worker",
+    ...     'pods "node-worker" is forbidden: violates PodSecurity "baseline:latest": host namespaces (hostNetwork=true)')[:108]
+    'Pod Security Admission refused to create Pod nx0a1b2c-netiso/node-worker: namespace nx0a1b2c-netiso enforces'
+    """
+    found = re.search(r'violates PodSecurity "([a-z]+)(?::[^"]*)?": (.*)$', message)
+    level, why = (found.group(1), found.group(2)) if found else ("?", message)
+    namespace = what.split(" ")[-1].split("/")[0] if "/" in what else "?"
+    needs = "privileged" if namespace.endswith("-netiso") else "baseline"
+    return (f"Pod Security Admission refused to {what}: namespace {namespace} enforces {level!r} ({why}); netiso "
+            f"labels it pod-security.kubernetes.io/enforce={needs}, so something in the cluster enforces a stricter "
+            f"level regardless (an AdmissionConfiguration without that label honoured, a policy engine such as "
+            f"Kyverno or Gatekeeper): allow Pod Security {needs!r} in netiso's namespaces ({namespace.rsplit('-', 1)[0]}-*) "
+            "or exempt them")
+
+
+
+
 def _status_body(body: Any) -> dict[str, Any]:
     if not body:
         return {}
     try:
         data = json.loads(body) if isinstance(body, str | bytes) else body
     except ValueError:
-        return {"message": str(body)[:300]}
+        return {"message": (body.decode(errors="replace") if isinstance(body, bytes) else str(body)).strip()[:300]}
     return data if isinstance(data, dict) else {}
 
 

@@ -11,7 +11,9 @@ come from the cluster, never from the lab's address plan:
   in VXLAN mode; calico node/pkg/allocateip); none in direct mode;
 * node pod blocks: Calico ``BlockAffinity`` objects (``spec.node``/``spec.cidr``/``spec.state``,
   libcalico-go api/pkg/apis/projectcalico/v3 blockaffinity), the one holding the node's pods
-  preferred; ``spec.podCIDR`` when Calico uses host-local IPAM;
+  preferred; ``spec.podCIDR`` when Calico uses host-local IPAM. They are read from the API group
+  the matched IPPool came from (preflight.calico_api: ``projectcalico.org/v3`` with native v3
+  CRDs, else ``crd.projectcalico.org/v1``), which the pool's ``apiVersion`` carries;
 * networks: the node network from Calico's ``projectcalico.org/IPv4Address`` annotation
   (address/prefix of the node interface), the pod network from the IPPool's ``cidr``;
 * pods: ``status.podIP`` of each pod of the run (pod names are the scenario's, see naming);
@@ -48,6 +50,7 @@ TUNNEL_ANNOTATIONS = {
     "vxlan": "projectcalico.org/IPv4VXLANTunnelAddr",
 }
 NODE_ADDRESS_ANNOTATION = "projectcalico.org/IPv4Address"
+CALICO_V1 = "crd.projectcalico.org/v1"
 
 
 @dataclass
@@ -61,8 +64,9 @@ class Snapshot:
     dns: dict[str, Any] | None = None
 
 
-def snapshot(kube: Kube, topo: Topology, names: RunNames, nodes: Mapping[str, ClusterNode]) -> Snapshot:
-    """List the run's pods and Services, Calico's block affinities and kube-dns."""
+def snapshot(kube: Kube, topo: Topology, names: RunNames, nodes: Mapping[str, ClusterNode],
+             calico_api: str = CALICO_V1) -> Snapshot:
+    """List the run's pods and Services, Calico's block affinities (in ``calico_api``) and kube-dns."""
     snap = Snapshot(nodes=dict(nodes))
     for project in topo.namespaces:
         ns = names.namespace(project)
@@ -70,7 +74,7 @@ def snapshot(kube: Kube, topo: Topology, names: RunNames, nodes: Mapping[str, Cl
             snap.pods[(ns, pod["metadata"]["name"])] = pod
         for svc in kube.list("v1", "Service", ns, label_selector=names.selector):
             snap.services[(ns, svc["metadata"]["name"])] = svc
-    snap.affinities = kube.list("crd.projectcalico.org/v1", "BlockAffinity")
+    snap.affinities = kube.list(calico_api, "BlockAffinity")
     snap.dns = kube.get("v1", "Service", "kube-dns", "kube-system")
     return snap
 
@@ -185,7 +189,8 @@ def discover(kube: Kube, topo: Topology, names: RunNames, node_map: Mapping[str,
     fresh = {n: ClusterNode.of(o) for n in set(node_map.values())
              if (o := kube.get("v1", "Node", n)) is not None}
     merged = {**nodes, **fresh}
-    return facts_from(snapshot(kube, topo, names, merged), topo, names, node_map, pool, client_ips)
+    calico_api = str((pool or {}).get("apiVersion") or CALICO_V1)  # the group preflight read the pool from
+    return facts_from(snapshot(kube, topo, names, merged, calico_api), topo, names, node_map, pool, client_ips)
 
 
 OPENELB_SPEAKERS = "app=openelb,component=speaker"

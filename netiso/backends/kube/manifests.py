@@ -34,8 +34,10 @@ Deliberate differences from what ``netiso render`` / a KubeSphere cluster would 
   which Kubernetes sets on every namespace: the same namespace is selected.
 * ``kubesphere.io/workspace`` values that name no scenario workspace (e.g. KubeKey's
   ``system-workspace``) stay as written and match nothing on a plain cluster.
-* No ``metallb.io/loadBalancerIPs`` / OpenELB IP annotation: the lab plan's VIP is not the
-  cluster's pool; the cluster allocates and discovery reads ``status.loadBalancer``.
+* The VIP requested (``metallb.io/loadBalancerIPs`` / OpenELB's ``eip.openelb.kubesphere.io/v1alpha1``)
+  is not the lab plan's but the one ``vips.choose_vips`` found in the cluster's pool that elects
+  the plan's announcing node over the cluster's node names (``KubeTarget.vips``); without one the
+  cluster allocates. Discovery reads ``status.loadBalancer`` either way.
 * Every ingress controller of the run watches the one IngressClass ``netiso-{run}``; each
   publishes its own Service (flows always enter through the controller they name).
 
@@ -78,6 +80,14 @@ SCENARIO_ANNOTATION = "netiso.io/scenario"
 NODE_PROBE_CONTAINER = "probe"
 
 METALLB_POOL_ANNOTATION = "metallb.io/address-pool"
+# Pod Security Admission (k8s.io/pod-security-admission): a namespace's enforced level. netiso labels
+# every namespace it creates with the level its pods need, so a cluster whose AdmissionConfiguration
+# default is stricter (restricted) still admits them: agnhost workload pods and ingress-nginx
+# controllers comply with "baseline" (no host namespaces, no privileged, no added capability
+# beyond the baseline set); the hostNetwork node-probe pods of the run's -netiso namespace need "privileged".
+POD_SECURITY_LABEL = "pod-security.kubernetes.io/enforce"
+PROJECT_POD_SECURITY = "baseline"
+SYSTEM_POD_SECURITY = "privileged"
 
 # kind/kubeadm taint the control-plane NoSchedule; a pod pinned with nodeName bypasses the scheduler,
 # but the tolerations say the placement is deliberate (and keep working if the kubelet checks them).
@@ -94,7 +104,8 @@ class KubeTarget:
 
     ``node_map`` maps every scenario node to a cluster node; ``registry`` is
     ``--image-registry``; ``metallb_pool`` names a MetalLB IPAddressPool to allocate from
-    (None: MetalLB's default choice); ``openelb_eip`` names the OpenELB Eip (None: its default Eip).
+    (None: MetalLB's default choice); ``openelb_eip`` names the OpenELB Eip (None: its default Eip);
+    ``vips`` maps a LoadBalancer Service (``PROJECT/NAME``) to the VIP it requests (vips.py).
     """
 
     names: RunNames
@@ -102,6 +113,7 @@ class KubeTarget:
     registry: str | None = None
     metallb_pool: str | None = None
     openelb_eip: str | None = None
+    vips: Mapping[str, str] = field(default_factory=dict)
 
     def cluster_node(self, node: str) -> str:
         """The cluster node standing for scenario node ``node`` (ValueError naming it if unmapped)."""
@@ -136,7 +148,7 @@ def run_objects(target: KubeTarget, *, holder: str, renew_time: datetime | str,
         **names.labels,
         METADATA_NAME_LABEL: names.system_namespace,
         # hostNetwork probe pods live here: allowed under Pod Security Admission only as privileged.
-        "pod-security.kubernetes.io/enforce": "privileged",
+        POD_SECURITY_LABEL: SYSTEM_POD_SECURITY,
     }
     namespace = render.namespace(names.system_namespace, ns_labels, {})
     lease_meta: dict[str, Any] = {"name": LEASE_NAME, "namespace": names.system_namespace, "labels": names.labels}
@@ -167,6 +179,7 @@ def namespace_objects(topo: Topology, target: KubeTarget) -> list[dict[str, Any]
             else:
                 rewritten[key] = value
         rewritten[METADATA_NAME_LABEL] = ns
+        rewritten[POD_SECURITY_LABEL] = PROJECT_POD_SECURITY  # see POD_SECURITY_LABEL
         rewritten.update(names.labels)
         out.append(render.namespace(ns, rewritten, topo.namespace_annotations.get(project, {})))
     return out
@@ -453,14 +466,20 @@ def _service(svc: ServiceInfo, load_balancer: str, target: KubeTarget) -> dict[s
 
 
 def _lb_annotations(svc: ServiceInfo, load_balancer: str, target: KubeTarget) -> dict[str, str]:
-    """What the installed LoadBalancer implementation needs to handle this Service (no fixed IP)."""
+    """What the installed LoadBalancer implementation needs to handle this Service, and its VIP request."""
     if svc.type != "LoadBalancer":
         return {}
+    vip = target.vips.get(svc.key)
     if load_balancer == "metallb":
-        return {METALLB_POOL_ANNOTATION: target.metallb_pool} if target.metallb_pool else {}
+        out = {METALLB_POOL_ANNOTATION: target.metallb_pool} if target.metallb_pool else {}
+        if vip:
+            out[render.METALLB_IPS_ANNOTATION] = vip
+        return out
     if load_balancer == "openelb":
         out = {render.OPENELB_ANNOTATION: "openelb"}
         if target.openelb_eip:
             out[render.OPENELB_EIP_ANNOTATION] = target.openelb_eip
+        if vip:
+            out[render.OPENELB_IP_ANNOTATION] = vip
         return out
     return {}

@@ -33,6 +33,7 @@ from netiso.backends.kube.manifests import (
     phases,
 )
 from netiso.backends.kube.naming import RUN_LABEL, RunNames
+from netiso.backends.kube.vips import REQUEST_ANNOTATIONS, VipChoice, choose_vips, lb_services
 from netiso.model.flows import resolve_flow
 from netiso.model.render import to_yaml, workload_pod
 from netiso.model.types import Topology
@@ -148,6 +149,8 @@ def write_plan(
     batch_command: BatchCommand | None = None,
     holder: str = "netiso --dry-run",
     renew_time: datetime | None = None,
+    lb_pool: Sequence[str] | None = None,
+    lb_excluded: Mapping[str, bool] | None = None,
 ) -> list[Path]:
     """Write each scenario's objects and ``plan.txt`` under ``out_dir/<scenario>/``; return those dirs.
 
@@ -155,6 +158,10 @@ def write_plan(
     cluster nodes (a mapping, a function of the topology, or None for the scenario's own names);
     ``clients`` are the ``--client NAME=COMMAND`` mappings; ``batch_command(source, probes)``
     returns the exact shell command of a probe batch (None: shown as decided at run time).
+    ``lb_pool`` (the address ranges the cluster's load balancer will hand out, when known, as on
+    kind) and ``lb_excluded`` (scenario node -> carries the exclusion label; default: the plan's)
+    let the plan pick each LoadBalancer Service's VIP as a run would (vips.choose_vips); without a
+    pool the VIP is said to be chosen at run time.
     Earlier ``NN-*.yaml`` files of a scenario directory are replaced.
     """
     out = Path(out_dir)
@@ -163,8 +170,12 @@ def write_plan(
     for topo in topos:
         names = names_for(topo)
         mapping = node_map(topo) if callable(node_map) else (node_map or {n: n for n in topo.nodes})
+        choices = None
+        if lb_pool is not None:
+            excluded = lb_excluded if lb_excluded is not None else {n: i.lb_excluded for n, i in topo.nodes.items()}
+            choices = choose_vips(topo, mapping, excluded, lb_pool, pool_label=f"the pool {', '.join(lb_pool)}")
         target = KubeTarget(names, dict(mapping), registry=registry, metallb_pool=metallb_pool,
-                            openelb_eip=openelb_eip)
+                            openelb_eip=openelb_eip, vips={k: c.vip for k, c in (choices or {}).items() if c.vip})
         staged = phases(topo, target, holder=holder, renew_time=when)
         objects = [obj for _, objs in staged for obj in objs]
         files = object_file_names(objects)
@@ -176,7 +187,8 @@ def write_plan(
         for name, obj in zip(files, objects, strict=True):
             (scenario_dir / name).write_text(to_yaml([obj]))
         batches = probe_batches(topo, names, clients)
-        text = plan_text(topo, target, staged, files, batches, batch_command=batch_command, clients=clients)
+        text = plan_text(topo, target, staged, files, batches, batch_command=batch_command, clients=clients,
+                         vips=choices)
         (scenario_dir / "plan.txt").write_text(text)
         written.append(scenario_dir)
     return written
@@ -187,7 +199,8 @@ def write_plan(
 
 def plan_text(topo: Topology, target: KubeTarget, staged: Sequence[tuple[str, list[dict[str, Any]]]],
               files: Sequence[str], batches: Sequence[ProbeBatch], *,
-              batch_command: BatchCommand | None = None, clients: Mapping[str, str] | None = None) -> str:
+              batch_command: BatchCommand | None = None, clients: Mapping[str, str] | None = None,
+              vips: Mapping[str, VipChoice] | None = None) -> str:
     """The ordered steps of one scenario's run, as ``plan.txt`` reads."""
     names = target.names
     objects = [obj for _, objs in staged for obj in objs]
@@ -219,7 +232,10 @@ def plan_text(topo: Topology, target: KubeTarget, staged: Sequence[tuple[str, li
         ("kube-proxy mode", "GET /api/v1/namespaces/kube-system/configmaps/kube-proxy "
                             "(config.conf mode: iptables is the profile predicted)"),
         ("CNI is Calico, pool matches encapsulation",
-         f"GET /apis/crd.projectcalico.org/v1/ippools (expected ipipMode={ipip}, vxlanMode={vxlan})"),
+         f"GET /apis/projectcalico.org/v3/ippools when discovery serves it (native v3 CRDs), else "
+         f"/apis/crd.projectcalico.org/v1/ippools (expected ipipMode={ipip}, vxlanMode={vxlan})"),
+        ("not KubeSphere", "GET /apis (no tenant.kubesphere.io, no network.kubesphere.io namespacenetworkpolicies), "
+                           "GET /api/v1/namespaces/kubesphere-system (absent): its controller owns nsnp-* policies"),
         ("load balancer installed", LB_READS.get(topo.load_balancer, "none needed")),
         ("nodes", f"GET /api/v1/nodes ({len(topo.nodes)} Ready nodes: "
                   f"{', '.join(target.cluster_node(n) for n in topo.nodes)})"),
@@ -241,6 +257,8 @@ def plan_text(topo: Topology, target: KubeTarget, staged: Sequence[tuple[str, li
             w("   shows the lab address plan's. Namespace selectors name the run's namespaces.")
         else:
             step(f"create: {phase}")
+        if phase == "services":
+            _vip_lines(w, topo, target, vips)
         for obj in objs:
             meta = obj["metadata"]
             where = f"{meta['namespace']}/" if meta.get("namespace") else ""
@@ -307,6 +325,24 @@ def plan_text(topo: Topology, target: KubeTarget, staged: Sequence[tuple[str, li
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _vip_lines(w: Callable[[str], None], topo: Topology, target: KubeTarget,
+               vips: Mapping[str, VipChoice] | None) -> None:
+    """Per LoadBalancer Service: the VIP it requests and the node that VIP elects (or when it is chosen)."""
+    services = lb_services(topo)
+    if not services or topo.load_balancer not in REQUEST_ANNOTATIONS:
+        return
+    annotation = REQUEST_ANNOTATIONS[topo.load_balancer]
+    w(f"   LoadBalancer VIPs ({annotation}): each elects the node the scenario's plan elects")
+    for svc in services:
+        planned = (f"node:{svc.lb_node} ({target.cluster_node(svc.lb_node)})" if svc.lb_node
+                   else "no node (nothing announces it)")
+        if vips is None:
+            w(f"     {svc.key}: VIP chosen at run time: the first free address of the pool preflight finds that "
+              f"{topo.load_balancer} elects {planned} for; if none does, its client flows are skipped")
+        else:
+            w(f"     {vips[svc.key].describe()}")
 
 
 class _Steps:

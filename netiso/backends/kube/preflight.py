@@ -10,15 +10,24 @@ Each check reads the cluster the way an operator would check it by hand, and a f
   k8s.io/kubernetes pkg/proxy/apis/config). ipvs/nftables are refused unless ``--profile``
   names a profile the oracle has (``netiso.oracle.profile.PROFILES``): the oracle predicts
   iptables' DNAT/SNAT, not the others';
-* CNI: Calico's ``crd.projectcalico.org/v1`` IPPools (the Kubernetes-datastore backing of
-  ``projectcalico.org/v3``, libcalico-go api/pkg/apis/projectcalico/v3/ippool.go):
-  an enabled IPv4 pool whose ``ipipMode``/``vxlanMode`` (default ``Never``) equal what the
+* not KubeSphere: netiso writes the ``nsnp-network-isolate`` NetworkPolicies and the
+  ``kubesphere.io/network-isolate`` annotation KubeSphere's own controller owns
+  (kubesphere pkg/controller/network/nsnetworkpolicy); on a KubeSphere cluster that controller
+  would rewrite or delete them mid-run, so such a cluster is refused (:func:`check_not_kubesphere`);
+* CNI: Calico's IPPools, read from the API group discovery says serves them
+  (:func:`calico_api`): ``projectcalico.org/v3`` (Calico v3.32's native v3 CRDs,
+  manifests/v3_projectcalico_org.yaml; or the aggregated Calico API server, which serves the same
+  objects) first, else ``crd.projectcalico.org/v1`` (the classic manifests' CRDs, the
+  Kubernetes-datastore backing of v3; libcalico-go api/pkg/apis/projectcalico/v3/ippool.go: both
+  carry the same spec): an enabled IPv4 pool whose ``ipipMode``/``vxlanMode`` (default ``Never``) equal what the
   scenario's encapsulation needs (direct: Never/Never; ipip: Always/Never; vxlan: Never/Always).
   ``CrossSubnet`` encapsulates only between subnets, which netiso does not predict;
 * load balancer: MetalLB ``metallb.io/v1beta1`` IPAddressPools, OpenELB
   ``network.kubesphere.io/v1alpha2`` Eips (the default one, annotation
   ``eip.openelb.kubesphere.io/is-default-eip``, preferred), only for scenarios with a
-  LoadBalancer Service;
+  LoadBalancer Service; the address ranges of the pool used (the first auto-assigning
+  IPAddressPool by name, ``spec.addresses``; the Eip's ``spec.address``) are kept, so that
+  realization can request VIPs that elect the scenario's planned node (vips.py);
 * nodes: Ready and not cordoned; the node map (``--node-map scenario=cluster``; unmapped
   scenario nodes take the remaining nodes, control-plane role first, then workers by name);
 * clients: ``client:NAME`` endpoints without ``--client NAME=COMMAND`` are reported (their flows
@@ -41,7 +50,7 @@ from typing import Any
 import yaml
 
 from netiso.backends.base import BackendOptions, BackendUnavailable
-from netiso.backends.kube.access import ACCESS, LB_ACCESS, Access
+from netiso.backends.kube.access import ACCESS, CALICO_ACCESS, LB_ACCESS, Access
 from netiso.backends.kube.client import Kube, KubeApiError
 from netiso.backends.kube.naming import RUN_LABEL, RunNames
 from netiso.model.symbols import parse_endpoint
@@ -52,6 +61,8 @@ CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kube
 EXCLUDE_LB_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
 OPENELB_DEFAULT_EIP = "eip.openelb.kubesphere.io/is-default-eip"
 PREDICTED_PROXY_MODES = ("", "iptables")
+CALICO_APIS = ("projectcalico.org/v3", "crd.projectcalico.org/v1")  # preference order (see calico_api)
+KUBESPHERE_NAMESPACE = "kubesphere-system"
 WANTED_MODES = {"direct": ("Never", "Never"), "ipip": ("Always", "Never"), "vxlan": ("Never", "Always")}
 
 
@@ -93,6 +104,10 @@ class Findings:
     pools: dict[str, dict[str, Any]] = field(default_factory=dict)  # scenario -> the matching IPPool
     metallb_pool: str | None = None
     openelb_eip: str | None = None
+    # the address ranges VIPs are requested from (vips.choose_vips): the MetalLB pools or the Eip
+    lb_ranges: list[str] = field(default_factory=list)
+    lb_pool_label: str = ""  # "IPAddressPool metallb-system/NAME" / "Eip NAME": named in skip reasons
+    lb_avoid_buggy: bool = False  # MetalLB avoidBuggyIPs: never .0 / .255
     nodes: dict[str, ClusterNode] = field(default_factory=dict)  # cluster node name -> node
     node_maps: dict[str, dict[str, str]] = field(default_factory=dict)  # scenario -> {scenario node: cluster node}
     unmapped_clients: dict[str, list[str]] = field(default_factory=dict)  # scenario -> client names
@@ -148,6 +163,69 @@ def _modes(pool: Mapping[str, Any]) -> tuple[str, str]:
     return str(spec.get("ipipMode") or "Never"), str(spec.get("vxlanMode") or "Never")
 
 
+def served(kube: Kube, api_version: str) -> set[str] | None:
+    """The resources discovery lists under ``/apis/<api_version>`` (None when the group version is not served).
+
+    Discovery is readable by every authenticated user (system:discovery), so it needs no grant.
+    A 503 is an aggregated API server that is down: not served, as far as netiso can use it.
+    """
+    try:
+        answer = kube.request("GET", f"/apis/{api_version}", what=f"read API discovery of {api_version}")
+    except KubeApiError as exc:
+        if exc.status in (404, 503):
+            return None
+        raise
+    return {str(r.get("name")) for r in (answer or {}).get("resources") or []}
+
+
+def served_groups(kube: Kube) -> dict[str, list[str]]:
+    """``/apis``: API group -> the versions the server serves (discovery, no grant needed)."""
+    answer = kube.request("GET", "/apis", what="read API discovery (/apis)") or {}
+    return {str(g.get("name")): [str(v.get("groupVersion")) for v in g.get("versions") or []]
+            for g in answer.get("groups") or []}
+
+
+def calico_api(kube: Kube) -> str:
+    """The apiVersion Calico's IPPools and BlockAffinities are read from; refusal when neither is served.
+
+    ``projectcalico.org/v3`` wins when it serves both kinds: with native v3 CRDs it is the only
+    live copy (a migrated cluster may keep stale ``crd.projectcalico.org/v1`` objects), and the
+    aggregated API server serves there the very objects it stores in v1.
+    """
+    for api in CALICO_APIS:
+        if {"ippools", "blockaffinities"} <= (served(kube, api) or set()):
+            return api
+    raise BackendUnavailable(
+        f"Calico is not installed (the API serves IPPools and BlockAffinities in neither {' nor '.join(CALICO_APIS)}): "
+        "netiso predicts Calico's datapath and needs it as the CNI")
+
+
+def check_not_kubesphere(kube: Kube, groups: Mapping[str, Sequence[str]]) -> None:
+    """Refuse a cluster that runs KubeSphere: its controller owns the policies netiso writes.
+
+    Signs (any one): the ``tenant.kubesphere.io`` group (workspaces, KubeSphere's tenancy), a
+    ``network.kubesphere.io`` version serving ``namespacenetworkpolicies`` (KubeSphere's network
+    isolation; OpenELB shares the group for its Eips, so the group alone is no sign), the
+    ``kubesphere-system`` namespace (where ks-controller-manager runs).
+    """
+    signs = []
+    if "tenant.kubesphere.io" in groups:
+        signs.append("API group tenant.kubesphere.io (workspaces)")
+    for api in groups.get("network.kubesphere.io", ()):
+        if "namespacenetworkpolicies" in (served(kube, api) or set()):
+            signs.append(f"{api} NamespaceNetworkPolicies")
+            break
+    if kube.get("v1", "Namespace", KUBESPHERE_NAMESPACE) is not None:
+        signs.append(f"namespace {KUBESPHERE_NAMESPACE} (ks-controller-manager)")
+    if signs:
+        raise BackendUnavailable(
+            f"this cluster runs KubeSphere ({'; '.join(signs)}): netiso writes the nsnp-network-isolate "
+            "NetworkPolicies and the kubesphere.io/network-isolate annotation itself, as KubeSphere would, and "
+            "KubeSphere's own controller (ks-controller-manager) owns those names and would rewrite or delete them "
+            "mid-run, so the results would measure the two fighting. Run netiso on a cluster without KubeSphere; a "
+            "mode that drives KubeSphere's real controller (workspaces, NamespaceNetworkPolicies) is separate work")
+
+
 def _list_installed(kube: Kube, api_version: str, kind: str, missing: str) -> list[dict[str, Any]]:
     """Every ``kind`` object, or refusal ``missing`` when the API does not serve the kind (its add-on is absent)."""
     try:
@@ -158,10 +236,10 @@ def _list_installed(kube: Kube, api_version: str, kind: str, missing: str) -> li
         raise
 
 
-def ipv4_pools(kube: Kube) -> list[dict[str, Any]]:
-    """Enabled IPv4 Calico IPPools, by name; refusal when Calico is not there."""
-    pools = _list_installed(kube, "crd.projectcalico.org/v1", "IPPool",
-                            "Calico is not installed (the API has no crd.projectcalico.org/v1 IPPools): netiso "
+def ipv4_pools(kube: Kube, api_version: str = CALICO_APIS[-1]) -> list[dict[str, Any]]:
+    """Enabled IPv4 Calico IPPools of ``api_version`` (calico_api), by name; refusal when there are none."""
+    pools = _list_installed(kube, api_version, "IPPool",
+                            f"Calico is not installed (the API has no {api_version} IPPools): netiso "
                             "predicts Calico's datapath and needs it as the CNI")
     usable = []
     for pool in sorted(pools, key=lambda p: p["metadata"]["name"]):
@@ -173,7 +251,7 @@ def ipv4_pools(kube: Kube) -> list[dict[str, Any]]:
         if v4 and not spec.get("disabled", False):
             usable.append(pool)
     if not usable:
-        raise BackendUnavailable("Calico has no enabled IPv4 IPPool (crd.projectcalico.org/v1 ippools): nowhere for "
+        raise BackendUnavailable(f"Calico has no enabled IPv4 IPPool ({api_version} ippools): nowhere for "
                                  "pod addresses to come from")
     return usable
 
@@ -210,6 +288,14 @@ def check_load_balancer(kube: Kube, impl: str, findings: Findings) -> None:
         auto = [p for p in pools if (p.get("spec") or {}).get("autoAssign", True) is not False]
         if not auto:
             findings.metallb_pool = sorted(p["metadata"]["name"] for p in pools)[0]
+        chosen = sorted(auto or [p for p in pools if p["metadata"]["name"] == findings.metallb_pool],
+                        key=lambda p: p["metadata"]["name"])[:1]
+        for pool in chosen:
+            spec = pool.get("spec") or {}
+            findings.lb_ranges = [str(a) for a in spec.get("addresses") or []]
+            findings.lb_avoid_buggy = bool(spec.get("avoidBuggyIPs", False))
+            findings.lb_pool_label = (f"IPAddressPool {pool['metadata'].get('namespace', 'metallb-system')}/"
+                                      f"{pool['metadata']['name']}")
     elif impl == "openelb":
         eips = _list_installed(kube, "network.kubesphere.io/v1alpha2", "Eip",
                                "the scenario's loadBalancer is openelb, but OpenELB is not installed "
@@ -221,7 +307,10 @@ def check_load_balancer(kube: Kube, impl: str, findings: Findings) -> None:
                                      "address")
         default = [e for e in enabled
                    if ((e["metadata"].get("annotations") or {}).get(OPENELB_DEFAULT_EIP) == "true")]
-        findings.openelb_eip = (default or enabled)[0]["metadata"]["name"]
+        eip = (default or enabled)[0]
+        findings.openelb_eip = eip["metadata"]["name"]
+        findings.lb_ranges = [str((eip.get("spec") or {}).get("address") or "")]
+        findings.lb_pool_label = f"Eip {findings.openelb_eip}"
 
 
 def read_nodes(kube: Kube) -> dict[str, ClusterNode]:
@@ -297,9 +386,12 @@ def run_preflight(kube: Kube, topos: Sequence[Topology], options: BackendOptions
     except KubeApiError as exc:
         raise BackendUnavailable(f"the API server {kube.target.server} answered /version with {exc}") from None
     impls = sorted({t.load_balancer for t in topos if needs_lb(t) and t.load_balancer != "none"})
-    check_access(kube, [*ACCESS, *(a for impl in impls for a in LB_ACCESS.get(impl, ()))])
+    calico = calico_api(kube)
+    check_access(kube, [*ACCESS, *CALICO_ACCESS[calico.split("/")[0]],
+                        *(a for impl in impls for a in LB_ACCESS.get(impl, ()))])
+    check_not_kubesphere(kube, served_groups(kube))
     findings.proxy_mode = check_proxy_mode(kube, options.profile)
-    pools = ipv4_pools(kube)
+    pools = ipv4_pools(kube, calico)
     for topo in topos:
         findings.pools[topo.name] = check_pool(pools, topo)
     for impl in impls:

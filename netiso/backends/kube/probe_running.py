@@ -160,6 +160,7 @@ def parse_client_address(out: str) -> str:
 # ----------------------------------------------------------------------------- retries
 
 RunBatch = Callable[[list[ClusterProbe]], list[ClusterProbeResult]]
+MIN_SAMPLES = 2  # agreeing rounds a flow needs; never one
 
 
 def retry_until_consistent(
@@ -178,11 +179,15 @@ def retry_until_consistent(
     still unsettled after ``max_rounds`` rounds or ``deadline_s`` seconds gets the majority
     verdict (ties: the most recent of the tied verdicts), ``inconsistent=True`` and the
     distribution of its outcomes in ``detail`` and ``distribution`` — never a silent pass.
+
+    ``samples`` is at least two whatever the caller asks: the first round alone never settles
+    a flow (it runs right after the policy settle barrier, realization.settle_policies, and one
+    sample cannot tell a programmed policy from one still on its way).
     """
     history: dict[str, list[ClusterProbeResult]] = {p.id: [] for p in probes}
     if len(history) != len(probes):
         raise ValueError("probe ids must be unique within a batch")
-    need = max(1, samples)
+    need = max(MIN_SAMPLES, samples)
 
     def settled(probe_id: str) -> bool:
         seen = history[probe_id]

@@ -37,7 +37,7 @@ import socket
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +61,8 @@ from netiso.backends.kube.probe_running import (
     run_client,
 )
 from netiso.backends.kube.probing import ClusterProbe, ClusterProbeResult, batch_script, failed_batch, parse_batch_output
+from netiso.backends.kube.settling import NO_CANARY, canary_round, choose_canaries, flow_label, wait_until_dropped
+from netiso.backends.kube.vips import VipChoice, choose_on_cluster, lb_skip_reasons
 from netiso.backends.kube.waiting import ReadinessWaits, event_time, pod_state
 from netiso.model.addressing import resolve
 from netiso.model.symbols import parse_endpoint
@@ -96,6 +98,8 @@ class Timeouts:
     probe_rounds: int = 6
     probe_deadline: float = 120.0
     probe_wait: float = 1.0
+    policy_settle: float = 60.0  # the barrier before the first probe (settling.py); a timeout is a report warning
+    exec_budget: float | None = None  # a probe batch's exec deadline; None: worked out from its probes (run_batch)
 
 
 def _holder() -> str:
@@ -131,6 +135,11 @@ class KubeRealization(ReadinessWaits, Realization):
         self._containers: dict[tuple[str, str], str] = {}  # (namespace, pod) -> container to exec in
         self._l2: dict[tuple[str, str], str] | None = None
         self._openelb: dict[str, str | None] = {}
+        self.vip_choices: dict[str, VipChoice] = {}  # LB Service -> the VIP requested (vips.py)
+        self.lb_skips: dict[str, str] = {}  # LB Service -> why its client-to-VIP flows are skipped
+        no_routes = set(backend.options.clients_without_pod_routes)
+        self.client_pod_routes = {c: c not in no_routes for c in self.clients}  # --client-no-pod-routes
+        self._policies_settled = False  # the settle barrier runs once, before the first probe
 
     # ------------------------------------------------------------------ build
 
@@ -143,6 +152,10 @@ class KubeRealization(ReadinessWaits, Realization):
             self.lease = LeaseKeeper(self.kube, self.names).start()
             self._step("namespaces", manifests.namespace_objects(self.planned, self.target))
             self._step("workloads", manifests.workload_objects(self.planned, self.target))
+            self.vip_choices = choose_on_cluster(self.kube, self.planned, self.backend.findings, self.node_map)
+            for choice in self.vip_choices.values():
+                log.info("%s: %s", self.planned.name, choice.describe())
+            self.target = replace(self.target, vips={k: c.vip for k, c in self.vip_choices.items() if c.vip})
             self._step("services", manifests.service_objects(self.planned, self.target))
             t0 = time.perf_counter()
             self.backend.progress(f"{self.planned.name}: waiting for pods to be Ready (run {self.names.run})")
@@ -153,6 +166,7 @@ class KubeRealization(ReadinessWaits, Realization):
             facts = discover(self.kube, self.planned, self.names, self.node_map,
                              self.backend.findings.nodes if self.backend.findings else {}, self.pool, client_ips)
             self.topo = resolve(self.planned.scenario, facts)
+            self.lb_skips = lb_skip_reasons(self.planned, self.topo, self.vip_choices)
             self.backend.progress(f"{self.planned.name}: discovered the cluster's addresses")
             self._step("policies", manifests.policy_objects(self.topo, self.target))
             self._step("ingresses", manifests.ingress_objects(self.topo, self.target))
@@ -258,6 +272,9 @@ class KubeRealization(ReadinessWaits, Realization):
     # ------------------------------------------------------------------ probe
 
     def probe(self, preds: Sequence[Prediction]) -> list[Observation]:
+        if not self._policies_settled:
+            self._policies_settled = True
+            self.settle_policies(preds)
         observations: list[Observation | None] = [None] * len(preds)
         batches: dict[str, list[tuple[int, ClusterProbe]]] = {}
         for i, pred in enumerate(preds):
@@ -287,6 +304,32 @@ class KubeRealization(ReadinessWaits, Realization):
         self.timings["probe_s"] = time.perf_counter() - t0
         return [o if o is not None else Observation(verdict="error", detail="not probed") for o in observations]
 
+    def settle_policies(self, preds: Sequence[Prediction]) -> None:
+        """Wait (bounded) until the canary flows a policy should drop are dropped (settling.py).
+
+        Its time is ``timings["policy_settle_s"]``; a timeout, or no canary in a scenario with
+        policies, is a warning of the realized topology (the report's scenario ``warnings``).
+        """
+        usable = choose_canaries(preds, lambda p: self._skip_reason(p) is None and p.target.dst_ip is not None)
+        if not usable:
+            if self.topo.policies:
+                self.topo.warnings.append(NO_CANARY)
+            return
+        probes = {i: cluster_probe(f"settle{i}", preds[i].target.dst_ip or "", preds[i].target.dst_port,
+                                   preds[i].target.protocol, preds[i].target.host,
+                                   ingress=preds[i].target.ingress is not None) for i in usable}
+        probe_round = canary_round({i: _source(preds[i]) for i in usable}, probes, self.run_batch)
+        labels = {i: flow_label(preds[i]) for i in usable}
+        self.backend.progress(f"{self.planned.name}: waiting until the policies are in force "
+                              f"(canaries: {'; '.join(labels.values())})")
+        outcome = wait_until_dropped(probe_round, labels, timeout_s=self.timeouts.policy_settle,
+                                     poll_s=self.timeouts.poll)
+        self.timings["policy_settle_s"] = outcome.seconds
+        warning = outcome.warning(self.timeouts.policy_settle)
+        if warning:
+            log.warning("%s: %s", self.planned.name, warning)
+            self.topo.warnings.append(warning)
+
     def _skip_reason(self, pred: Prediction) -> str | None:
         t = pred.target
         if t.protocol not in ("TCP", "UDP"):
@@ -299,21 +342,51 @@ class KubeRealization(ReadinessWaits, Realization):
                     reason = f"client:{sym.name} has no --client mapping"
                 if reason:
                     return reason
+        return self._premise_unmet(pred)
+
+    def _premise_unmet(self, pred: Prediction) -> str | None:
+        """Why a flow's scenario premise does not hold here: the VIP's announcer is not the plan's
+        (vips.py), or the client's routing to pod IPs is not what ``cluster.clientsRouteToPods`` says."""
+        t = pred.target
+        if t.origin_kind != "client":
+            return None
+        svc = t.service
+        if svc is not None and svc.lb_ip and t.dst_ip == svc.lb_ip and svc.key in self.lb_skips:
+            return self.lb_skips[svc.key]
+        if t.dst_kind == "pod":
+            wanted = self.topo.scenario.cluster.clientsRouteToPods
+            if self.client_pod_routes.get(t.origin_name, True) != wanted:
+                has = "routes" if not wanted else "has no route"
+                return (f"the scenario says cluster.clientsRouteToPods: {str(wanted).lower()}, but "
+                        f"client:{t.origin_name} {has} to pod IPs here"
+                        + (" (--client-no-pod-routes)" if not self.client_pod_routes.get(t.origin_name, True) else
+                           " (kind's clients, and --client hosts unless --client-no-pod-routes names them, do)"))
         return None
 
     def run_batch(self, source: str, probes: list[ClusterProbe]) -> list[ClusterProbeResult]:
         """One exec (or one client command) firing ``probes`` from ``source``; one result per probe."""
         script = batch_script(probes)
         longest = max(max(p.timeout, p.connect_timeout) for p in probes)
-        budget = 20.0 + math.ceil(len(probes) / 32) * (longest + 2.0)
+        budget = self.timeouts.exec_budget or 20.0 + math.ceil(len(probes) / 32) * (longest + 2.0)
         try:
             if source.startswith("client:"):
                 client = source.split(":", 1)[1]
                 out, err, _rc = run_client(self.clients[client], script, budget, name=client)
             else:
                 ns, pod = self.exec_target(source)
-                out, err, _rc = self.kube.exec(ns, pod, exec_command(script),
-                                               container=self._containers.get((ns, pod)) or None, timeout=budget)
+                out, err, rc = self.kube.exec(ns, pod, exec_command(script),
+                                              container=self._containers.get((ns, pod)) or None, timeout=budget)
+                # -- begin: exec end (H1) --
+                # the exit Status on channel 3 decides: no Status within the budget = the batch did not
+                # finish (its partial output is not trusted); a non-zero code = the shell failed (the
+                # script itself always ends ``echo NETISO-END``, exit 0)
+                if rc is None:
+                    return failed_batch(probes, f"probe batch from {source} did not finish within {budget:g} s "
+                                                "(exec timed out; its partial output was not used)")
+                if rc != 0:
+                    tail = err.strip().splitlines()[-1][:200] if err.strip() else "no stderr"
+                    return failed_batch(probes, f"probe batch from {source} failed: exit code {rc} ({tail})")
+                # -- end: exec end (H1) --
         except (ClientCommandError, KubeApiError, BackendUnavailable) as exc:
             return failed_batch(probes, f"probe batch from {source} could not run: {exc}")
         return parse_batch_output(out, err, probes)

@@ -3,7 +3,10 @@
 As the upstream netpol e2e does before it probes (kubemanager.go waits for every pod Ready), but
 each timeout becomes one message a person can act on: the pod (or Service) that is not ready,
 its state, and its last Event (``kubectl describe`` would show the same). Polled with tenacity,
-bounded by :class:`~netiso.backends.kube.realization.Timeouts`. A mixin of ``KubeRealization``:
+bounded by :class:`~netiso.backends.kube.realization.Timeouts`: a pod is Pending for a while on any
+cluster (scheduling, image pull), so one read is never the answer. Ready means the pod's ``Ready``
+condition, not its phase: a Running pod whose readiness probe fails is not Ready (and would not be an
+endpoint). A mixin of ``KubeRealization``:
 it reads ``kube``, ``names``, ``timeouts``, ``planned``, ``applied`` and ``backend`` from it.
 """
 

@@ -27,7 +27,9 @@ Lab-only choices (each needed because a lab node, unlike a real one, has no defa
 * nodes route the Service network out of ``eth0`` (``serviceNetwork dev eth0 scope link``): a
   real node reaches it by its default route; kube-proxy's DNAT rewrites it before it leaves.
 * clients get a route to every node's pod block via that node (the "external router knows the
-  pod routes" assumption of BGP/direct networks), so ``client -> pod:`` flows are possible.
+  pod routes" assumption of BGP/direct networks), so ``client -> pod:`` flows are possible;
+  with ``cluster.clientsRouteToPods: false`` they route the pod network into ``nxsink0`` instead
+  (a bridge without ports or ARP: the packet is lost silently, as at a router without the route).
 * IPv6 is disabled in every lab namespace (no DAD/RS/MLD chatter in captures; the lab is IPv4).
 """
 
@@ -379,9 +381,16 @@ def _fdb_lines(labnet: LabNet, n: NodeNet) -> list[str]:
 
 
 def _client_lines(labnet: LabNet, c: ClientNet) -> list[str]:
+    """A client's address and routes: pod blocks via their nodes, or (``clientsRouteToPods: false``)
+    the pod network into a portless, ARP-less bridge: a router that knows no pod route loses the
+    packet silently (a timeout, ``dropped``), where a missing route would fail at once (ENETUNREACH)."""
     prefixlen = ipaddress.IPv4Network(labnet.topology.node_network).prefixlen
     lines = ["link set lo up", f"addr add {c.ip}/{prefixlen} dev {NODE_IF}", f"link set {NODE_IF} up"]
-    lines += [f"route add {n.block} via {n.ip} dev {NODE_IF}" for n in labnet.nodes.values()]
+    if labnet.topology.scenario.cluster.clientsRouteToPods:
+        lines += [f"route add {n.block} via {n.ip} dev {NODE_IF}" for n in labnet.nodes.values()]
+    else:
+        lines += [f"link add {SINK_DEV} type bridge", f"link set {SINK_DEV} arp off", f"link set {SINK_DEV} up",
+                  f"route add {labnet.topology.pod_network} dev {SINK_DEV}"]
     return lines
 
 

@@ -32,9 +32,19 @@ Mirrors, applied synchronously when an object is written:
   internal/k8s/controllers/layer2_status_controller.go do. This is written independently of
   netiso.model.election on purpose, so the backend's tests compare two implementations;
 * OpenELB: the address from the default Eip's ``spec.address`` range (or the Eip named by the
-  ``eip.openelb.kubesphere.io/v1alpha2`` annotation); it has no announcing-node object.
+  ``eip.openelb.kubesphere.io/v1alpha2`` annotation, or exactly the address of the
+  ``eip.openelb.kubesphere.io/v1alpha1`` annotation: ipam.go ConstructRequest); it has no
+  announcing-node object (its speakers' election log lines, including the Cluster Service without
+  endpoints that OpenELB still announces, are workloads.py's).
 
-Knowingly differs: everything happens at once (no Pending -> Running delay, no image pulls); pods
+Pods created through the API start later: Pending (scheduled, ``ContainerCreating``, no pod IP, a
+Normal ``Pulling`` Event) until lifecycle.py has counted enough reads of them (``starting``); a
+never-ready pod fails by its reason: an image pull (Pending, waiting), ``Unhealthy`` (Running, its
+readiness probe failing: Ready False) or ``FailedScheduling`` (no node, Event from the
+default-scheduler, for a pod not pinned by ``nodeName``). EndpointSlice endpoints of a pod being
+deleted gracefully are ``terminating`` and not ``ready``.
+
+Knowingly differs: a pod's start is counted in reads, not seconds, and no image is pulled; pods
 of Deployments/DaemonSets are not created by the fake (seed them or create pods directly) unless
 the workload controllers of workloads.py are switched on (``FakeCluster.enable_workload_controllers``,
 done by ``seed_fresh_kind``); Endpoints
@@ -82,6 +92,9 @@ class Controllers:
         self.store = store
         # (namespace or None = any, pod name) -> (event reason, event message)
         self.never_ready: dict[tuple[str | None, str], tuple[str, str]] = {}
+        # pods created but not started yet (lifecycle.py decides which, and when they start)
+        self.starting: set[tuple[str | None, str]] = set()
+        self.start_later: Callable[[Obj], bool] = lambda _pod: False
         self.lb_impl: str | None = None  # "metallb" | "openelb" | None: no LoadBalancer implementation
         self._busy = False
         store.on_create.append(self._admit)
@@ -130,6 +143,11 @@ class Controllers:
         raise RuntimeError(f"pod CIDR {cidr} of node {node['metadata']['name']} is full")
 
     def _run_pod(self, pod: Obj) -> None:
+        meta = pod["metadata"]
+        if self.start_later(pod):
+            self.starting.add((meta.get("namespace"), meta["name"]))
+        else:
+            self.starting.discard((meta.get("namespace"), meta["name"]))
         pod["status"] = self.pod_status(pod)
 
     def pod_status(self, pod: Obj) -> Obj:
@@ -142,10 +160,19 @@ class Controllers:
             return {"phase": "Pending", "qosClass": "BestEffort", "conditions": [
                 {"type": "PodScheduled", "status": "False", "lastProbeTime": None, "lastTransitionTime": ts,
                  "reason": "Unschedulable", "message": "0/0 nodes are available: no node matches."}]}
+        failure = self.never_ready.get((meta.get("namespace"), meta["name"])) or self.never_ready.get((None, meta["name"]))
+        if failure is not None and failure[0] == "FailedScheduling" and not spec.get("nodeName"):
+            self._event(pod, "Warning", failure[0], failure[1], "default-scheduler")
+            return {"phase": "Pending", "qosClass": "BestEffort", "conditions": [
+                {"type": "PodScheduled", "status": "False", "lastProbeTime": None, "lastTransitionTime": ts,
+                 "reason": "Unschedulable", "message": failure[1]}]}
         spec["nodeName"] = node["metadata"]["name"]
         host_ip = _internal_ip(node) or ""
-        failure = self.never_ready.get((meta.get("namespace"), meta["name"])) or self.never_ready.get((None, meta["name"]))
+        if failure is None and (meta.get("namespace"), meta["name"]) in self.starting:
+            failure = ("Pulling", f'Pulling image "{(containers or [{}])[0].get("image", "")}"')
+        unhealthy = failure is not None and failure[0] == "Unhealthy"  # running, its readiness probe failing
         ready = failure is None
+        running = ready or unhealthy
         flag = "True" if ready else "False"
         conds = [{"type": "PodReadyToStartContainers", "status": flag}, {"type": "Initialized", "status": "True"},
                  {"type": "Ready", "status": flag}, {"type": "ContainersReady", "status": flag},
@@ -155,29 +182,30 @@ class Controllers:
             c.update(lastProbeTime=None, lastTransitionTime=ts)
             if c["status"] == "False" and c["type"] in ("Ready", "ContainersReady"):
                 c.update(reason="ContainersNotReady", message=f"containers with unready status: [{names}]")
+        if unhealthy:
+            conds[0]["status"] = "True"
         statuses = []
         for c in containers:
             st: Obj = {"name": c.get("name"), "image": c.get("image"), "imageID": "", "ready": ready, "restartCount": 0,
-                       "started": ready}
-            if ready:
+                       "started": running}
+            if running:
                 cid = hashlib.sha256((meta["name"] + c.get("name", "")).encode()).hexdigest()
                 st.update(containerID=f"containerd://{cid}", imageID=c.get("image", ""), state={"running": {"startedAt": ts}})
             else:
                 st["state"] = {"waiting": {"reason": "ErrImagePull" if failure and failure[0] == "Failed"
                                            else "ContainerCreating"}}
             statuses.append(st)
-        status: Obj = {"phase": "Running" if ready else "Pending", "conditions": conds, "hostIP": host_ip,
+        status: Obj = {"phase": "Running" if running else "Pending", "conditions": conds, "hostIP": host_ip,
                        "hostIPs": [{"ip": host_ip}], "startTime": ts, "qosClass": "BestEffort",
                        "containerStatuses": statuses}
-        if ready:
+        if running:
             pod_ip = (pod.get("status") or {}).get("podIP") or self._pod_ip(node, pod)
             status.update(podIP=pod_ip, podIPs=[{"ip": pod_ip}])
-        else:
-            assert failure is not None
+        if failure is not None:
             self._event(pod, "Normal" if failure[0] == "Pulling" else "Warning", failure[0], failure[1])
         return status
 
-    def _event(self, pod: Obj, type_: str, reason: str, message: str) -> None:
+    def _event(self, pod: Obj, type_: str, reason: str, message: str, component: str = "kubelet") -> None:
         meta = pod["metadata"]
         ts = now()
         container = ((pod.get("spec") or {}).get("containers") or [{}])[0].get("name", "")
@@ -188,8 +216,10 @@ class Controllers:
                                  "uid": meta.get("uid"), "apiVersion": "v1", "fieldPath": f"spec.containers{{{container}}}"},
               "reason": reason, "message": message, "type": type_, "count": 1,
               "firstTimestamp": ts, "lastTimestamp": ts, "eventTime": None,
-              "source": {"component": "kubelet", "host": (pod.get("spec") or {}).get("nodeName", "")},
-              "reportingComponent": "kubelet", "reportingInstance": (pod.get("spec") or {}).get("nodeName", "")}
+              "source": {"component": component, **({"host": (pod.get("spec") or {}).get("nodeName", "")}
+                                                    if component == "kubelet" else {})},
+              "reportingComponent": component,
+              "reportingInstance": (pod.get("spec") or {}).get("nodeName", "") if component == "kubelet" else ""}
         res = self._res("v1", "events")
         if self.store.get(res, meta.get("namespace"), ev["metadata"]["name"]) is None:
             self.store.create(res, meta.get("namespace"), ev)
@@ -271,7 +301,8 @@ class Controllers:
             entry = {"name": p.get("name", ""), "port": target, "protocol": p.get("protocol", "TCP")}
             ports.append(entry)
         endpoints = [{"addresses": [p["status"]["podIP"]],
-                      "conditions": {"ready": _ready(p), "serving": _ready(p), "terminating": False},
+                      "conditions": {"ready": _ready(p) and not p["metadata"].get("deletionTimestamp"),
+                                     "serving": _ready(p), "terminating": bool(p["metadata"].get("deletionTimestamp"))},
                       "nodeName": p["spec"].get("nodeName"),
                       "targetRef": {"kind": "Pod", "namespace": ns, "name": p["metadata"]["name"],
                                     "uid": p["metadata"].get("uid")}} for p in pods]

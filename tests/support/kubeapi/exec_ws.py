@@ -13,26 +13,42 @@ channel 3 as a ``metav1.Status``: ``{"metadata":{},"status":"Success"}`` or ``{"
 "status":"Failure","message":"command terminated with non-zero exit code: ...","reason":
 "NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"<code>"}]}}`` (the
 StatusCause ``Type`` field is serialised as ``reason``). Before the upgrade, the apiserver's
-checks: 404 for a missing pod, 400 when the pod has several containers and none is named or the
-named one does not exist, 400 "Upgrade request required" for a plain HTTP request.
+checks (kubernetes pkg/registry/core/pod/strategy.go ExecLocation -> streamLocation): 404 for a
+missing pod, 400 when the pod has several containers and none is named or the named one does not
+exist (``container c is not valid for pod p``), 400 ``pod p does not have a host assigned`` for a
+pod not scheduled yet; then the kubelet's (pkg/kubelet/kubelet_pods.go GetExec: ``container not
+found ("c")`` when the container is not running, written by pkg/kubelet/cri/streaming WriteError as
+HTTP 500 plain text, which the apiserver's upgrade proxy hands back as is: kubectl shows "unable to
+upgrade connection: container not found"); 400 "Upgrade request required" for a plain HTTP request.
 
-Knowingly differs: output is not streamed while the command runs (the handler returns it all at
-once); with ``stdin=true`` under v4, which has no end-of-stdin signal, the first stdin frame is
-taken as all of stdin (v5 reads until the client closes channel 0); no tty / resize channel 4;
-no SPDY.
+Output is streamed: stdout is sent in ``Timing.exec_frames`` frames a few milliseconds apart
+(stderr frames between them), so a client that reads the first frame and stops gets a partial
+answer; ``ExecReply.runs_for`` keeps the process running (no exit Status) for that many real
+seconds after its output, or until the client hangs up: a command that outlives the client's
+timeout.
+
+Knowingly differs: the handler computes the whole output first (frames are cut from it, not
+produced by a running process); with ``stdin=true`` under v4, which has no end-of-stdin signal,
+the first stdin frame is taken as all of stdin (v5 reads until the client closes channel 0); no
+tty / resize channel 4; no SPDY; a process whose client hung up is not killed (it just ends here;
+on a real node it keeps running in the container).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
 from . import status
+
+if TYPE_CHECKING:
+    from .lifecycle import Timing
 
 V4 = "v4.channel.k8s.io"
 V5 = "v5.channel.k8s.io"
@@ -50,9 +66,13 @@ class ExecCall:
 
 @dataclass
 class ExecReply:
+    """What the "container" prints and how it ends; ``runs_for``: real seconds it keeps running after
+    printing (no exit Status until then, or until the client hangs up)."""
+
     stdout: str = ""
     stderr: str = ""
     exit_code: int = 0
+    runs_for: float = 0.0
 
 
 ExecHandler = Callable[[ExecCall], ExecReply]
@@ -90,12 +110,40 @@ def check_target(pod: dict[str, Any] | None, name: str, container: str | None) -
     return container
 
 
+def kubelet_refusal(pod: dict[str, Any], name: str, container: str | None) -> web.Response | None:
+    """The apiserver's host check, then the kubelet's running-container check (see the module docstring)."""
+    if not (pod.get("spec") or {}).get("nodeName"):
+        raise status.bad_request(f"pod {name} does not have a host assigned")
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        if cs.get("name") == container and "running" in (cs.get("state") or {}):
+            return None
+    # the headers a refused upgrade carries through kube-apiserver 1.33: its Audit-Id, Cache-Control and
+    # API Priority and Fairness UIDs, and the kubelet's own (websocket-client quotes them all before the body)
+    headers = {"Audit-Id": str(uuid.uuid4()), "Cache-Control": "no-cache, private",
+               "X-Content-Type-Options": "nosniff", "X-Kubernetes-Pf-Flowschema-Uid": str(uuid.uuid4()),
+               "X-Kubernetes-Pf-Prioritylevel-Uid": str(uuid.uuid4())}
+    return web.Response(status=500, text=f'container not found ("{container}")', content_type="text/plain",
+                        headers=headers)
+
+
+def _pieces(text: str, count: int) -> list[str]:
+    """``text`` cut into at most ``count`` non-empty pieces (mid-line: a frame is not a line)."""
+    if count <= 1 or len(text) < 2:
+        return [text] if text else []
+    size = -(-len(text) // count)
+    return [text[i:i + size] for i in range(0, len(text), size)]
+
+
 async def serve(request: web.Request, pod: dict[str, Any] | None, handler: ExecHandler,
-                protocols: tuple[str, ...] = (V5, V4)) -> web.StreamResponse:
-    """Upgrade, collect stdin if asked, run the handler, send its output and the exit Status, close."""
+                protocols: tuple[str, ...] = (V5, V4), timing: Timing | None = None) -> web.StreamResponse:
+    """Upgrade, collect stdin if asked, run the handler, stream its output and the exit Status, close."""
     q = request.query
     namespace, name = request.match_info["ns"], request.match_info["name"]
     container = check_target(pod, name, q.get("container"))
+    assert pod is not None
+    refused = kubelet_refusal(pod, name, container)
+    if refused is not None:
+        return refused
     if request.headers.get("Upgrade", "").lower() != "websocket":
         raise status.bad_request("Upgrade request required")
     ws = web.WebSocketResponse(protocols=protocols)
@@ -123,10 +171,33 @@ async def serve(request: web.Request, pod: dict[str, Any] | None, handler: ExecH
         reply = ExecReply()
         end = {"metadata": {}, "status": "Failure", "message": f"error executing command in container: {exc}",
                "reason": "InternalError", "details": {"causes": [{"message": str(exc)}]}, "code": 500}
-    if reply.stdout and q.get("stdout") in ("true", "1"):
-        await ws.send_bytes(bytes([STDOUT]) + reply.stdout.encode())
-    if reply.stderr and q.get("stderr") in ("true", "1"):
-        await ws.send_bytes(bytes([STDERR]) + reply.stderr.encode())
+    frames = timing.exec_frames if timing is not None else 1
+    gap = timing.exec_frame_gap_s if timing is not None else 0.0
+    out = _pieces(reply.stdout, frames) if q.get("stdout") in ("true", "1") else []
+    err = _pieces(reply.stderr, frames) if q.get("stderr") in ("true", "1") else []
+    for i in range(max(len(out), len(err))):
+        if i:
+            await asyncio.sleep(gap)
+        if i < len(out):
+            await ws.send_bytes(bytes([STDOUT]) + out[i].encode())
+        if i < len(err):
+            await ws.send_bytes(bytes([STDERR]) + err[i].encode())
+    if reply.runs_for > 0 and await _client_left_within(ws, reply.runs_for):
+        return ws  # the client gave up on the command first: no exit Status was ever written
     await ws.send_bytes(bytes([ERROR]) + json.dumps(end, separators=(",", ":")).encode())
     await ws.close()
     return ws
+
+
+async def _client_left_within(ws: web.WebSocketResponse, seconds: float) -> bool:
+    """Wait ``seconds`` for the process to end; True when the client closed the websocket first."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while (left := deadline - loop.time()) > 0:
+        try:
+            msg = await asyncio.wait_for(ws.receive(), left)
+        except TimeoutError:
+            return False
+        if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+            return True
+    return False

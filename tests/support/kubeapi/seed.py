@@ -18,7 +18,14 @@ Mirrors (shapes checked against upstream sources):
   VXLAN, no tunnel annotation for direct/BGP).
 * Calico ``crd.projectcalico.org/v1`` IPPool ``default-ipv4-ippool`` (libcalico-go api v3
   IPPoolSpec: cidr, blockSize 26, ipipMode/vxlanMode Always|Never, natOutgoing, nodeSelector
-  ``all()``, allowedUses) and the Calico CRDs, so discovery lists the group.
+  ``all()``, allowedUses) and the Calico CRDs, so discovery lists the group. With
+  ``calico_api="projectcalico.org/v3"`` instead: Calico v3.32's native v3 CRDs
+  (projectcalico/calico manifests/calico-v3-crds.yaml: the same kinds, group
+  ``projectcalico.org``, version ``v3``, cluster-scoped but NetworkPolicy/NetworkSet), no
+  ``crd.projectcalico.org`` group at all, the pool in v3, and one confirmed ``BlockAffinity``
+  per node (``<node>-192-168-<i>-0-26``, the /26 at the start of the node's podCIDR, holding its
+  tunnel address and first pods). Those v3 CRDs are permissive here (the upstream manifest,
+  735 kB, is not vendored): names, scope and version are upstream's, the schemas are not.
 * kube-system as kind + the Calico manifest leave it: ConfigMap ``kube-proxy`` with ``config.conf``
   (a KubeProxyConfiguration with ``mode`` written explicitly) and ``kubeconfig.conf``; DaemonSets
   ``kube-proxy`` and ``calico-node`` with one hostNetwork pod per node; Deployment
@@ -314,8 +321,11 @@ def node_object(name: str, index: int, encapsulation: str, calico: bool) -> Obj:
 
 def seed_cluster(cluster: Seedable, *, encapsulation: str = "vxlan", load_balancer: str = "metallb",
                  nodes: Sequence[str] = ("kind-control-plane", "kind-worker", "kind-worker2"),
-                 proxy_mode: str = "iptables", calico: bool = True) -> None:
-    """Seed nodes, kube-system, the CNI and the load balancer (``"metallb"``, ``"openelb"`` or ``"none"``)."""
+                 proxy_mode: str = "iptables", calico: bool = True,
+                 calico_api: str = "crd.projectcalico.org/v1") -> None:
+    """Seed nodes, kube-system, the CNI and the load balancer (``"metallb"``, ``"openelb"`` or ``"none"``).
+
+    ``calico_api`` picks the flavour of Calico's API: the classic CRDs or native v3 CRDs (see above)."""
     if encapsulation not in ("direct", "ipip", "vxlan"):
         raise ValueError(f"encapsulation must be direct, ipip or vxlan, not {encapsulation!r}")
     for i, name in enumerate(nodes):
@@ -327,10 +337,20 @@ def seed_cluster(cluster: Seedable, *, encapsulation: str = "vxlan", load_balanc
     _kube_dns_service(cluster, {"prometheus.io/port": "9153", "prometheus.io/scrape": "true"})
     _deployment(cluster, "coredns", "kube-system", {"k8s-app": "kube-dns"}, "registry.k8s.io/coredns/coredns:v1.12.0",
                 list(nodes[:1]) * 2)
-    if calico:
+    if calico and calico_api == "projectcalico.org/v3":
+        calico_version = vendored("calico")[0] or "v3.32.1"
+        for kind, plural, namespaced in CALICO_CRDS:
+            cluster.add(crd("projectcalico.org", kind, plural, ["v3"], namespaced))
+        for i, name in enumerate(nodes):
+            cidr = f"192.168.{i}.0/26"
+            cluster.add({"apiVersion": calico_api, "kind": "BlockAffinity",
+                         "metadata": {"name": f"{name}-{cidr.replace('.', '-').replace('/', '-')}"},
+                         "spec": {"node": name, "cidr": cidr, "state": "confirmed", "deleted": False, "type": "host"}})
+    elif calico:
         calico_version = add_crds(cluster, "calico", [crd("crd.projectcalico.org", kind, plural, ["v1"], namespaced)
                                                       for kind, plural, namespaced in CALICO_CRDS]) or "v3.31.0"
-        cluster.add({"apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool",
+    if calico:
+        cluster.add({"apiVersion": calico_api, "kind": "IPPool",
                      "metadata": {"name": "default-ipv4-ippool"},
                      "spec": {"allowedUses": ["Workload", "Tunnel"], "blockSize": 26, "cidr": POOL_CIDR,
                               "ipipMode": "Always" if encapsulation == "ipip" else "Never",

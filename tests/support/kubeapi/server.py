@@ -11,8 +11,11 @@ grammar (``/api/v1/namespaces/<ns>/<plural>/<name>/<sub>``); verbs get/list/watc
 patch/delete/deletecollection; labelSelector and fieldSelector; List kinds with items without
 ``kind``/``apiVersion`` for built-ins (custom resource lists keep them, as the apiextensions server
 does); watch as a chunked stream of ``{"type","object"}`` lines with ``timeoutSeconds``; bearer-token
-authentication (401); authorisation answered from a deny list, both by 403 Forbidden on real
-requests and by ``SelfSubjectAccessReview`` (``status.allowed``), worded like the RBAC authorizer;
+authentication (401); authorisation by the stored RBAC objects (rbac.py), both by 403 Forbidden on real
+requests and by ``SelfSubjectAccessReview`` (``status.allowed``, ``reason``), worded like the RBAC
+authorizer; every create/update/patch through writes.py (validation.py 400/422, server-side apply
+and managedFields in apply.py, RBAC escalation, Pod Security admission in admission.py, each
+switchable per test through ``strict``), with ``Warning`` headers for dropped unknown fields;
 ``pods/exec`` websockets (see exec_ws.py); DELETE answering with the deleted object for the
 registries that set ``ReturnDeletedObject`` (pods, services, serviceaccounts), the namespace in phase
 Terminating, the CRD, and a ``Status`` Success for every other kind, as the generic registry does
@@ -26,10 +29,15 @@ declared, it sets no uid/resourceVersion/creationTimestamp nor the namespace fro
 is async-only; replacing those pieces would have meant overriding most of it, so this server is
 written directly on aiohttp.
 
-Knowingly absent: graceful deletion (a deleted pod is gone at once, never Terminating), TLS and
-client certificates (token auth over plain HTTP), protobuf and CBOR,
-aggregated discovery v2, server-side apply field management, dry-run, pagination (``limit`` is
-ignored, ``continue`` never returned), admission and most defaulting, API priority and fairness.
+Time (lifecycle.py): GETs and LISTs are observations that move objects on (pods start and
+terminate gracefully, workloads roll out, CRDs are served only once Established, deleted namespaces
+linger Terminating); ``throttled`` refuses the next requests with 429 (plain text, as
+maxinflight.go/APF) or 503 and ``Retry-After``.
+
+Knowingly absent: TLS and client certificates (token auth over plain HTTP), protobuf and CBOR,
+aggregated discovery v2, dry-run, pagination (``limit`` is ignored, ``continue`` never returned),
+admission beyond Pod Security and the ServiceAccount lag, most defaulting, API priority and fairness beyond
+``throttled``.
 """
 
 from __future__ import annotations
@@ -47,9 +55,11 @@ from aiohttp import web
 
 from . import exec_ws, status
 from .exec_ws import ExecHandler
+from .rbac import Rbac, Request, Subject
 from .resources import Resource
 from .selectors import SelectorError, field_selector, label_selector
 from .store import Store, Watcher
+from .writes import Strictness, Writes
 
 VERSION_INFO = {"major": "1", "minor": "33", "emulationMajor": "1", "emulationMinor": "33",
                 "minCompatibilityMajor": "1", "minCompatibilityMinor": "32", "gitVersion": "v1.33.1",
@@ -85,13 +95,6 @@ class Target:
 
 
 @dataclass
-class Denial:
-    verb: str
-    resource: str  # may be "pods/exec"; "*" matches any
-    group: str
-
-
-@dataclass
 class KubeApiServer:
     store: Store
     token: str | None = "netiso-test-token"
@@ -100,13 +103,27 @@ class KubeApiServer:
     exec_protocols: tuple[str, ...] = (exec_ws.V5, exec_ws.V4)
     requests: list[RecordedRequest] = field(default_factory=list)
     pod_logs: dict[tuple[str, str], str] = field(default_factory=dict)  # (namespace, pod) -> log text
-    denials: list[Denial] = field(default_factory=list)
+    groups: tuple[str, ...] = ("system:authenticated",)
+    strict: Strictness = field(default_factory=Strictness)
     service_account_lag: dict[str, int] = field(default_factory=dict)  # namespace -> pod creates refused (no default SA yet)
     url: str = ""
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
     _runner: web.AppRunner | None = None
     on_request: list[Callable[[RecordedRequest], None]] = field(default_factory=list)
+    lifecycle: Any = None  # lifecycle.Lifecycle: reads through the API are what makes time pass
+    # (429|503, Retry-After s, method or None = any) refusing the next requests, in order
+    throttled: list[tuple[int, int, str | None]] = field(default_factory=list)
+    drop_answers: int = 0  # the next POSTs are served, then their connection is closed before the answer
+
+    def __post_init__(self) -> None:
+        self.rbac = Rbac(self.store)
+        self.rbac.bootstrap(self.user)
+        self.writes = Writes(self.store, self.rbac, self.strict)
+
+    @property
+    def subject(self) -> Subject:
+        return Subject(self.user, self.groups)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> str:
@@ -160,13 +177,19 @@ class KubeApiServer:
 
     # -- authorisation ------------------------------------------------------------------------
     def deny(self, verb: str, resource: str, group: str = "") -> None:
-        self.denials.append(Denial(verb, resource, group))
+        """The test user loses (verb, resource, group) from its RBAC grant (rbac.py ``Rbac.deny``)."""
+        self.rbac.deny(self.user, verb, resource, group)
 
-    def allowed(self, verb: str, group: str, resource: str) -> bool:
-        for d in self.denials:
-            if d.verb in ("*", verb) and d.group in ("*", group) and d.resource in ("*", resource):
-                return False
-        return True
+    def allowed(self, verb: str, group: str, resource: str, namespace: str | None = None, name: str = "") -> bool:
+        """The RBAC decision for the caller (``resource`` may carry a subresource: ``pods/exec``)."""
+        return self.authorize(verb, group, resource, namespace, name)[0]
+
+    def authorize(self, verb: str, group: str, resource: str, namespace: str | None = None,
+                  name: str = "") -> tuple[bool, str]:
+        if not self.strict.authorization:
+            return True, "authorization switched off for this test"
+        base, _, sub = resource.partition("/")
+        return self.rbac.authorize(self.subject, Request(verb, group, base, sub, namespace or "", name))
 
     # -- request plumbing ---------------------------------------------------------------------
     async def _record(self, request: web.Request) -> RecordedRequest:
@@ -192,14 +215,34 @@ class KubeApiServer:
             raise status.unauthorized()
 
     @staticmethod
-    def _json(body: Any, code: int = 200) -> web.Response:
-        return web.Response(status=code, text=json.dumps(body), content_type="application/json")
+    def _json(body: Any, code: int = 200, warnings: list[str] | None = None) -> web.Response:
+        resp = web.Response(status=code, text=json.dumps(body), content_type="application/json")
+        for text in warnings or []:  # RFC 7234 warn-code 299, as the apiserver's warning recorder writes them
+            resp.headers.add("Warning", f'299 - "{text}"')
+        return resp
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         rec = await self._record(request)
         try:
             self._authenticate(request)
+            if self.throttled and self.throttled[0][2] in (None, request.method):
+                code, after, _ = self.throttled.pop(0)  # refused before any handler: nothing served (maxinflight.go)
+                rec.status = code
+                if code == 429:
+                    return web.Response(status=429, text=status.too_many_requests(), headers={"Retry-After": str(after)})
+                return web.Response(status=code, headers={"Retry-After": str(after)}, content_type="application/json",
+                                    text=json.dumps(status.ApiError(code, "ServiceUnavailable", "the server is currently "
+                                                                    "unable to handle the request",
+                                                                    {"retryAfterSeconds": after}).body()))
+            parts = [p for p in request.path.split("/") if p]
+            if self.lifecycle is not None and len(parts) >= 2 and parts[0] == "apis":
+                self.lifecycle.observe_group(parts[1])  # asking about a group: time passes for its new CRDs
             resp = await self._dispatch(request, rec)
+            if self.drop_answers > 0 and request.method == "POST" and request.transport is not None:
+                self.drop_answers -= 1  # a proxy or the apiserver dropping the connection after the write
+                rec.status = -resp.status
+                request.transport.close()
+                return resp
         except status.ApiError as err:
             resp = self._json(err.body(), err.code)
         except SelectorError as err:
@@ -214,13 +257,15 @@ class KubeApiServer:
         try:
             self._authenticate(request)
             upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
-            if not self.allowed(rec.verb, "", "pods/exec") or (upgrade and not self.allowed("create", "", "pods/exec")):
-                verb = rec.verb if not self.allowed(rec.verb, "", "pods/exec") else "create"
+            if not self.allowed(rec.verb, "", "pods/exec", ns, name) or (
+                    upgrade and not self.allowed("create", "", "pods/exec", ns, name)):
+                verb = rec.verb if not self.allowed(rec.verb, "", "pods/exec", ns, name) else "create"
                 raise status.forbidden(self.user, verb, "", "pods/exec", name, ns)
             pods = self.store.catalogue().find("", "v1", "pods")
             assert pods is not None
-            resp = await exec_ws.serve(request, self.store.get(pods, ns, name), self.exec_handler, self.exec_protocols)
-            rec.status = 101
+            resp = await exec_ws.serve(request, self.store.get(pods, ns, name), self.exec_handler, self.exec_protocols,
+                                       self.lifecycle.timing if self.lifecycle is not None else None)
+            rec.status = 101 if isinstance(resp, web.WebSocketResponse) else resp.status  # else the kubelet refused
             return resp
         except status.ApiError as err:
             rec.status = err.code
@@ -236,7 +281,7 @@ class KubeApiServer:
         return None
 
     def _target(self, group: str, version: str, rest: list[str]) -> Target:
-        cat = self.store.catalogue()
+        cat = self.store.served_catalogue()  # a CRD's kinds answer 404 until it is Established
         namespace = None
         if rest[0] == "namespaces" and len(rest) >= 3 and not (len(rest) == 3 and rest[2] in ("status", "finalize")):
             namespace, rest = rest[1], rest[2:]
@@ -269,8 +314,10 @@ class KubeApiServer:
             raise status.method_not_allowed(request.method, res.group, res.plural)
         rec.verb = verb
         rbac_resource = f"{res.plural}/{t.subresource}" if t.subresource else res.plural
+        agent = request.headers.get("User-Agent", "")
         body = rec.body
-        if (res.group, res.plural) != SELF_REVIEW and not self.allowed(verb, res.group, rbac_resource):
+        if (res.group, res.plural) != SELF_REVIEW and not self.allowed(verb, res.group, rbac_resource, t.namespace,
+                                                                        t.name or ""):
             # the authorizer sees no name on create and collection verbs, so the message names none
             raise status.forbidden(self.user, verb, res.group, rbac_resource, t.name or "", t.namespace)
         if verb == "create" and (res.group, res.plural) == SELF_REVIEW:
@@ -279,7 +326,7 @@ class KubeApiServer:
             match = self._selectors(q)
             if verb == "watch":
                 return await self._watch(request, t, match)
-            items = self.store.list(res, t.namespace, match)
+            items = self._observed_list(res, t.namespace, match)
             if not res.custom:
                 for item in items:
                     item.pop("apiVersion", None)
@@ -287,7 +334,7 @@ class KubeApiServer:
             return self._json({"kind": f"{res.kind}List", "apiVersion": res.api_version,
                                "metadata": {"resourceVersion": self.store.last_rv}, "items": items})
         if verb == "get":
-            obj = self.store.get(res, t.namespace, t.name or "")
+            obj = self._observed_get(res, t.namespace, t.name or "")
             if obj is None:
                 raise status.not_found(res.group, res.plural, t.name or "")
             if t.subresource == "log":  # plain text, as the kubelet streams it
@@ -301,19 +348,25 @@ class KubeApiServer:
             if (res.group, res.plural) == ("", "pods") and self.service_account_lag.get(t.namespace or "", 0) > 0:
                 self.service_account_lag[t.namespace or ""] -= 1  # the ServiceAccount controller has not caught up
                 raise status.service_account_missing(str((body.get("metadata") or {}).get("name", "")), t.namespace or "")
-            return self._json(self.store.create(res, t.namespace, body), 201)
+            obj, warned = self.writes.create(res, t.namespace, body, self.subject, q, agent)
+            return self._json(obj, 201, warned)
         if verb == "update":
             if not isinstance(body, dict):
                 raise status.bad_request("the body of the request was not a JSON object")
-            return self._json(self.store.replace(res, t.namespace, t.name or "", body, t.subresource))
+            obj, warned = self.writes.update(res, t.namespace, t.name or "", body, t.subresource, self.subject, q, agent)
+            return self._json(obj, 200, warned)
         if verb == "patch":
             ctype = request.headers.get("Content-Type", "")
-            if "apply-patch" in ctype and self.store.get(res, t.namespace, t.name or "") is None:
+            if "apply-patch" in ctype and isinstance(body, dict):
                 self._check_kind(res, body)
-                return self._json(self.store.create(res, t.namespace, body), 201)
-            return self._json(self.store.patch(res, t.namespace, t.name or "", body, ctype, t.subresource))
+            obj, code, warned = self.writes.patch(res, t.namespace, t.name or "", body, ctype, t.subresource,
+                                                  self.subject, q, agent)
+            return self._json(obj, code, warned)
         if verb == "delete":
-            obj = self.store.delete(res, t.namespace, t.name or "")
+            graceful = None
+            if (res.group, res.plural) == ("", "pods") and self.lifecycle is not None:
+                graceful = self.lifecycle.delete_pod(res, t.namespace or "", t.name or "")
+            obj = graceful or self.store.delete(res, t.namespace, t.name or "")
             if (res.group, res.plural) in RETURNS_DELETED:
                 return self._json(obj)
             return self._json(status.success(t.name or "", res.group, res.plural, obj["metadata"]["uid"]))
@@ -322,6 +375,18 @@ class KubeApiServer:
                 for o in self.store.list(res, t.namespace, self._selectors(q))]
         return self._json({"kind": f"{res.kind}List", "apiVersion": res.api_version,
                            "metadata": {"resourceVersion": self.store.last_rv}, "items": gone})
+
+    def _observed_get(self, res: Resource, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """A GET: the client observes the object (time passes for it), then gets it as it is now."""
+        if self.lifecycle is not None:
+            self.lifecycle.observe(res, [self.store.get(res, namespace, name)])
+        return self.store.get(res, namespace, name)
+
+    def _observed_list(self, res: Resource, namespace: str | None, match: Callable[[dict[str, Any]], bool]) -> list[dict]:
+        """A LIST: every item is observed, then the list is read as it is now."""
+        if self.lifecycle is not None:
+            self.lifecycle.observe(res, self.store.list(res, namespace, match))
+        return self.store.list(res, namespace, match)
 
     @staticmethod
     def _check_kind(res: Resource, body: dict[str, Any]) -> None:
@@ -345,17 +410,17 @@ class KubeApiServer:
             resource = attrs.get("resource", "")
             if attrs.get("subresource"):
                 resource = f"{resource}/{attrs['subresource']}"
-            allowed = self.allowed(attrs.get("verb", ""), attrs.get("group", ""), resource)
+            allowed, reason = self.authorize(attrs.get("verb", ""), attrs.get("group", ""), resource,
+                                             attrs.get("namespace"), attrs.get("name") or "")
         out = {"kind": "SelfSubjectAccessReview", "apiVersion": "authorization.k8s.io/v1",
                "metadata": {"creationTimestamp": None}, "spec": spec, "status": {"allowed": allowed}}
-        if allowed:
-            out["status"]["reason"] = ('RBAC: allowed by ClusterRoleBinding "netiso-test" of ClusterRole "cluster-admin" '
-                                       f'to User "{self.user}"')
+        if allowed and attrs is not None:
+            out["status"]["reason"] = reason
         return out
 
     # -- discovery ----------------------------------------------------------------------------
     def _discovery(self, path: str) -> dict[str, Any] | None:
-        cat = self.store.catalogue()
+        cat = self.store.served_catalogue()  # Established CRDs only
         groups = cat.group_versions()
         if path == "/version":
             return VERSION_INFO
@@ -383,7 +448,7 @@ class KubeApiServer:
         return {"name": name, "versions": gvs, "preferredVersion": gvs[0]}
 
     def _resource_list(self, group: str, version: str) -> dict[str, Any]:
-        entries = [e for r in self.store.catalogue().in_version(group, version) for e in r.discovery()]
+        entries = [e for r in self.store.served_catalogue().in_version(group, version) for e in r.discovery()]
         return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{group}/{version}" if group else version,
                 "resources": entries}
 

@@ -8,7 +8,10 @@ Mirrors: k8s.io/apimachinery/pkg/api/errors (NewNotFound, NewAlreadyExists, NewF
 NewInvalid, NewBadRequest, NewMethodNotSupported, NewUnauthorized) and the RBAC authorizer's
 forbidden message from k8s.io/apiserver/pkg/endpoints/handlers/responsewriters/errors.go
 (``User "u" cannot VERB resource "R" in API group "G" in the namespace "NS"`` / ``at the cluster
-scope``). Knowingly differs: no ``retryAfterSeconds``, no warnings headers.
+scope``), NewConflict for a namespace already Terminating (pkg/registry/core/namespace/storage/
+storage.go), the NamespaceLifecycle admission's Forbidden with its NamespaceTerminating cause.
+Knowingly differs: ``retryAfterSeconds`` only on the 503 of ``FakeCluster.throttle`` (the 429 of
+API Priority and Fairness is plain text with a ``Retry-After`` header, as upstream).
 """
 
 from __future__ import annotations
@@ -71,6 +74,20 @@ def terminating(group: str, plural: str, name: str, namespace: str) -> ApiError:
     details["causes"] = [{"reason": "NamespaceTerminating", "message": f"namespace {namespace} is being terminated",
                           "field": "metadata.namespace"}]
     return ApiError(403, "Forbidden", msg, details)
+
+
+def namespace_terminating_conflict(name: str) -> ApiError:
+    """A DELETE of a namespace that is already Terminating (its ``kubernetes`` finalizer still set):
+    ``apierrors.NewConflict`` in kubernetes pkg/registry/core/namespace/storage/storage.go Delete."""
+    return ApiError(409, "Conflict", f'Operation cannot be fulfilled on namespaces "{name}": The system is ensuring '
+                    "all content is removed from this namespace.  Upon completion, this namespace will automatically "
+                    "be purged by the system.", {"name": name, "kind": "namespaces"})
+
+
+def too_many_requests() -> str:
+    """The plain-text body API Priority and Fairness / max-in-flight answer with 429 and ``Retry-After``
+    (k8s.io/apiserver pkg/server/filters/maxinflight.go tooManyRequests): not a Status."""
+    return "Too many requests, please try again later.\n"
 
 
 def invalid(kind: str, group: str, name: str, field: str, value: str, detail: str) -> ApiError:

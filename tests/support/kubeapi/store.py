@@ -12,8 +12,10 @@ validation (422 Invalid); custom resources checked against their CRD's openAPIV3
 types, enums, required fields, patterns; unknown fields are kept where the real server prunes
 them); the status subresource split (writes to the main resource keep the
 stored status, ``/status`` writes change only status); namespaced creates into a missing
-namespace (404) or a terminating one (403); namespace deletion removing everything in it,
-optionally after ``namespace_linger`` reads in phase Terminating. Patches: JSON merge patch
+namespace (404) or a terminating one (403, NamespaceLifecycle admission); namespace deletion
+removing everything in it, the namespace itself staying in phase Terminating for
+``namespace_linger()`` observations (lifecycle.py), and a DELETE of a Terminating namespace
+answered 409 Conflict as pkg/registry/core/namespace/storage/storage.go answers it. Patches: JSON merge patch
 (RFC 7386), JSON patch (RFC 6902: add/remove/replace/test), and strategic merge patch and
 apply patch treated as merge patches (the real strategic merge merges lists such as containers
 by key; this one replaces lists). Strategic merge on custom resources is refused with 415 as
@@ -177,9 +179,11 @@ class Store:
         self._rv = itertools.count(1000)
         self.last_rv = "999"
         self.watchers: list[Watcher] = []
-        self.namespace_linger = 0
+        # observations a deleted namespace stays Terminating (lifecycle.py sets it from its Timing)
+        self.namespace_linger: Callable[[], int] = lambda: 0
         self._lingering: dict[str, int] = {}
         self._catalogue: Catalogue | None = None
+        self._served: Catalogue | None = None
         # controller emulation: mutate an object about to be created; react after any write
         self.on_create: list[Callable[[Resource, dict[str, Any]], None]] = []
         self.on_change: list[Callable[[str, Resource, dict[str, Any]], None]] = []
@@ -193,6 +197,18 @@ class Store:
                 self._catalogue = Catalogue(crds)
             return self._catalogue
 
+    def served_catalogue(self) -> Catalogue:
+        """What the API serves: the built-ins and the CRDs that are Established (the apiextensions
+        server serves a CRD's kinds, and lists them in discovery, only from then on)."""
+        with self.lock:
+            if self._served is None:
+                crds = [o for (g, p, _, _), o in self.objects.items() if (g, p) == ("apiextensions.k8s.io",
+                                                                                  "customresourcedefinitions")
+                        and any(c.get("type") == "Established" and c.get("status") == "True"
+                                for c in (o.get("status") or {}).get("conditions") or [])]
+                self._served = Catalogue(crds)
+            return self._served
+
     def _next_rv(self) -> str:
         self.last_rv = str(next(self._rv))
         return self.last_rv
@@ -204,12 +220,17 @@ class Store:
     # -- reads --------------------------------------------------------------------------------
     def get(self, res: Resource, namespace: str | None, name: str) -> dict[str, Any] | None:
         with self.lock:
-            obj = self.objects.get(self.key(res, namespace, name))
-            if obj is not None and (res.group, res.plural) == ("", "namespaces") and name in self._lingering:
+            return self._view(res, self.objects.get(self.key(res, namespace, name)))
+
+    def observe_namespace(self, name: str) -> None:
+        """A client read a Terminating namespace: one observation less before it is gone."""
+        with self.lock:
+            if name not in self._lingering:
+                return
+            if self._lingering[name] <= 0:
+                self._finish_namespace(name)
+            else:
                 self._lingering[name] -= 1
-                if self._lingering[name] <= 0:
-                    self._finish_namespace(name)
-            return self._view(res, obj)
 
     def list(self, res: Resource, namespace: str | None, match: Predicate | None = None) -> list[dict[str, Any]]:
         with self.lock:
@@ -274,7 +295,7 @@ class Store:
             meta["resourceVersion"] = self._next_rv()
             self.objects[key] = obj
             if (res.group, res.plural) == ("apiextensions.k8s.io", "customresourcedefinitions"):
-                self._catalogue = None
+                self._catalogue = self._served = None
             self._changed("ADDED", res, obj)
             return self._view(res, obj)  # type: ignore[return-value]
 
@@ -340,7 +361,7 @@ class Store:
         meta["resourceVersion"] = self._next_rv()
         self.objects[key] = new
         if (res.group, res.plural) == ("apiextensions.k8s.io", "customresourcedefinitions"):
-            self._catalogue = None
+            self._catalogue = self._served = None
         self._changed("MODIFIED", res, new)
         return self._view(res, new)  # type: ignore[return-value]
 
@@ -352,20 +373,23 @@ class Store:
             if obj is None:
                 raise status.not_found(res.group, res.plural, name)
             if (res.group, res.plural) == ("", "namespaces"):
+                if obj["metadata"].get("deletionTimestamp"):
+                    raise status.namespace_terminating_conflict(name)
                 obj["metadata"].setdefault("deletionTimestamp", now())
                 obj.setdefault("status", {})["phase"] = "Terminating"
                 obj["metadata"]["resourceVersion"] = self._next_rv()
                 view = self._view(res, obj)
                 self._changed("MODIFIED", res, obj)
                 self._remove_namespace_content(name)
-                if self.namespace_linger > 0:
-                    self._lingering.setdefault(name, self.namespace_linger)
+                linger = self.namespace_linger()
+                if linger > 0:
+                    self._lingering.setdefault(name, linger)  # visible Terminating for ``linger`` reads
                 else:
                     self._finish_namespace(name)
                 return view  # type: ignore[return-value]
             del self.objects[key]
             if (res.group, res.plural) == ("apiextensions.k8s.io", "customresourcedefinitions"):
-                self._catalogue = None
+                self._catalogue = self._served = None
             obj["metadata"]["deletionTimestamp"] = now()
             self._changed("DELETED", res, obj)
             return self._view(res, obj)  # type: ignore[return-value]
