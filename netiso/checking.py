@@ -11,7 +11,6 @@ connection); ``jobs`` scenarios run side by side.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -52,6 +51,8 @@ class ScenarioResult:
     results: list[FlowResult]
     timings: dict[str, float] = field(default_factory=dict)
     backend: str = "lab"
+    findings: dict[str, Any] = field(default_factory=dict)  # Realization.findings(): merged into the JSON entry
+    finding_problems: list[str] = field(default_factory=list)  # Realization.finding_problems(): exit 1
 
     @property
     def mismatches(self) -> int:
@@ -70,6 +71,8 @@ def check_scenario(topo: Topology, backend: Backend, *, evidence: bool = True,
         progress.started(topo.name)
     realization = backend.realize(topo)
     probe_s = 0.0
+    findings: dict[str, Any] = {}
+    finding_problems: list[str] = []
     try:
         realized = realization.topo
         preds = predict_all(realized, DEFAULT_PROFILE)
@@ -77,18 +80,19 @@ def check_scenario(topo: Topology, backend: Backend, *, evidence: bool = True,
         t0 = time.perf_counter()
         observations = realization.probe(preds)
         probe_s = time.perf_counter() - t0
-        results = []
-        for pred, obs in zip(preds, observations, strict=True):
-            problems = judge(realized, pred, obs)
-            if problems and evidence and obs.verdict != "skipped":
-                obs.evidence = realization.evidence(pred, obs)
-            results.append(FlowResult(pred, obs, problems))
+        results = [FlowResult(pred, obs, judge(realized, pred, obs))
+                   for pred, obs in zip(preds, observations, strict=True)]
+        bad = [r for r in results if r.problems and r.obs.verdict != "skipped"]
+        if evidence and bad:  # bounded: per node once, a cap with "N more" (Realization.evidence_many)
+            for r, found in zip(bad, realization.evidence_many([(r.pred, r.obs) for r in bad]), strict=True):
+                r.obs.evidence = found
+        findings, finding_problems = realization.findings(), realization.finding_problems()
     finally:
         realization.down()
     timings = dict(realization.timings)
     timings["probe_s"] = probe_s
     timings["total_s"] = time.perf_counter() - started
-    result = ScenarioResult(realized, results, timings, backend.name)
+    result = ScenarioResult(realized, results, timings, backend.name, findings, finding_problems)
     if progress is not None:
         progress.done(topo.name, flows=len(results), bad=result.mismatches, skipped=result.skipped)
     return result
@@ -137,6 +141,11 @@ def backend_options(args: Any, flag_prefix: str = "--") -> BackendOptions:
 
     clients = parse_pairs(getattr(args, "client", None) or [], f"{flag_prefix}client", "NAME=COMMAND",
                           split_commas=False)
+    kubesphere = getattr(args, "kubesphere", None)
+    backend = getattr(args, "backend", None)
+    if kubesphere and backend not in (None, "kube"):
+        raise InputError(f"{flag_prefix}kubesphere {kubesphere}: drives KubeSphere's controller on an existing cluster "
+                         f"(needs {flag_prefix}backend kube); the {backend} backend has no KubeSphere: drop the flag")
     return BackendOptions(
         jobs=getattr(args, "jobs", None),
         kubeconfig=getattr(args, "kubeconfig", None),
@@ -152,6 +161,7 @@ def backend_options(args: Any, flag_prefix: str = "--") -> BackendOptions:
         dry_run=bool(getattr(args, "dry_run", False)),
         out=getattr(args, "out", None),
         profile=getattr(args, "profile", None),
+        kubesphere=kubesphere,
     )
 
 
@@ -166,17 +176,16 @@ def open_for(name: str, options: BackendOptions) -> Backend:
 
 
 def select_group(topos: Sequence[Topology], group: str | None) -> list[Topology]:
-    """Scenarios of one ``ENCAPSULATION/LOADBALANCER`` group (``loadBalancer: none`` rides with metallb)."""
+    """Scenarios of one ``ENCAPSULATION/LOADBALANCER[/default|own]`` group (configs.parse_group)."""
     if not group:
         return list(topos)
-    enc, _, lb = group.partition("/")
-    from netiso.model.types import ENCAPSULATIONS, LOAD_BALANCERS
+    from netiso.model.cluster_groups import in_cluster_group, parse_group
 
-    if enc not in ENCAPSULATIONS or lb not in LOAD_BALANCERS or lb == "none":
-        raise InputError(f"--group {group}: expected ENCAPSULATION/LOADBALANCER with ENCAPSULATION one of "
-                         f"{', '.join(ENCAPSULATIONS)} and LOADBALANCER metallb or openelb (e.g. vxlan/metallb)")
-    chosen = [t for t in topos if t.encapsulation == enc
-              and (t.load_balancer == lb or (t.load_balancer == "none" and lb == "metallb"))]
+    try:
+        parsed = parse_group(group)
+    except ValueError as exc:
+        raise InputError(f"--group {group}: {exc}") from None
+    chosen = [t for t in topos if in_cluster_group(t.scenario.cluster, parsed)]
     if not chosen:
         raise InputError(f"--group {group}: no scenario of the given files is in that group")
     return chosen
@@ -190,6 +199,7 @@ def scenario_json(res: ScenarioResult) -> dict[str, Any]:
            "encapsulation": res.topo.encapsulation, "loadBalancer": res.topo.load_balancer,
            "warnings": res.topo.warnings}
     out["lab" if res.backend == "lab" else "timings"] = timings
+    out.update(res.findings)
     out["flows"] = [flow_json(r.pred, r.obs, r.problems) for r in res.results]
     return out
 
@@ -230,6 +240,8 @@ def run_check(args: argparse.Namespace) -> int:
     def show(res: ScenarioResult) -> None:
         print(check_table(res.topo, [(r.pred, r.obs, r.problems) for r in res.results],
                           paths=getattr(args, "show_paths", False)))
+        for line in res.finding_problems:
+            print(f"   {line}")
         if res.backend == "lab":
             print(f"   lab up {res.timings.get('up_s', 0):.2f}s, probes {res.timings.get('probe_s', 0):.2f}s, "
                   f"down {res.timings.get('down_s', 0):.2f}s")
@@ -254,24 +266,32 @@ def run_check(args: argparse.Namespace) -> int:
     flows = sum(len(s.results) for s in scenarios)
     bad = sum(s.mismatches for s in scenarios)
     skipped = sum(s.skipped for s in scenarios)
+    found = sum(len(s.finding_problems) for s in scenarios)
     where = "on the lab" if args.backend == "lab" else f"on {args.backend}"
     summary = f"{len(scenarios)} scenarios, {flows} flows {where} in {time.perf_counter() - started:.1f}s: " \
               f"{flows - bad - skipped} matched, {bad} mismatched"
     if skipped:
         summary += f", {skipped} skipped (not probed: never counted as matched)"
+    if found:
+        summary += f"; {found} scenario finding{'s' if found > 1 else ''} (e.g. controller differences: see the report)"
     print(summary)
     doc = document(args.backend, DEFAULT_PROFILE, [scenario_json(s) for s in scenarios])
+    del scenarios  # the document is what is left to write: keep the peak memory of a large run down
+    from netiso.report.compact import dumps, share_paths, wants_sharing
+
+    if wants_sharing(doc, getattr(args, "json_paths", None) or "auto"):
+        share_paths(doc)
     if getattr(args, "baseline", None):
         from netiso.report.baseline import format_changes, load_baseline
 
         print(format_changes(load_baseline(args.baseline), doc, args.baseline))
     if args.json:
-        Path(args.json).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        Path(args.json).write_text(dumps(doc), encoding="utf-8")
     if args.report:
         from netiso.report.markdown import write_reports
 
         write_reports(Path(args.report), doc)
-    return 1 if bad or skipped else 0
+    return 1 if bad or skipped or found else 0
 
 
 def clean_command(args: argparse.Namespace) -> int:

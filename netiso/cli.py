@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from netiso.backends.base import KUBESPHERE_MODES
 from netiso.model.errors import InputError
 from netiso.report.baseline import format_changes, load_baseline
 
@@ -44,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--paths", dest="show_paths", action="store_true", help="print every flow's hop path")
     c.add_argument("--jobs", type=int, default=None, metavar="N", help="scenarios run side by side (lab default 3)")
     c.add_argument("--baseline", metavar="OLD.json", help="list flows whose observed outcome differs from OLD.json")
+    c.add_argument("--json-paths", choices=("inline", "shared", "auto"), default="auto",
+                   help="kernel traces and predicted paths inline in every flow, or shared by reference in a "
+                        "top-level 'paths' table (auto: shared from 500 flows; docs/scenarios.md)")
     _cluster_options(c)
 
     m = sub.add_parser("minimal-config", help="smallest ingress whitelist per isolated project for the flows marked "
@@ -67,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="whose leftovers: lab namespaces (default) or a cluster's netiso-labelled objects")
     cl.add_argument("--kubeconfig", metavar="PATH")
     cl.add_argument("--context", metavar="NAME")
+    cl.add_argument("--kubesphere", choices=KUBESPHERE_MODES, default=None,
+                    help="kube: also collect the Workspaces of finished --kubesphere controller runs")
     return p
 
 
@@ -86,8 +92,15 @@ def _cluster_options(p: argparse.ArgumentParser) -> None:
                         "true (and routed ones where it says false)")
     g.add_argument("--image-registry", metavar="HOST[/PATH]", help="pull every image from this mirror (air-gapped clusters)")
     g.add_argument("--profile", metavar="NAME", help="assert the behaviour profile when the cluster cannot show it")
+    g.add_argument("--kubesphere", choices=KUBESPHERE_MODES, default=None,
+                   help="kube: 'controller' = on a KubeSphere 3.3/3.4 cluster with network isolation on, create "
+                        "Workspaces and NamespaceNetworkPolicies and let KubeSphere's controller write the policies, "
+                        "diffed against netiso's compiler before probing (default: netiso writes them itself and "
+                        "refuses KubeSphere clusters)")
     g.add_argument("--keep-cluster", action="store_true", help="kind: keep (and reuse) the clusters after the run")
-    g.add_argument("--group", metavar="ENC/LB", help="only the scenarios of one cluster group, e.g. vxlan/metallb")
+    g.add_argument("--group", metavar="ENC/LB[/default|own]",
+                   help="only the scenarios of one cluster group, e.g. vxlan/metallb; /default or /own: only those on "
+                        "the group's default cluster, or only those whose kube-proxy/Calico settings need their own")
     g.add_argument("--dry-run", action="store_true", help="write the ordered plan to --out DIR; contact no cluster")
     g.add_argument("--out", metavar="DIR", help="where --dry-run writes NN-<kind>-<name>.yaml and plan.txt")
 

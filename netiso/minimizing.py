@@ -35,6 +35,7 @@ from netiso.model.errors import InputError
 from netiso.model.symbols import parse_endpoint
 from netiso.model.types import FlowSpec, Scenario, Topology
 from netiso.oracle.minimal import Entry, MinimalConfig, minimal_config, minimal_json, rule_name
+from netiso.oracle.minimal_cluster import alternative_table, cluster_alternative, kept_entries, with_settings
 from netiso.oracle.predict import predict_all
 
 
@@ -57,6 +58,7 @@ class ProofLab:
     claims: list[Claim]
     entry: Entry | None = None
     rule: str = ""
+    alternative: bool = False  # the cluster-wide settings instead of the entries they replace
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -111,7 +113,29 @@ def proof_labs(result: MinimalConfig) -> list[ProofLab]:
         topo = resolve(_probe_scenario(result.scenario_with(others), needed, f"without {rule}"))
         claims = [Claim(f, False, entry.project, "neededBy") for f in topo.scenario.flows]
         labs.append(ProofLab(result, topo, claims, entry, rule))
+    alt = result.alternative
+    if alt is not None:
+        # the settings must keep every satisfied wanted flow working and open nothing unwanted
+        # beyond the minimal whitelist's forcedOpen and the alternative's own `opens`
+        settings = replace(result.base.cluster.kubesphere, allowed_ingress_namespaces=alt.allowed_ingress_namespaces,
+                           snat_node_ips=alt.snat_node_ips)
+        scenario = with_whitelist_of(result, kept_entries(result, alt), settings)
+        topo = resolve(_probe_scenario(scenario, intent, "cluster-wide settings"))
+        opened = {n.flow.index for n in alt.opens}
+        claims = [replace(c, allowed=c.allowed or c.flow.index in opened) for c in main_claims(result, topo)]
+        labs.append(ProofLab(result, topo, claims, alternative=True))
     return labs
+
+
+def with_whitelist_of(result: MinimalConfig, entries: Sequence[Entry], settings: Any) -> Scenario:
+    """``result.base`` with ``entries`` as ``minimal-<n>`` rules and ``cluster.kubesphere`` = ``settings``."""
+    return with_settings(result.scenario_with(entries), settings)
+
+
+def attach_alternatives(results: Sequence[MinimalConfig]) -> None:
+    """Compute, per result, the smaller cluster-wide KubeSphere settings answer (if there is one)."""
+    for r in results:
+        r.alternative = cluster_alternative(r)
 
 
 def judge_lab(lab: ProofLab, observed: Sequence[str]) -> list[tuple[str | None, str]]:
@@ -157,6 +181,11 @@ def prove(results: Sequence[MinimalConfig], *, jobs: int | None = None, runner: 
     for lab, res in zip(labs, outcomes, strict=True):
         lab.timings = dict(getattr(res, "timings", {}) or {})
         observed = [r.obs.verdict for r in res.results]  # skipped flows are never "allowed": no false proof
+        if lab.alternative:
+            found = [msg for _, msg in judge_lab(lab, observed)]
+            lab.result.alternative.proof = found
+            lab.result.alternative.verified = not found
+            continue
         failures.setdefault(id(lab.result), []).extend(judge_lab(lab, observed))
     for r in results:
         found = failures.get(id(r), [])
@@ -202,6 +231,8 @@ def minimal_table(result: MinimalConfig, where: str = "lab") -> str:
             lines.extend(f"    ✗ {msg}" for msg in p.proof)
     for n in result.uncovered:
         lines.append(f"unwanted but outside this whitelist: {n.flow.label}: {n.because}")
+    if result.alternative is not None:
+        lines.extend(alternative_table(result.alternative, where))
     lines.extend(f"✗ not verified on the {where}: {msg}" for msg in result.proof)
     return "\n".join(lines)
 
@@ -237,6 +268,7 @@ def run_minimal_config(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     scenarios, skipped = load_wanted(args.paths)
     results = [minimal_config(s) for s in scenarios]
+    attach_alternatives(results)
     computed = time.perf_counter() - started
     labs: list[ProofLab] = []
     if backend is not None:
@@ -275,5 +307,6 @@ def run_minimal_config(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps(minimal_json(results), indent=2, ensure_ascii=False) + "\n",
                                    encoding="utf-8")
     sys.stdout.flush()
-    unproved = any(p.verified is False for r in results for p in r.projects) or any(r.proof for r in results)
+    unproved = (any(p.verified is False for r in results for p in r.projects) or any(r.proof for r in results)
+                or any(r.alternative is not None and r.alternative.verified is False for r in results))
     return 1 if unproved else 0

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from fixtures.scenarios import in_group
-from netiso.minimizing import load_wanted, prove
+from netiso.minimizing import attach_alternatives, load_wanted, prove
 from netiso.oracle.minimal import MinimalConfig, minimal_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,7 +23,9 @@ pytestmark = pytest.mark.lab
 
 _SCENARIOS, _ = load_wanted([str(ROOT / "scenarios")])
 _RESULTS: list[MinimalConfig] = [minimal_config(s) for s in _SCENARIOS]
+attach_alternatives(_RESULTS)
 _CASES = [(r, p.project) for r in _RESULTS for p in r.projects]
+_ALTERNATIVES = [r for r in _RESULTS if r.alternative is not None]
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +41,14 @@ def test_minimal_whitelist_is_proved_on_the_backend(case: tuple[MinimalConfig, s
     found = result.project(project)
     assert found is not None
     assert found.verified, f"{result.scenario.name}/{project}: " + "; ".join(found.proof)
+
+
+@pytest.mark.parametrize("result", _ALTERNATIVES, ids=[r.scenario.name for r in _ALTERNATIVES])
+def test_cluster_settings_alternative_is_proved_on_the_backend(result: MinimalConfig, proved: Any) -> None:
+    """The smaller cluster-wide answer (kubesphere.io/snat-node-ips, allowedIngressNamespaces) keeps
+    every wanted flow working and opens only what it says it opens."""
+    alt = result.alternative
+    assert alt.verified, f"{result.scenario.name}: " + "; ".join(alt.proof)
 
 
 def test_every_entry_is_needed_by_a_wanted_flow() -> None:

@@ -14,7 +14,8 @@ fixtures speak only to this module, so a new backend never touches them. A run g
 3. ``realization.serve(preds)`` starts echo endpoints, ``realization.probe(preds)`` fires one
    probe per flow and returns backend-independent :class:`~netiso.oracle.judge.Observation`s
    (verdict, source address seen, answering pod, X-Forwarded-For, elected node), and
-   ``realization.evidence(...)`` gathers what explains a mismatch;
+   ``realization.evidence_many(...)`` gathers what explains the mismatches, at a bounded cost
+   (the first ``EVIDENCE_LIMIT``; by default :meth:`Realization.evidence` for each);
 4. ``realization.down()`` tears the scenario down (also on Ctrl-C), ``backend.close()`` ends
    the session.
 
@@ -37,6 +38,25 @@ from netiso.oracle.judge import Observation
 from netiso.oracle.predict import Prediction
 
 BACKEND_NAMES: tuple[str, ...] = ("lab", "kube", "kind")
+KUBESPHERE_MODES: tuple[str, ...] = ("controller",)  # --kubesphere MODE (BackendOptions.kubesphere)
+EVIDENCE_LIMIT = 50  # mismatches per scenario that get evidence; the rest get EVIDENCE_LEFT_OUT_KEY
+EVIDENCE_LEFT_OUT_KEY = "not gathered"
+
+
+def left_out(total: int, limit: int) -> list[dict[str, str]]:
+    """The evidence of the mismatches past ``limit``: one line saying so.
+
+    >>> left_out(3, 2)
+    [{'not gathered': '1 more mismatch past the first 2 of this scenario: evidence is gathered for those only'}]
+    """
+    more = total - limit
+    if more <= 0:
+        return []
+    note = (f"{more} more mismatch{'es' if more > 1 else ''} past the first {limit} of this scenario: "
+            "evidence is gathered for those only")
+    return [{EVIDENCE_LEFT_OUT_KEY: note} for _ in range(more)]
+
+
 NODE_TRACE_KEY = "node trace"  # evidence key of a node's rule trace, or of the reason there is none (kube, kind)
 
 
@@ -62,6 +82,7 @@ class LocalProbe:
     connect_timeout: float | None = None
     trace: bool = False  # trace the first packet (the prober runs monitors in the node namespaces)
     upstreams: tuple[str, ...] = ()  # a proxy's connections this probe causes, "SRC>DST:PORT" (see ProbeRequest)
+    retries: int = 0  # tries more after a timeout no rule decided (see ProbeRequest.retries)
 
 
 @dataclass(frozen=True)
@@ -77,12 +98,16 @@ class LocalResult:
     detail: str = ""
     path: list[dict[str, Any]] = field(default_factory=list)  # trace hops of the first packet
     decided_by: str | None = None  # the deciding rule (netiso.oracle.decided vocabulary)
+    tries: int = 1  # probes fired for this verdict (see LocalProbe.retries)
+    status: int | None = None  # the HTTP status (TCP)
+    local_endpoints: int | None = None  # a kube-proxy health answer's localEndpoints
 
 
 class Prober(Protocol):
     """Echo servers and probes in local network namespaces (implemented by ``netiso.probe``)."""
 
-    def serve(self, netns: str, port: int, protocol: str, hostname: str) -> None: ...
+    def serve(self, netns: str, port: int, protocol: str, hostname: str,
+              health: dict[str, Any] | None = None) -> None: ...  # health: kube-proxy's health answer
 
     def probe(self, probes: Sequence[LocalProbe]) -> list[LocalResult]: ...
 
@@ -121,6 +146,9 @@ class BackendOptions:
     dry_run: bool = False
     out: str | None = None  # --dry-run output directory
     profile: str | None = None
+    # kube: --kubesphere controller = create KubeSphere's objects and let its controller write the policies
+    # (None: netiso writes them itself and refuses a KubeSphere cluster)
+    kubesphere: str | None = None
     progress: Callable[[str], None] | None = None  # one line per milestone (cluster up, installs, waits)
 
 
@@ -142,9 +170,30 @@ class Realization(abc.ABC):
         """What explains a mismatch of ``pred`` (rules, routes, a capture of a retry...)."""
         return {}
 
+    def evidence_many(self, items: Sequence[tuple[Prediction, Observation]],
+                      limit: int = EVIDENCE_LIMIT) -> list[dict[str, str]]:
+        """Evidence for many mismatches at a bounded cost, one dict per item in order.
+
+        The first ``limit`` get :meth:`evidence`; the rest say how many were left out (thousands of
+        mismatches are one broken thing seen thousands of times, and evidence per flow made a
+        48-node run spend six minutes on 82 flows). Backends override it to share per-node work.
+        """
+        return [self.evidence(p, o) for p, o in items[:limit]] + left_out(len(items), limit)
+
     def describe(self) -> dict[str, Any]:
         """Where each symbol lives (for ``netiso lab up`` and debugging): JSON-able."""
         return {}
+
+    def findings(self) -> dict[str, Any]:
+        """What the backend found about the scenario itself (not a flow), merged into the scenario's
+        entry of the result document: JSON-able, keys documented in docs/scenarios.md (e.g. the kube
+        backend's ``controllerDiff``). Checked after probing, before :meth:`down`."""
+        return {}
+
+    def finding_problems(self) -> list[str]:
+        """One line per finding that fails the run (exit 1, like a mismatching flow): a component
+        under test did something else than netiso predicts, even where no probed flow shows it."""
+        return []
 
     @abc.abstractmethod
     def down(self) -> None:

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from netiso.oracle.decided import Decision, from_comment
+from netiso.oracle.decided import Decision, from_comment, host_stack, summarize
 
 TRACE_DSCP = 0x2D  # 45: the DSCP of traced probes; no standard per-hop behaviour, matched by no lab rule
 
@@ -270,6 +270,34 @@ def decisions_of(hops: Iterable[TraceHop]) -> list[Decision]:
         if d is not None:
             out.append(d)
     return out
+
+
+HOOKS = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
+
+
+def decided_by(hops: list[TraceHop], verdict: str) -> str | None:
+    """The ``decidedBy`` a trace shows for a probe that ended ``verdict``.
+
+    The rule comments' decisions first (:func:`netiso.oracle.decided.summarize`). A refused
+    probe that no rule refused was refused by whoever received it; when that is a node's own
+    stack (the first packet's last netfilter hook on its last node is INPUT: delivered
+    locally, nothing listens) it is ``host-stack node:<node> no-listener reject``, the words the
+    oracle uses. A pod's stack refusing stays None (its last hook is POSTROUTING on its node).
+
+    >>> hops = [TraceHop("worker", "filter", "cali-wl-to-host", 9, "ACCEPT"),
+    ...         TraceHop("worker", "nat", "INPUT", None, "ACCEPT")]
+    >>> decided_by(hops, "refused")
+    'host-stack node:worker no-listener reject'
+    >>> decided_by(hops, "dropped") is None
+    True
+    """
+    decided = summarize(decisions_of(hops), verdict)
+    if decided is None and verdict == "refused" and hops:
+        last = hops[-1].node
+        hook = next((h.chain for h in reversed(hops) if h.node == last and h.chain in HOOKS), None)
+        if hook == "INPUT" and not any(h.stops for h in hops):
+            return str(host_stack(last))
+    return decided
 
 
 # --------------------------------------------------------------------------- correlation

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -155,11 +156,66 @@ def ports(cur: Cursor, value: Any, default: tuple[Port, ...] = ()) -> tuple[Port
         return default
     items = seq(cur, value, allow_empty=False)
     out = tuple(port(cur.at(i), v) for i, v in enumerate(items))
+    _no_duplicates(cur, out)
+    return out
+
+
+def _no_duplicates(cur: Cursor, ports: tuple[Port, ...]) -> None:
     seen: set[tuple[int, str]] = set()
-    for i, p in enumerate(out):
+    for i, p in enumerate(ports):
         if (p.port, p.protocol) in seen:
             cur.at(i).fail(f"port {p} is listed twice")
         seen.add((p.port, p.protocol))
+
+
+IANA_SVC_NAME_RE = re.compile(r"^(?=.*[a-z])[a-z0-9]([a-z0-9]|-(?!-))*[a-z0-9]$|^[a-z]$")
+
+
+def target_port(cur: Cursor, value: Any) -> int | str:
+    """A Service ``targetPort``: a number 1-65535, or a container port name (IANA_SVC_NAME)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        cur.fail(f"expected a port number or a container port name; got {describe(value)}")
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, int):
+        if not 1 <= value <= 65535:
+            cur.fail(f"targetPort {value} is out of range 1-65535")
+        return value
+    if len(value) > 15 or not IANA_SVC_NAME_RE.match(value):
+        cur.fail(f"targetPort '{value}' is neither a port number nor a container port name (lower-case "
+                 "letters, digits and single '-', at least one letter, at most 15 characters)")
+    return value
+
+
+def service_port(cur: Cursor, value: Any) -> Port:
+    """A Service port: every :func:`port` form, plus ``targetPort``.
+
+    ``80:8080/TCP`` (or ``80:8080``, ``80:http``) and ``{port: 80, targetPort: 8080, protocol: TCP,
+    name: web}``; without a targetPort the Service port's own number is the target.
+    """
+    target = None
+    if isinstance(value, Mapping):
+        mapping(cur, value, ("port", "targetPort", "protocol", "name"), required=("port",))
+        if value.get("targetPort") is not None:
+            target = target_port(cur.at("targetPort"), value["targetPort"])
+        value = {k: v for k, v in value.items() if k != "targetPort"}
+    elif isinstance(value, str) and ":" in value:
+        head, _, proto = value.partition("/")
+        number, _, target_text = head.partition(":")
+        if not target_text:
+            cur.fail(f"'{value}' is not PORT:TARGETPORT/PROTO (e.g. 80:8080/TCP)")
+        target = target_port(cur, target_text)
+        value = f"{number}/{proto}" if proto else number
+    base = port(cur, value)
+    return Port(base.port, base.protocol, base.name, None if target == base.port else target)
+
+
+def service_ports(cur: Cursor, value: Any, default: tuple[Port, ...] = ()) -> tuple[Port, ...]:
+    if value is None:
+        return default
+    items = seq(cur, value, allow_empty=False)
+    out = tuple(service_port(cur.at(i), v) for i, v in enumerate(items))
+    _no_duplicates(cur, out)
     return out
 
 

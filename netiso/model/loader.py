@@ -10,7 +10,7 @@ their kind, symbols that make no sense in the chosen mode. A problem raises
 >>> s = loads("name: t\\nworkloads: [{name: web, project: demo, nodes: [worker]}]\\n"
 ...           "projects: [{name: demo}]\\n")[0]
 >>> s.workloads[0].ports, s.cluster.encapsulation
-((Port(port=8080, protocol='TCP', name=None),), 'vxlan')
+((Port(port=8080, protocol='TCP', name=None, target=None),), 'vxlan')
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import yaml
 from netiso.model import fields as f
 from netiso.model.errors import ScenarioError
 from netiso.model.fields import Cursor
+from netiso.model.kubesphere_settings import read_kubesphere
 from netiso.model.scenario_flows import read_flows
 from netiso.model.scenario_objects import (
     check_controller_names,
@@ -37,9 +38,13 @@ from netiso.model.scenario_objects import (
 )
 from netiso.model.types import (
     DEFAULT_NODES,
+    DETECT_LOCAL_MODES,
     ENCAPSULATIONS,
+    ENDPOINT_TO_HOST_ACTIONS,
     LOAD_BALANCERS,
     ClusterSpec,
+    FelixSpec,
+    KubeProxySpec,
     NetworkPlan,
     Scenario,
     Source,
@@ -158,14 +163,46 @@ def _scenario(doc: Any, file: str, index: int) -> Scenario:
 def _cluster(cur: Cursor, value: Any) -> ClusterSpec:
     if value is None:
         return ClusterSpec()
-    f.mapping(cur, value, ("encapsulation", "nodes", "loadBalancer", "clients", "network", "clientsRouteToPods"))
+    f.mapping(cur, value, ("encapsulation", "nodes", "loadBalancer", "clients", "network", "clientsRouteToPods",
+                           "kubeProxy", "kubesphere", "felix", "natOutgoing"))
     enc = f.choice(cur.at("encapsulation"), value.get("encapsulation"), ENCAPSULATIONS, "vxlan")
     nodes = _names(cur.at("nodes"), value.get("nodes"), DEFAULT_NODES, "node name")
     lb = f.choice(cur.at("loadBalancer"), value.get("loadBalancer"), LOAD_BALANCERS, "metallb")
     clients = _names(cur.at("clients"), value.get("clients"), ("client",), "client name")
     network = _network(cur.at("network"), value.get("network"), len(nodes), len(clients))
     routes = f.boolean(cur.at("clientsRouteToPods"), value.get("clientsRouteToPods"), True)
-    return ClusterSpec(enc, nodes, lb, clients, network, routes)
+    proxy = _kube_proxy(cur.at("kubeProxy"), value.get("kubeProxy"))
+    kubesphere = read_kubesphere(cur.at("kubesphere"), value.get("kubesphere"), nodes, enc)
+    felix = _felix(cur.at("felix"), value.get("felix"))
+    nat_outgoing = f.boolean(cur.at("natOutgoing"), value.get("natOutgoing"), True)
+    return ClusterSpec(enc, nodes, lb, clients, network, routes, kubeProxy=proxy, kubesphere=kubesphere,
+                       felix=felix, natOutgoing=nat_outgoing)
+
+
+def _felix(cur: Cursor, value: Any) -> FelixSpec:
+    """``cluster.felix``: the FelixConfiguration fields netiso predicts (defaults: calico.yaml's)."""
+    if value is None:
+        return FelixSpec()
+    f.mapping(cur, value, ("defaultEndpointToHostAction",))
+    action = f.choice(cur.at("defaultEndpointToHostAction"), value.get("defaultEndpointToHostAction"),
+                      ENDPOINT_TO_HOST_ACTIONS, "ACCEPT")
+    return FelixSpec(action)
+
+
+def _kube_proxy(cur: Cursor, value: Any) -> KubeProxySpec:
+    """``cluster.kubeProxy``: the KubeProxyConfiguration fields netiso predicts (defaults: kubeadm's)."""
+    if value is None:
+        return KubeProxySpec()
+    f.mapping(cur, value, ("masqueradeAll", "detectLocalMode", "nodePortAddresses"))
+    masq = f.boolean(cur.at("masqueradeAll"), value.get("masqueradeAll"), False)
+    detect = f.choice(cur.at("detectLocalMode"), value.get("detectLocalMode"), DETECT_LOCAL_MODES, "ClusterCIDR")
+    ncur = cur.at("nodePortAddresses")
+    listed = f.seq(ncur, value.get("nodePortAddresses"), allow_empty=False) if "nodePortAddresses" in value else []
+    for i, v in enumerate(listed):  # kube-proxy takes CIDRs here; a bare address is a likely slip
+        if isinstance(v, str) and "/" not in v:
+            ncur.at(i).fail(f"'{v}' is not a CIDR: write ADDRESS/PREFIX (e.g. {v}/32)")
+    cidrs = tuple(f.cidr(ncur.at(i), v) for i, v in enumerate(listed))
+    return KubeProxySpec(masq, detect, cidrs)
 
 
 def _names(cur: Cursor, value: Any, default: tuple[str, ...], what: str) -> tuple[str, ...]:

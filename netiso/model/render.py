@@ -210,7 +210,7 @@ def service(svc: ServiceInfo, load_balancer: str, backend: str = "lab") -> dict[
         name = sp.port.name or (f"{sp.port.protocol.lower()}-{sp.port.port}" if named else None)
         if name:
             entry["name"] = name
-        entry.update({"protocol": sp.port.protocol, "port": sp.port.port, "targetPort": sp.target_port})
+        entry.update({"protocol": sp.port.protocol, "port": sp.port.port, "targetPort": sp.target})
         if sp.node_port is not None and svc.type in ("NodePort", "LoadBalancer"):
             entry["nodePort"] = sp.node_port
         ports.append(entry)
@@ -222,6 +222,15 @@ def service(svc: ServiceInfo, load_balancer: str, backend: str = "lab") -> dict[
         spec["externalTrafficPolicy"] = svc.etp
     if svc.type == "LoadBalancer" and svc.etp == "Local" and svc.health_check_node_port is not None:
         spec["healthCheckNodePort"] = svc.health_check_node_port
+    if svc.itp != "Cluster":
+        spec["internalTrafficPolicy"] = svc.itp
+    if svc.source_ranges:  # resolved from the scenario's CIDRs/symbols (kube: the cluster's addresses)
+        spec["loadBalancerSourceRanges"] = list(svc.source_ranges)
+    if svc.external_ips:
+        spec["externalIPs"] = list(svc.external_ips)
+    if svc.affinity_timeout is not None:
+        spec["sessionAffinity"] = "ClientIP"
+        spec["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": svc.affinity_timeout}}
     return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec}
 
 

@@ -29,14 +29,30 @@ DEFAULT_NODES: tuple[str, ...] = ("control-plane", "worker", "worker2")
 
 @dataclass(frozen=True, order=True)
 class Port:
-    """A port with protocol and optional name; ``str(Port(8080))`` is ``"8080/TCP"``."""
+    """A port with protocol and optional name; ``str(Port(8080))`` is ``"8080/TCP"``.
+
+    ``target`` is a Service port's ``targetPort``: a number, or the name of a container port that
+    each endpoint pod resolves for itself; ``None`` (the default, and always for workload, flow
+    and whitelist ports) means the Service port's own number, as Kubernetes defaults it.
+
+    >>> str(Port(80, target=8080)), Port(80, target=8080).target_text
+    ('80/TCP', '80:8080/TCP')
+    """
 
     port: int
     protocol: str = "TCP"
     name: str | None = None
+    target: int | str | None = None
 
     def __str__(self) -> str:
         return f"{self.port}/{self.protocol}"
+
+    @property
+    def target_text(self) -> str:
+        """The short form a scenario writes: ``80/TCP``, or ``80:8080/TCP`` when a targetPort differs."""
+        if self.target is None or self.target == self.port:
+            return str(self)
+        return f"{self.port}:{self.target}/{self.protocol}"
 
 
 @dataclass(frozen=True)
@@ -69,6 +85,58 @@ class NetworkPlan:
 
 
 @dataclass(frozen=True)
+class KubeSphereSettings:
+    """KubeSphere's cluster-wide settings that change every generated isolation policy.
+
+    ``allowed_ingress_namespaces``: the network options' ``nsnpOptions.allowedIngressNamespaces``;
+    ``snat_node_ips``: the addresses of the nodes' ``kubesphere.io/snat-node-ips`` annotations, as
+    address symbols (``node:worker``, ``tunnel:*``) or literal IPs. Both empty: upstream's default.
+    """
+
+    allowed_ingress_namespaces: tuple[str, ...] = ()
+    snat_node_ips: tuple[str, ...] = ()
+
+
+DETECT_LOCAL_MODES: tuple[str, ...] = ("ClusterCIDR", "None")
+
+
+@dataclass(frozen=True)
+class KubeProxySpec:
+    """kube-proxy's settings that change verdicts or sources (``cluster.kubeProxy``); defaults are kubeadm's.
+
+    ``detectLocalMode`` ``ClusterCIDR`` is kube-proxy's local-traffic detector over the pod
+    network; ``None`` is a kube-proxy without one (ClusterCIDR mode with no ``clusterCIDR``):
+    no "! -s podCIDR" masquerade rule for cluster IPs and no pod short-circuit in KUBE-EXT.
+    ``nodePortAddresses`` () means every local address accepts node ports (``--dst-type LOCAL``).
+    """
+
+    masqueradeAll: bool = False
+    detectLocalMode: str = "ClusterCIDR"
+    nodePortAddresses: tuple[str, ...] = ()
+
+    @property
+    def detects_local(self) -> bool:
+        return self.detectLocalMode != "None"
+
+
+ENDPOINT_TO_HOST_ACTIONS: tuple[str, ...] = ("ACCEPT", "RETURN", "DROP")
+
+
+@dataclass(frozen=True)
+class FelixSpec:
+    """``cluster.felix``: the FelixConfiguration fields netiso predicts.
+
+    ``defaultEndpointToHostAction``: what Felix does with pod -> own node traffic once the pod's
+    egress policy admitted it (``cali-wl-to-host``). ACCEPT (calico.yaml's
+    FELIX_DEFAULTENDPOINTTOHOSTACTION, the default here): the host stack answers, kube-proxy's
+    INPUT rules never see it; RETURN: back to INPUT (kube-proxy's filter rules run); DROP:
+    dropped (Felix's own built-in default).
+    """
+
+    defaultEndpointToHostAction: str = "ACCEPT"
+
+
+@dataclass(frozen=True)
 class ClusterSpec:
     encapsulation: str = "vxlan"
     nodes: tuple[str, ...] = DEFAULT_NODES
@@ -79,6 +147,12 @@ class ClusterSpec:
     # that knows every node's pod block, as with BGP/direct Calico). False: client -> pod IP is
     # dropped on the way (no route), which the oracle predicts and the lab builds.
     clientsRouteToPods: bool = True
+    kubeProxy: KubeProxySpec = field(default_factory=KubeProxySpec)
+    kubesphere: KubeSphereSettings = field(default_factory=KubeSphereSettings)
+    felix: FelixSpec = field(default_factory=FelixSpec)
+    # The IP pool's natOutgoing: pod -> outside the pools is masqueraded to the node (Calico's
+    # cali-nat-outgoing). False: the pod IP leaves the cluster as it is.
+    natOutgoing: bool = True
 
 
 @dataclass(frozen=True)
@@ -125,6 +199,10 @@ class ServiceSpec:
     type: str
     externalTrafficPolicy: str
     ports: tuple[Port, ...]
+    internalTrafficPolicy: str = "Cluster"
+    loadBalancerSourceRanges: tuple[str, ...] = ()  # CIDRs (symbols resolved by the loader)
+    sessionAffinityTimeout: int | None = None  # sessionAffinity ClientIP: timeoutSeconds; None: no affinity
+    externalIPs: tuple[str, ...] = ()  # addresses kube-proxy captures for the Service (documentation ranges)
 
 
 @dataclass(frozen=True)
@@ -151,6 +229,7 @@ class Expectation:
     source: tuple[str, ...] = ()
     answeredBy: tuple[str, ...] = ()
     forwardedFor: tuple[str, ...] = ()
+    status: int | None = None  # healthcheck: flows: the HTTP status kube-proxy's health server answers
 
 
 @dataclass(frozen=True)
@@ -161,6 +240,7 @@ class FlowSpec:
     expect: Expectation | None = None
     intent: str | None = None  # wanted | unwanted
     index: int = 0
+    repeat: int = 1  # probes fired one after another from the same source (session affinity is judged on them)
 
     @property
     def label(self) -> str:
@@ -273,12 +353,41 @@ class PodInfo:
 
 @dataclass(frozen=True)
 class ServicePortInfo:
-    port: Port  # the Service port (targetPort is the same number)
+    """One Service port: what clients address (``port``), its NodePort, and where kube-proxy DNATs.
+
+    The DNAT target is resolved per endpoint pod, as the EndpointSlice controller does
+    (kubernetes pkg/api/v1/pod FindPort): a numeric targetPort is used as is, a named one is the
+    pod's container port of that name and protocol, and a pod without it is no endpoint of this
+    port.
+
+    >>> sp = ServicePortInfo(Port(80, target="http"), None)
+    >>> pod = PodInfo("demo", "web", "worker", "100.64.1.1", {}, (Port(9376, name="http"),))
+    >>> sp.target_for(pod), ServicePortInfo(Port(80), None).target_for(pod)
+    (9376, 80)
+    """
+
+    port: Port  # the Service port; port.target is its targetPort (None: the same number)
     node_port: int | None
 
     @property
+    def target(self) -> int | str:
+        """The targetPort as written: a number, or a container port name."""
+        return self.port.port if self.port.target is None else self.port.target
+
+    @property
     def target_port(self) -> int:
-        return self.port.port
+        """The numeric targetPort; a named one has no single number (use :meth:`target_for`)."""
+        if isinstance(self.target, str):
+            raise ValueError(f"service port {self.port} targets the named port '{self.target}': "
+                             "resolve it per endpoint with target_for(pod)")
+        return self.target
+
+    def target_for(self, pod: PodInfo) -> int | None:
+        """The pod port this Service port reaches on ``pod`` (None: ``pod`` is no endpoint of it)."""
+        if isinstance(self.target, int):
+            return self.target
+        named = pod.named_port(self.target)
+        return named.port if named is not None and named.protocol == self.port.protocol else None
 
 
 @dataclass(frozen=True)
@@ -296,6 +405,10 @@ class ServiceInfo:
     lb_candidates: tuple[str, ...] = ()  # nodes eligible to announce the VIP
     lb_node: str | None = None  # the elected announcer (None: VIP not announced)
     role: str = "workload"  # workload | ingress-controller
+    itp: str = "Cluster"  # internalTrafficPolicy
+    source_ranges: tuple[str, ...] = ()  # loadBalancerSourceRanges (CIDRs)
+    affinity_timeout: int | None = None  # sessionAffinity ClientIP: timeoutSeconds (None: no affinity)
+    external_ips: tuple[str, ...] = ()  # spec.externalIPs
 
     @property
     def key(self) -> str:
@@ -310,6 +423,10 @@ class ServiceInfo:
 
     def endpoint_nodes(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(p.node for p in self.endpoints))
+
+    def endpoints_for(self, sp: ServicePortInfo) -> tuple[PodInfo, ...]:
+        """The endpoints of one Service port: the selected pods that resolve its targetPort."""
+        return tuple(p for p in self.endpoints if sp.target_for(p) is not None)
 
 
 @dataclass(frozen=True)

@@ -21,3 +21,13 @@ def verdict_for_status(status: int) -> str:
     if status == 504:
         return "dropped"
     return "error"
+
+
+def health_check_verdict(verdict: str, status: int | None) -> str:
+    """A health-check flow's verdict: ``allowed`` when kube-proxy's health server answered, 200
+    (local endpoints) and 503 (none) alike; otherwise the probe's own verdict.
+
+    >>> health_check_verdict("refused", 503), health_check_verdict("dropped", None)
+    ('allowed', 'dropped')
+    """
+    return "allowed" if status in (200, 503) else verdict

@@ -26,8 +26,17 @@ Kinds (``str(Decision)`` is ``kind subject verdict``):
 * infrastructure drops that no scenario should hit: ``calico conntrack-invalid drop``,
   ``calico unknown-interface drop``, ``calico workload-encap drop``, ``calico tunnel-source drop``,
   ``kube-proxy conntrack-invalid drop``, ``kubelet localnet drop``.
+* ``calico endpoint-to-host drop``: Felix's ``cali-wl-to-host`` with
+  ``defaultEndpointToHostAction: DROP`` (pod -> its own node, after its egress policy).
+* ``host-stack node:<node> no-listener reject``: the packet was delivered to the node's own
+  stack (ACCEPTed into INPUT: Felix's endpoint-to-host ACCEPT, or no rule objected) and nothing
+  listens on the port: the kernel answers RST / ICMP port unreachable. No rule decides it, so no
+  rule comment can carry it; a trace reports it when the first packet's last netfilter hook on
+  the last node is INPUT and the probe was refused (``netiso.backends.trace_parse.decided_by``).
 * ``proxy <ns>/<ingress>``: the ingress controller took the connection over (marks the end of
   what the probe's own packet decides; the backend leg is nginx's connection, not the probe's).
+  A flow whose backend leg is dropped is decided by the rule that dropped nginx's connection
+  (the isolation drop the lab's upstream watch reports), see :func:`summarize`.
 
 :func:`summarize` turns the decisions met along one path into the ``decidedBy`` string.
 """
@@ -132,6 +141,15 @@ def service_port_subject(project: str, name: str, port_name: str | None) -> str:
     return f"{project}/{name}" + (f":{port_name}" if port_name else "")
 
 
+def host_stack(node: str) -> Decision:
+    """The node's own stack refused: nothing listens (no rule decides it).
+
+    >>> str(host_stack("worker"))
+    'host-stack node:worker no-listener reject'
+    """
+    return Decision("host-stack", f"node:{node} no-listener", "reject")
+
+
 def probe_decisions(decisions: Iterable[Decision]) -> list[Decision]:
     """The decisions about the probe's own packet: everything before a ``proxy`` hand-over."""
     out: list[Decision] = []
@@ -145,8 +163,9 @@ def probe_decisions(decisions: Iterable[Decision]) -> list[Decision]:
 def summarize(decisions: Iterable[Decision], verdict: str) -> str | None:
     """``decidedBy`` of one path: the rule that decided ``verdict`` (+ the SNAT, if allowed).
 
-    * dropped / refused: the first DROP/REJECT rule met; None when no rule decided (no route,
-      no ARP answer, a closed port's RST);
+    * dropped / refused: the first DROP/REJECT rule met by the probe's own packet, else (an
+      ingress flow) the first one met by the proxy's upstream connection; None when no rule
+      decided (no route, no ARP answer, a closed pod port's RST);
     * allowed: the last policy that admitted the packet, else the last namespace profile,
       followed by ``; <the last masquerade>`` when a SNAT rewrote the source.
 
@@ -158,10 +177,16 @@ def summarize(decisions: Iterable[Decision], verdict: str) -> str | None:
     'isolation b ingress drop'
     >>> summarize([Decision("profile", "b ingress", "allow")], "refused") is None
     True
+    >>> summarize([Decision("profile", "a egress", "allow"), Decision("proxy", "pod:x/nginx@w"),
+    ...            Decision("isolation", "b ingress", "drop")], "dropped")
+    'isolation b ingress drop'
     """
+    decisions = list(decisions)
     path = probe_decisions(decisions)
     if verdict in ("dropped", "refused"):
         stop = next((d for d in path if d.stops), None)
+        if stop is None:
+            stop = next((d for d in decisions[len(path):] if d.stops), None)
         return str(stop) if stop is not None else None
     if verdict != "allowed":
         return None

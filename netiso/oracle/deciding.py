@@ -14,10 +14,15 @@ the rule a real node would have used for it, exactly as the lab's rule comments 
   into its own node) is Calico's decision all the same, on the pod's node, first: the profile,
   or the admitting egress policy;
 * ``filter`` steps (kube-proxy's filter verdict for what nothing DNATed): ``kube-proxy
-  <ServicePortName> no-endpoints reject`` / ``no-local-endpoints drop``;
+  <ServicePortName> no-endpoints reject`` / ``no-local-endpoints drop`` / ``source-ranges drop``
+  (KUBE-PROXY-FIREWALL: a source outside ``loadBalancerSourceRanges``);
 * ``snat`` steps: ``masquerade kube-proxy`` / ``nat-outgoing`` / ``tunnel``;
+* a ``refuse`` step on a node (its own stack, nothing listens): ``host-stack node:<n>
+  no-listener reject``; a ``drop`` step of Felix's ``cali-wl-to-host`` (endpoint-to-host action
+  DROP): ``calico endpoint-to-host drop``;
 * a ``proxy`` step (ingress-nginx takes over): ``proxy <controller>``; what follows is nginx's
-  own connection, not the probe's packet (see ``decided.probe_decisions``).
+  own connection, not the probe's packet (see ``decided.probe_decisions``), named all the same:
+  a flow dropped on that leg is decided there (``decided.summarize``).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from netiso.model.types import PodInfo, ServiceInfo, Topology
-from netiso.oracle.decided import Decision, service_port_subject, summarize
+from netiso.oracle.decided import Decision, host_stack, service_port_subject, summarize
 from netiso.oracle.netpol import PolicyEngine
 from netiso.oracle.paths import Outcome
 
@@ -44,21 +49,28 @@ class DecisionNamer:
         """The decisions along ``outcome``'s hops, in path order."""
         out: list[Decision] = []
         service: str | None = None
-        egress_seen = False
+        egress_seen = proxied = False
         for hop in outcome.hops:
             step = getattr(hop, "step", None)
             if step is None:
                 continue
             if step.kind == "proxy":
-                out.append(Decision("proxy", step.at))
-                break
-            if step.kind == "service":
+                if not proxied:
+                    out.append(Decision("proxy", step.at))
+                proxied = True
+            elif step.kind == "refuse" and step.at.startswith("node:"):
+                out.append(host_stack(step.at.split(":", 1)[1]))
+            elif step.kind == "drop" and step.rule == "cali-wl-to-host":
+                out.append(Decision("calico", "endpoint-to-host", "drop"))
+            elif step.kind == "service":
                 service = self._service_subject(step.rule, dport, proto)
             elif step.kind == "policy" and step.decision is not None:
-                egress_seen = egress_seen or step.direction == "egress"
+                egress_seen = egress_seen or (step.direction == "egress" and not proxied)
                 out.append(self._policy(step, getattr(hop, "check", None)))
             elif step.kind == "filter" and service is not None and step.verdict in ("refused", "dropped"):
                 what, verdict = ("no-endpoints", "reject") if step.verdict == "refused" else ("no-local-endpoints", "drop")
+                if step.rule == "KUBE-PROXY-FIREWALL":  # loadBalancerSourceRanges (proxy_knobs)
+                    what = "source-ranges"
                 out.append(Decision("kube-proxy", f"{service} {what}", verdict))
             elif step.kind == "snat":
                 rule = step.rule or ""

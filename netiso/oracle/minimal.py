@@ -128,6 +128,8 @@ class MinimalConfig:
     uncovered: list[FlowNote]  # unwanted flows that pass without touching a project reported here
     profile: Profile = DEFAULT_PROFILE
     proof: list[str] = field(default_factory=list)  # proof failures no reported project owns
+    # netiso.oracle.minimal_cluster.ClusterAlternative: KubeSphere settings, where they are smaller
+    alternative: Any = None
 
     @property
     def entries(self) -> list[Entry]:
@@ -146,6 +148,8 @@ class MinimalConfig:
             out["uncovered"] = [n.json() for n in self.uncovered]
         if self.proof:
             out["proof"] = list(self.proof)
+        if self.alternative is not None:
+            out["clusterSettings"] = self.alternative.json()
         return out
 
 

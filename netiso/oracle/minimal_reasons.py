@@ -67,6 +67,9 @@ def context(pred: Prediction, pod: PodInfo) -> str:
                  else f", endpoint {pod.symbol} on another node")
     if t.dst_kind == "nodeport" and svc is not None:
         return f"NodePort {svc.key} (ETP {svc.etp}) entering {t.entry_node}{where}"
+    if t.dst_kind == "externalip" and svc is not None:
+        entry = f" routed to {t.entry_node}" if t.entry_node else " from the sender's node"
+        return f"external IP {t.dst_ip} of {svc.key} (ETP {svc.etp}){entry}{where}"
     if t.dst_kind == "loadbalancer" and svc is not None:
         return f"LoadBalancer {svc.key} (ETP {svc.etp}), VIP announced by {t.entry_node}{where}"
     if t.ingress is not None:

@@ -3,10 +3,17 @@
 A packet is followed hop by hop through the same decisions a node's netfilter and routing make
 under the default profile (kube-proxy iptables + Calico iptables), in kernel order:
 
-  nat PREROUTING/OUTPUT  kube-proxy: KUBE-SERVICES -> KUBE-EXT (mark) -> KUBE-SVC/SVL -> KUBE-SEP (DNAT)
+  nat PREROUTING/OUTPUT  kube-proxy: KUBE-SERVICES -> [KUBE-FW] -> KUBE-EXT (mark) -> KUBE-SVC/SVL -> KUBE-SEP
+                         (cluster IP, LB IP, NodePort, external IP)
+                         (DNAT); the Service and kube-proxy knobs are decided in proxy_knobs.py
   routing                local address (INPUT) / local pod (cali*) / remote block (tunnel or eth0) / node net
   filter FORWARD/INPUT   Calico first: sender pod's egress policy, receiver pod's ingress policy;
-                         then kube-proxy filter: KUBE-EXTERNAL-SERVICES DROP/REJECT, KUBE-SERVICES REJECT
+                         then kube-proxy filter: KUBE-PROXY-FIREWALL DROP (source ranges),
+                         KUBE-EXTERNAL-SERVICES DROP/REJECT, KUBE-SERVICES REJECT (DROP: ITP Local);
+                         INPUT from a local pod: cali-wl-to-host (egress policy, then Felix's
+                         defaultEndpointToHostAction: ACCEPT ends INPUT before kube-proxy's rules)
+  local delivery         a node address: its host-network server answers (``to: node:N`` flows,
+                         flows.host_servers), else the node's stack refuses (RST / ICMP)
   nat POSTROUTING        Calico natOutgoing, Felix tunnel MASQUERADE, KUBE-POSTROUTING MASQUERADE
 
 Every decision appends a readable hop line with its reason. Where kube-proxy balances over
@@ -21,7 +28,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from netiso.model.addressing import symbols_of
+from netiso.model.flows import host_servers
 from netiso.model.types import NodeInfo, PodInfo, ServiceInfo, ServicePortInfo, Topology
+from netiso.oracle import proxy_knobs as knobs
 from netiso.oracle.netpol import Decision, PolicyEngine
 from netiso.oracle.profile import Profile
 
@@ -120,6 +129,8 @@ class PathEngine:
         self.node_net = ipaddress.ip_network(topo.node_network)
         self.policy = PolicyEngine(topo.policies, topo.namespaces, describe_ip=self._short)
         self.dev = TUNNEL_DEV[topo.encapsulation]
+        self.proxy = topo.scenario.cluster.kubeProxy
+        self.host_servers = host_servers(topo)
 
     # ------------------------------------------------------------------ naming helpers
     def sym(self, ip: str) -> str:
@@ -141,10 +152,11 @@ class PathEngine:
         return next((n for n in self.topo.nodes.values() if addr in ipaddress.ip_network(n.block)), None)
 
     # ------------------------------------------------------------------ entry points
-    def walk(self, origin: Origin, pkt: Packet) -> list[Outcome]:
+    def walk(self, origin: Origin, pkt: Packet, via: str | None = None) -> list[Outcome]:
+        """``via``: the node a client's route sends ``pkt.dst`` to (an external IP's @NODE)."""
         hops: list[str] = []
         if origin.kind == "client":
-            return list(self._from_client(origin.name, pkt, hops))
+            return list(self._from_client(origin.name, pkt, hops, via))
         if origin.kind == "pod":
             assert origin.pod is not None
             pod = origin.pod
@@ -168,13 +180,14 @@ class PathEngine:
         return list(self._at_node(node, replace(pkt, src=src, src_alts=alts), hops, from_pod=None, local=True))
 
     # ------------------------------------------------------------------ origins
-    def _from_client(self, name: str, pkt: Packet, hops: list[str]) -> Iterator[Outcome]:
+    def _from_client(self, name: str, pkt: Packet, hops: list[str], via: str | None = None) -> Iterator[Outcome]:
         client = self.topo.clients[name]
         pkt = replace(pkt, src=client.ip)
         dst = pkt.dst
         owner = self._block_owner(dst) if self.in_pods(dst) else None
         node = next((n for n in self.topo.nodes.values() if dst in self._local_addrs(n) and dst == n.ip), None)
         lb = next((s for s in self.topo.services.values() if s.lb_ip == dst), None)
+        ext = next((s for s in self.topo.services.values() if dst in s.external_ips), None)
         if owner is not None and not self.topo.scenario.cluster.clientsRouteToPods:
             hops.append(Hop(f"client:{name} ({client.ip}) has no route to pod IP {dst}: the network outside the "
                             "cluster does not route clients to pod blocks (cluster.clientsRouteToPods: false) → dropped",
@@ -189,6 +202,11 @@ class PathEngine:
             hops.append(Hop(f"client:{name} ({client.ip}) → node:{node.name} ({dst}:{pkt.dport}/{pkt.proto}) on the node network",
                             step=Step(client.symbol, "send", client.ip, dst, to=node.symbol, via="eth0")))
             yield from self._at_node(node, pkt, hops, from_pod=None, local=False)
+        elif ext is not None and via is not None:
+            hops.append(Hop(f"client:{name} ({client.ip}) routes external IP {dst} of {ext.key} via node:{via} "
+                            "(the outside network's route to the address)",
+                            step=Step(client.symbol, "send", client.ip, dst, to=f"node:{via}", via="router")))
+            yield from self._at_node(self.topo.nodes[via], pkt, hops, from_pod=None, local=False)
         elif lb is not None:
             if lb.lb_node is None:
                 why = ("no node has a ready endpoint" if not lb.endpoints else
@@ -229,25 +247,12 @@ class PathEngine:
         dst_pod = self.topo.pod_by_ip(pkt.dst)
         is_local_addr = pkt.dst in self._local_addrs(node)
         if is_local_addr and not local:
-            # INPUT: Calico polices pod -> own host with the pod's egress policy (cali-wl-to-host)
-            if from_pod is not None:
-                d = self.policy.egress(from_pod, pkt.dst, None, pkt.dport, pkt.proto)
-                if not d.allowed:
-                    hops.append(Hop(f"{n}: INPUT cali-wl-to-host: {d.reason} → dropped",
-                                    step=Step(at, "policy", pkt.src, pkt.dst, verdict="dropped", direction="egress",
-                                              decision=d)))
-                    yield Outcome("dropped", hops)
-                    return
-            if deferred:
-                hops.append(Hop(f"{n}: INPUT {deferred[1]}",
-                                step=Step(at, "filter", pkt.src, pkt.dst, verdict=deferred[0],
-                                          rule=deferred[1].split(":", 1)[0])))
-                yield Outcome(deferred[0], hops)
-                return
-            hops.append(Hop(f"{n}: nothing listens on {self._short(pkt.dst)} {pkt.dport}/{pkt.proto} → "
-                            f"{'RST' if pkt.proto == 'TCP' else 'ICMP port unreachable'} → refused",
-                            step=Step(at, "refuse", pkt.src, pkt.dst, verdict="refused")))
-            yield Outcome("refused", hops)
+            yield from self._input(node, pkt, hops, from_pod=from_pod, deferred=deferred)
+            return
+        if is_local_addr and not deferred:  # the host to one of its own addresses: over lo, INPUT
+            hops.append(Hop(f"{n}: {self._short(pkt.dst)} is a local address: OUTPUT → lo → INPUT "
+                            "(not routed, no Calico chain applies)", step=Step(at, "note", pkt.src, pkt.dst)))
+            yield from self._input(node, pkt, hops, from_pod=None, deferred=None)
             return
         # where does it go?
         if dst_pod is not None and dst_pod.node == n:
@@ -326,9 +331,77 @@ class PathEngine:
                                 step=Step(at, "drop", pkt.src, pkt.dst, verdict="dropped")))
                 yield Outcome("dropped", hops)
                 return
+            if self.in_pods(pkt.src) and not self.topo.scenario.cluster.clientsRouteToPods:
+                hops.append(Hop(f"client:{client.name} answers {self.sym(pkt.src)} (cluster.natOutgoing: false kept the "
+                                "pod IP), but the network outside the cluster has no route back to pod blocks "
+                                "(cluster.clientsRouteToPods: false): the answer is lost → dropped",
+                                step=Step(client.symbol, "drop", pkt.src, pkt.dst, verdict="dropped")))
+                yield Outcome("dropped", hops)
+                return
             hops.append(Hop(f"client:{client.name} answers; it sees {self.sym(pkt.src)}",
                             step=Step(client.symbol, "deliver", pkt.src, pkt.dst, verdict="allowed")))
             yield Outcome("allowed", hops, receiver=client.symbol, seen=(pkt.src,))
+
+    def _input(self, node: NodeInfo, pkt: Packet, hops: list[str], *, from_pod: PodInfo | None,
+               deferred: tuple[str, str] | None) -> Iterator[Outcome]:
+        """filter INPUT, in the order Felix and kube-proxy leave it: Felix's ``cali-INPUT`` first.
+
+        Felix inserts its jump at the top of INPUT (ChainInsertMode Insert) and keeps it there;
+        kube-proxy's jumps (KUBE-PROXY-FIREWALL, KUBE-NODEPORTS, KUBE-EXTERNAL-SERVICES) come
+        after. A pod's packet to its own node (``-i cali+``) goes to ``cali-wl-to-host``: the
+        pod's egress policy, then ``defaultEndpointToHostAction`` - ACCEPT ends INPUT there (the
+        host stack answers; kube-proxy's REJECT of a NodePort without endpoints never runs),
+        RETURN goes on to kube-proxy's rules, DROP drops. Anything else falls through cali-INPUT.
+        """
+        n, at = node.name, node.symbol
+        if from_pod is not None:
+            # cali-wl-to-host: the pod's egress policy first (cali-from-wl-dispatch)
+            d = self.policy.egress(from_pod, pkt.dst, None, pkt.dport, pkt.proto)
+            if not d.allowed:
+                hops.append(Hop(f"{n}: INPUT cali-wl-to-host: {d.reason} → dropped",
+                                step=Step(at, "policy", pkt.src, pkt.dst, verdict="dropped", direction="egress",
+                                          decision=d)))
+                yield Outcome("dropped", hops)
+                return
+            action = self.topo.scenario.cluster.felix.defaultEndpointToHostAction
+            if action == "DROP":
+                hops.append(Hop(f"{n}: INPUT cali-wl-to-host: defaultEndpointToHostAction DROP (pod → its own node) "
+                                "→ dropped",
+                                step=Step(at, "drop", pkt.src, pkt.dst, verdict="dropped", rule="cali-wl-to-host")))
+                yield Outcome("dropped", hops)
+                return
+            if action == "ACCEPT":
+                hops.append(Hop(f"{n}: INPUT cali-wl-to-host: defaultEndpointToHostAction ACCEPT: the host stack "
+                                "takes it (kube-proxy's INPUT rules come after Felix's and never see it)",
+                                step=Step(at, "note", pkt.src, pkt.dst)))
+                deferred = None
+        if deferred:
+            hops.append(Hop(f"{n}: INPUT {deferred[1]}",
+                            step=Step(at, "filter", pkt.src, pkt.dst, verdict=deferred[0],
+                                      rule=deferred[1].split(":", 1)[0])))
+            yield Outcome(deferred[0], hops)
+            return
+        health = knobs.health_check(self.topo, node, pkt.dport, pkt.proto)
+        if health is not None:
+            svc, count = health
+            status = 200 if count else 503
+            hops.append(Hop(f"{n}: INPUT KUBE-NODEPORTS accepts {svc.key}'s health check node port; kube-proxy's "
+                            f"health server answers {status} (localEndpoints {count} on {n})",
+                            step=Step(at, "deliver", pkt.src, pkt.dst, verdict="allowed", rule="KUBE-NODEPORTS")))
+            yield Outcome("allowed", hops, receiver=at, seen=(pkt.src, *pkt.src_alts),
+                          extra={"status": status, "local_endpoints": count})
+            return
+        if any(p.port == pkt.dport and p.protocol == pkt.proto for p in self.host_servers.get(n, ())):
+            seen = (pkt.src, *pkt.src_alts)
+            hops.append(Hop(f"{at}: its host-network server on {pkt.dport}/{pkt.proto} answers; it sees "
+                            f"{' or '.join(self.sym(x) for x in seen)} (no workload policy guards the host)",
+                            step=Step(at, "deliver", pkt.src, pkt.dst, pkt.src_alts, verdict="allowed")))
+            yield Outcome("allowed", hops, receiver=at, seen=seen)
+            return
+        hops.append(Hop(f"{n}: nothing listens on {self._short(pkt.dst)} {pkt.dport}/{pkt.proto} → "
+                        f"{'RST' if pkt.proto == 'TCP' else 'ICMP port unreachable'} → refused (the node's own stack)",
+                        step=Step(at, "refuse", pkt.src, pkt.dst, verdict="refused")))
+        yield Outcome("refused", hops)
 
     def _deliver_pod(self, pod: PodInfo, pkt: Packet, hops: list[str]) -> Outcome:
         serves = any(p.port == pkt.dport and p.protocol == pkt.proto for p in pod.ports)
@@ -347,7 +420,8 @@ class PathEngine:
                      from_pod: PodInfo | None) -> Packet:
         n = node.name
         addrs = self._out_addresses(node, out)
-        if (self.in_pods(pkt.src) and not self.in_pods(pkt.dst) and pkt.src not in self._local_addrs(node)
+        if (self.topo.scenario.cluster.natOutgoing
+                and self.in_pods(pkt.src) and not self.in_pods(pkt.dst) and pkt.src not in self._local_addrs(node)
                 and not (self.profile.nat_outgoing_excludes_hosts and self._is_host(pkt.dst))):
             hops.append(Hop(f"{n}: POSTROUTING cali-nat-outgoing (natOutgoing: pod source, destination outside the "
                             f"pools) MASQUERADE out {out} picks {self._alts(addrs)}",
@@ -397,28 +471,63 @@ class PathEngine:
             sp = self._match_port(svc, pkt.dport, pkt.proto, node_port=False)
             if svc.cluster_ip == pkt.dst and sp is not None:
                 name = f"{svc.key}:{sp.port}"
-                if not svc.endpoints:
+                if not svc.endpoints_for(sp):
                     yield pkt, hops + [Hop(f"{n}: nat {hook} KUBE-SERVICES: no DNAT for {name} (cluster IP)",
                                            step=Step(node.symbol, "service", pkt.src, pkt.dst,
                                                      rule=f"KUBE-SERVICES {svc.key}"))], (
                         "refused", f"KUBE-SERVICES: \"{name} has no endpoints\" → REJECT → refused")
                     return
+                eps = knobs.internal_endpoints(svc, sp, n)
+                chain = "KUBE-SVL" if svc.itp == "Local" else "KUBE-SVC"
+                if not eps:  # internalTrafficPolicy Local, no endpoint on this node
+                    yield pkt, hops + [Hop(f"{n}: nat {hook} KUBE-SERVICES: internalTrafficPolicy Local and no endpoint "
+                                           f"on {n}, no DNAT for {name} (cluster IP)",
+                                           step=Step(node.symbol, "service", pkt.src, pkt.dst,
+                                                     rule=f"KUBE-SERVICES {svc.key}"))], (
+                        "dropped", f"KUBE-SERVICES: \"{name} has no local endpoints\" → DROP → dropped")
+                    return
                 mark = pkt.mark
-                note = f"{n}: nat {hook} KUBE-SERVICES → KUBE-SVC for {name} (cluster IP)"
-                if not self.in_pods(pkt.src):
+                note = f"{n}: nat {hook} KUBE-SERVICES → {chain} for {name} (cluster IP)"
+                if self.proxy.masqueradeAll:
+                    mark = True
+                    note += "; masqueradeAll → KUBE-MARK-MASQ"
+                elif self.proxy.detects_local and not self.in_pods(pkt.src):
                     mark = True
                     note += "; source outside the pod CIDR → KUBE-MARK-MASQ"
                 yield from self._to_endpoints(node, replace(pkt, mark=mark),
                                               hops + [Hop(note, step=Step(node.symbol, "service", pkt.src, pkt.dst,
-                                                                        rule=f"KUBE-SVC {svc.key}"))],
-                                              svc, sp, svc.endpoints)
+                                                                        rule=f"{chain} {svc.key}"))],
+                                              svc, sp, eps)
                 return
             if svc.lb_ip and svc.lb_ip == pkt.dst and sp is not None:
-                yield from self._ext(node, pkt, hops, svc, sp, f"load balancer IP {svc.lb_ip}", hook, local)
+                name = f"{svc.key}:{sp.port}"
+                entry = f"load balancer IP {svc.lb_ip}"
+                if svc.source_ranges and svc.endpoints_for(sp):
+                    fw = Step(node.symbol, "service", pkt.src, pkt.dst, rule=f"KUBE-FW {svc.key}")
+                    if not knobs.firewall_admits(svc, node, pkt.src):
+                        yield pkt, hops + [Hop(f"{n}: nat {hook} {entry} → KUBE-FW for {name}: {self._short(pkt.src)} "
+                                               f"is outside loadBalancerSourceRanges ({', '.join(svc.source_ranges)}), "
+                                               "no DNAT", step=fw)], knobs.firewall_drop(name)
+                        return
+                    hops = hops + [Hop(f"{n}: nat {hook} {entry} → KUBE-FW for {name}: source in "
+                                       f"loadBalancerSourceRanges → KUBE-EXT", step=fw)]
+                yield from self._ext(node, pkt, hops, svc, sp, entry, hook, local)
+                return
+            if pkt.dst in svc.external_ips and sp is not None:  # no source ranges here: KUBE-FW is the VIP's
+                yield from self._ext(node, pkt, hops, svc, sp, f"external IP {pkt.dst}", hook, local)
                 return
         if pkt.dst in self._local_addrs(node) or (local and pkt.dst in self._local_addrs(node)):
             for svc in self.topo.services.values():
                 sp = self._match_port(svc, pkt.dport, pkt.proto, node_port=True)
+                if sp is not None and not knobs.accepts_node_ports(self.proxy, pkt.dst):
+                    name = f"{svc.key}:{sp.port}"
+                    yield pkt, hops + [Hop(f"{n}: nat {hook} KUBE-SERVICES: {self._short(pkt.dst)} is not in "
+                                           f"nodePortAddresses ({', '.join(self.proxy.nodePortAddresses)}), no jump to "
+                                           "KUBE-NODEPORTS, no DNAT",
+                                           step=Step(node.symbol, "service", pkt.src, pkt.dst,
+                                                     rule=f"KUBE-SERVICES {svc.key}"))], knobs.external_filter(
+                        svc, sp, n, name)
+                    return
                 if sp is not None:
                     yield from self._ext(node, pkt, hops, svc, sp, f"NodePort {sp.node_port} "
                                          "(KUBE-SERVICES: dst-type LOCAL → KUBE-NODEPORTS)", hook, local)
@@ -439,24 +548,24 @@ class PathEngine:
         name = f"{svc.key}:{sp.port}"
         head = f"{n}: nat {hook} {entry} → KUBE-EXT for {name} (ETP {svc.etp})"
         step = Step(node.symbol, "service", pkt.src, pkt.dst, rule=f"KUBE-EXT {svc.key} (ETP {svc.etp})")
-        if not svc.endpoints:
+        if not svc.endpoints_for(sp):
             yield pkt, hops + [Hop(head, step=step)], (
                 "refused", f"KUBE-EXTERNAL-SERVICES: \"{name} has no endpoints\" → REJECT → refused")
             return
         if svc.etp == "Cluster":
             yield from self._to_endpoints(node, replace(pkt, mark=True), hops + [
-                Hop(head + " marks for masquerade (KUBE-MARK-MASQ)", step=step)], svc, sp, svc.endpoints)
+                Hop(head + " marks for masquerade (KUBE-MARK-MASQ)", step=step)], svc, sp, svc.endpoints_for(sp))
             return
-        if self.in_pods(pkt.src):
+        if self.in_pods(pkt.src) and self.proxy.detects_local:
             yield from self._to_endpoints(node, pkt, hops + [
-                Hop(head + ": pod source → KUBE-SVC (Cluster semantics, no SNAT)", step=step)], svc, sp, svc.endpoints)
+                Hop(head + ": pod source → KUBE-SVC (Cluster semantics, no SNAT)", step=step)], svc, sp, svc.endpoints_for(sp))
             return
         if local or pkt.src in self._local_addrs(node):
             yield from self._to_endpoints(node, replace(pkt, mark=True), hops + [
                 Hop(head + ": source is a local address → KUBE-MARK-MASQ, KUBE-SVC (all endpoints)", step=step)],
-                svc, sp, svc.endpoints)
+                svc, sp, svc.endpoints_for(sp))
             return
-        local_eps = tuple(p for p in svc.endpoints if p.node == n)
+        local_eps = tuple(p for p in svc.endpoints_for(sp) if p.node == n)
         if not local_eps:
             yield pkt, hops + [Hop(head + f": no local endpoint on {n}, no DNAT", step=step)], (
                 "dropped", f"KUBE-EXTERNAL-SERVICES: \"{name} has no local endpoints\" → DROP → dropped")
@@ -468,10 +577,15 @@ class PathEngine:
                       endpoints: tuple[PodInfo, ...]) -> Iterator[tuple[Packet, list[str], None]]:
         for ep in endpoints:
             mark = pkt.mark
-            note = (f"{node.name}: KUBE-SEP DNAT → {ep.symbol} ({ep.ip}:{sp.target_port})"
+            target = sp.target_for(ep)
+            assert target is not None, "endpoints_for keeps the pods that resolve the targetPort"
+            note = (f"{node.name}: KUBE-SEP DNAT → {ep.symbol} ({ep.ip}:{target})"
                     + (f" [1 of {len(endpoints)} endpoints, random]" if len(endpoints) > 1 else ""))
             if pkt.src == ep.ip:
                 mark = True
                 note += "; hairpin (source is the endpoint) → KUBE-MARK-MASQ"
-            step = Step(node.symbol, "dnat", pkt.src, ep.ip, to=ep.symbol)
-            yield replace(pkt, dst=ep.ip, dport=sp.target_port, mark=mark), hops + [Hop(note, step=step)], None
+            sticky = knobs.affinity_rule(svc)
+            if sticky:
+                note += f"; {sticky}: later connections from {self._short(pkt.src)} return to it"
+            step = Step(node.symbol, "dnat", pkt.src, ep.ip, to=ep.symbol, rule=sticky)
+            yield replace(pkt, dst=ep.ip, dport=target, mark=mark), hops + [Hop(note, step=step)], None

@@ -46,6 +46,7 @@ from typing import IO, Any
 
 from netiso.probe.echo import EchoServer, EchoStats, make_listener, start_echo
 from netiso.probe.engine import DEFAULT_GLOBAL_LIMIT, DEFAULT_PER_DESTINATION, ProbeEngine
+from netiso.probe.health import start_health
 from netiso.probe.netns import NetnsThreads
 from netiso.probe.results import ProbeRequest, ProbeResult
 from netiso.probe.tracer import Tracer
@@ -122,10 +123,15 @@ class Agent:
         protocol: str = "TCP",
         hostname: str = "",
         bind: str = "0.0.0.0",
+        health: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """An echo server, or with ``health`` ({namespace, name, localEndpoints}) kube-proxy's health
+        answer for a Service (netiso.probe.health)."""
         protocol = protocol.upper()
         if protocol not in ("TCP", "UDP"):
             raise ValueError(f"unsupported protocol {protocol!r}")
+        if health is not None:
+            hostname = f"kube-proxy health {health['namespace']}/{health['name']}"
         key: ServerKey = (netns, int(port), protocol, bind)
         existing = self.servers.get(key)
         if existing is not None:
@@ -133,7 +139,11 @@ class Agent:
                 raise ValueError(f"already serving {key} as {existing.hostname!r}")
             return {"already": True}
         sock = await self.threads.arun_in(netns, make_listener, protocol, bind, int(port))
-        server = await start_echo(sock, netns=netns, protocol=protocol, hostname=hostname, stats=self.echo_stats)
+        if health is not None:
+            server = await start_health(sock, netns=netns, namespace=str(health["namespace"]),
+                                        name=str(health["name"]), local_endpoints=int(health["localEndpoints"]))
+        else:
+            server = await start_echo(sock, netns=netns, protocol=protocol, hostname=hostname, stats=self.echo_stats)
         self.servers[key] = server
         return {}
 
@@ -335,9 +345,12 @@ class ProbeAgent:
     def ping(self) -> dict[str, Any]:
         return self.request("ping", timeout=10.0)
 
-    def serve(self, netns: str | None, port: int, protocol: str = "TCP", hostname: str = "", bind: str = "0.0.0.0") -> None:
-        """Serve echo endpoints on ``bind:port`` inside ``netns`` answering as ``hostname``."""
-        self.request("serve", netns=netns, port=port, protocol=protocol, hostname=hostname, bind=bind)
+    def serve(self, netns: str | None, port: int, protocol: str = "TCP", hostname: str = "", bind: str = "0.0.0.0",
+              health: dict[str, Any] | None = None) -> None:
+        """Serve echo endpoints on ``bind:port`` inside ``netns`` answering as ``hostname`` (with
+        ``health``: kube-proxy's health answer for a Service instead, see ``op_serve``)."""
+        fields: dict[str, Any] = {"health": health} if health is not None else {}
+        self.request("serve", netns=netns, port=port, protocol=protocol, hostname=hostname, bind=bind, **fields)
 
     def unserve(self, netns: str | None, port: int, protocol: str = "TCP", bind: str = "0.0.0.0") -> None:
         self.request("unserve", netns=netns, port=port, protocol=protocol, bind=bind)
@@ -351,7 +364,7 @@ class ProbeAgent:
         if not reqs:
             return []
         # Worst case: every probe times out, per_destination at a time, plus generous slack.
-        budget = 30.0 + sum(r.timeout for r in reqs) / 32.0
+        budget = 30.0 + sum(r.timeout * (1 + r.retries) for r in reqs) / 32.0
         reply = self.request("probe", timeout=budget, probes=[r.to_dict() for r in reqs])
         return [ProbeResult.from_dict(d) for d in reply["results"]]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, fields
+from typing import Any
 
 from netiso.backends.base import LocalProbe, LocalResult
 from netiso.probe.agent import ProbeAgent
@@ -38,8 +39,8 @@ class AgentProber:
     def pid(self) -> int | None:
         return self.agent.pid
 
-    def serve(self, netns: str, port: int, protocol: str, hostname: str) -> None:
-        self.agent.serve(netns, port, protocol, hostname=hostname)
+    def serve(self, netns: str, port: int, protocol: str, hostname: str, health: dict[str, Any] | None = None) -> None:
+        self.agent.serve(netns, port, protocol, hostname=hostname, health=health)
 
     def probe(self, probes: Sequence[LocalProbe]) -> list[LocalResult]:
         return [to_local(r) for r in self.agent.probe([to_request(p) for p in probes])]

@@ -42,6 +42,10 @@ class ProbeRequest:
     # controller pod to every endpoint of the upstream serving ``host``): with ``trace``, the probe
     # is settled as dropped once the tracer saw a rule drop a connection to each of them.
     upstreams: tuple[str, ...] = ()
+    # A probe no rule decided that timed out is tried again (a fresh socket), up to ``retries`` more
+    # times: a SYN lost under load is retransmitted after 1 s, exactly when a 1 s probe gives up, so
+    # one timeout is not yet a drop. The result says how many tries its verdict took (``tries``).
+    retries: int = 0
 
     def __post_init__(self) -> None:
         if self.protocol not in PROBE_PROTOCOLS:
@@ -50,6 +54,8 @@ class ProbeRequest:
             raise ValueError(f"probe {self.id}: invalid port {self.dst_port!r}")
         if not self.timeout > 0:
             raise ValueError(f"probe {self.id}: timeout must be > 0")
+        if not 0 <= int(self.retries) <= 5:
+            raise ValueError(f"probe {self.id}: retries must be 0..5")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ProbeRequest:
@@ -82,7 +88,8 @@ class ProbeResult:
     probe; ``detail`` says why a probe was not allowed (errno name, HTTP status...).
     ``path`` (traced probes) holds the rules the kernel reported for the first packet, node by
     node (``TraceHop`` dicts), and ``decided_by`` the deciding rule in ``netiso.oracle.decided``
-    words; a probe a rule dropped is settled at once, its ``detail`` naming that rule.
+    words; a probe a rule dropped is settled at once, its ``detail`` naming that rule. ``tries``
+    counts the attempts the verdict took (``ProbeRequest.retries``); path and evidence are the last try's.
     """
 
     id: str
@@ -97,6 +104,8 @@ class ProbeResult:
     status: int | None = None
     path: list[dict[str, Any]] = field(default_factory=list)
     decided_by: str | None = None
+    tries: int = 1  # probes fired for this verdict (more than one: undecided timeouts were retried)
+    local_endpoints: int | None = None  # ``localEndpoints`` of a kube-proxy health answer (netiso.probe.health)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ProbeResult:

@@ -48,8 +48,8 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import IO, Any
 
-from netiso.backends.trace_parse import TRACE_DSCP, Correlator, PacketInfo, TraceHop, Tuple5, decisions_of, tos_for
-from netiso.oracle.decided import from_comment, summarize
+from netiso.backends.trace_parse import TRACE_DSCP, Correlator, PacketInfo, TraceHop, Tuple5, decided_by, tos_for
+from netiso.oracle.decided import from_comment
 from netiso.probe.netns import NetnsThreads
 from netiso.probe.nftrace import RuleInfo, TraceEvent, dump_rules, hop_of, open_trace_socket, read_events
 
@@ -317,7 +317,7 @@ class Tracer:
         self._settle.pop(key, None)
         if not hops:
             return [], None
-        return [h.to_dict() for h in hops], summarize(decisions_of(hops), verdict)
+        return [h.to_dict() for h in hops], decided_by(hops, verdict)
 
 
 def _isolation_drop(hop: TraceHop) -> bool:
@@ -373,6 +373,18 @@ def describe_upstream_stop(watch: UpstreamWatch) -> str:
     for hop, (src, dst, port) in watch.hops:
         parts.append(f"{describe_stop(hop)} on the proxy upstream {src} -> {dst}:{port}")
     return "; ".join(parts)
+
+
+def upstream_decision(watch: UpstreamWatch) -> str | None:
+    """``decidedBy`` of a probe settled by its upstream watch: the rule that dropped the proxy's leg.
+
+    >>> w = UpstreamWatch(set(), None)  # type: ignore[arg-type]
+    >>> w.hops.append((TraceHop("worker", "filter", "cali-tw-x", 63, "DROP", decision="isolation shop ingress drop"),
+    ...                ("100.64.2.1", "100.64.1.3", 80)))
+    >>> upstream_decision(w)
+    'isolation shop ingress drop'
+    """
+    return next((hop.decision for hop, _ in watch.hops if hop.decision), None)
 
 
 def describe_stop(hop: TraceHop) -> str:

@@ -49,6 +49,8 @@ from netiso.oracle.minimal import MinimalConfig, minimal_config
 from netiso.oracle.paths import TUNNEL_DEV
 from netiso.oracle.predict import Prediction, predict_all
 from netiso.oracle.profile import DEFAULT_PROFILE
+from netiso.report.behaviour_knobs import section as knob_section
+from netiso.report.behaviour_service_peers import section as service_peer_section
 
 MODES = ("direct", "ipip", "vxlan")
 LOAD_BALANCERS = ("metallb", "openelb")
@@ -662,7 +664,8 @@ def generate(measure: Measure | None = None) -> str:
     cases = build_cases()
     if measure is not None:
         attach(cases, measure(topologies(cases)))
-    return render(build_rows(cases), measured=measure is not None)
+    page = render(build_rows(cases), measured=measure is not None)
+    return page + "\n".join(service_peer_section(measure)) + "\n".join(knob_section(measure))
 
 
 def main(argv: Sequence[str] | None = None, measure: Measure | None = None) -> int:

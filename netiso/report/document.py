@@ -3,6 +3,8 @@
 ``explain`` writes it without ``observed``/``match``; ``check`` adds both. Extensions (never
 replacing a contract key): ``predicted.answeredBy``/``forwardedFor``/``outcomes``/``hops`` (the path in structure),
 ``predicted.decidedBy`` and ``observed.path``/``observed.decidedBy`` (the deciding rule, traced backends),
+``observed.tries`` (lab: probes the verdict took), a top-level ``paths`` table when paths are shared
+(:mod:`netiso.report.compact`),
 ``problems`` (why a flow did not match), ``disagreements`` (oracle vs the scenario's own
 ``expect``), per-scenario ``description``, ``warnings`` and ``lab`` timings.
 """
@@ -29,6 +31,8 @@ def expected_json(exp: Expectation | None) -> dict[str, Any] | None:
         out["answeredBy"] = list(exp.answeredBy)
     if exp.forwardedFor:
         out["forwardedFor"] = list(exp.forwardedFor)
+    if exp.status is not None:
+        out["status"] = exp.status
     return out
 
 
@@ -46,6 +50,11 @@ def predicted_json(pred: Prediction) -> dict[str, Any]:
         for item, decided in zip(out["outcomes"], pred.outcome_decided_by, strict=True):
             item["decidedBy"] = decided
     out["decidedBy"] = pred.decided_by
+    if pred.health:  # healthcheck: flows - one (status, localEndpoints) per answer
+        out["status"] = [st for st, _ in pred.health] if len(pred.health) > 1 else pred.health[0][0]
+        out["localEndpoints"] = [n for _, n in pred.health] if len(pred.health) > 1 else pred.health[0][1]
+    if pred.flow.repeat > 1:
+        out["sameEndpoint"] = pred.sticky  # repeat: N - every later probe answered by the first one's endpoint
     return out
 
 
@@ -56,6 +65,13 @@ def hops_json(pred: Prediction) -> list[dict[str, Any]]:
     over several endpoints. ``detail`` is the hop's text, as in ``path``."""
     many = len(pred.outcomes) > 1
     out: list[dict[str, Any]] = []
+    known: dict[str, str] = {}  # a flow's hops name the same few addresses; each lookup scans the topology
+
+    def symbol(ip: str) -> str:
+        if ip not in known:
+            known[ip] = pred.symbol(ip)
+        return known[ip]
+
     for i, outcome in enumerate(pred.outcomes, 1):
         for hop in outcome.hops:
             step = getattr(hop, "step", None)
@@ -64,9 +80,9 @@ def hops_json(pred: Prediction) -> list[dict[str, Any]]:
             if step is not None:
                 for key, ip in (("src", step.src), ("dst", step.dst)):
                     if ip:
-                        item[key] = {"ip": ip, "symbol": pred.symbol(ip)}
+                        item[key] = {"ip": ip, "symbol": symbol(ip)}
                 if step.alts:
-                    item["srcAlternatives"] = [{"ip": ip, "symbol": pred.symbol(ip)} for ip in step.alts]
+                    item["srcAlternatives"] = [{"ip": ip, "symbol": symbol(ip)} for ip in step.alts]
                 for key in ("to", "via", "verdict", "rule"):
                     if getattr(step, key):
                         item[key] = getattr(step, key)
@@ -90,6 +106,12 @@ def observed_json(pred: Prediction, obs: Observation) -> dict[str, Any]:
         "forwardedFor": (pred.symbol(obs.forwarded_for) if obs.forwarded_for else None),
         "ms": round(obs.ms, 2) if obs.ms is not None else None,
     }
+    if obs.tries is not None:
+        out["tries"] = obs.tries
+    if obs.status is not None and pred.target.dst_kind == "healthcheck":  # kube-proxy's health answer
+        out["status"], out["localEndpoints"] = obs.status, obs.local_endpoints
+    if obs.repeats:  # repeat: N - probes 2..N, in order
+        out["repeats"] = [{"verdict": v, "answeredBy": by} for v, by in obs.repeats]
     if obs.elected:
         out["elected"] = f"node:{obs.elected}"
     if obs.detail:
@@ -112,6 +134,8 @@ def flow_json(pred: Prediction, obs: Observation | None = None, problems: list[s
     out["predicted"] = predicted_json(pred)
     if pred.flow.intent:
         out["intent"] = pred.flow.intent
+    if pred.flow.repeat > 1:
+        out["repeat"] = pred.flow.repeat
     if pred.disagreements:
         out["disagreements"] = pred.disagreements
     if obs is not None:

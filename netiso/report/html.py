@@ -23,9 +23,12 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from netiso.report import controller_diff
+from netiso.report.compact import predicted_path
 from netiso.report.compare import DIMENSIONS, TITLES, families, family_rows
 from netiso.report.diagram import DiagramIndex, svg
 
+MAX_GRID_CELLS = 20_000  # past this a scenario is listed one flow per row (see _list)
 ICON = {"allowed": "✓", "dropped": "✗", "refused": "⊘", "mixed": "◐", "skipped": "–", "error": "!"}
 
 
@@ -94,11 +97,13 @@ def _summary(doc: dict[str, Any], flows: list[_Flow]) -> str:
     if observed:
         cards += [("matched", sum(1 for f in flows if f.observed and not f.mismatch and not f.skipped)),
                   ("mismatched", len(bad)), ("skipped", skipped)]
+        if controller_diff.count(doc):
+            cards.append(("controller differences", controller_diff.count(doc)))
     else:
         cards += [("predicted (explain, nothing observed)", len(flows)), ("disagree with expect", len(bad))]
     out = ['<section id="summary"><div class="cards">']
     for name, n in cards:
-        cls = " bad" if name in ("mismatched", "disagree with expect") and n else ""
+        cls = " bad" if name in ("mismatched", "disagree with expect", "controller differences") and n else ""
         out.append(f'<div class="card{cls}"><b>{n}</b> {_e(name)}</div>')
     out.append("</div>")
     if bad:
@@ -117,14 +122,12 @@ def _summary(doc: dict[str, Any], flows: list[_Flow]) -> str:
 def _grid(si: int, scenario: dict[str, Any], flows: list[_Flow]) -> str:
     sources = list(dict.fromkeys(f.flow["from"] for f in flows))
     targets = list(dict.fromkeys(f.flow["to"] for f in flows))
+    if len(sources) * len(targets) > MAX_GRID_CELLS:
+        return _list(si, scenario, flows)
     cells: dict[tuple[str, str], list[_Flow]] = {}
     for f in flows:
         cells.setdefault((f.flow["from"], f.flow["to"]), []).append(f)
-    head = f"{scenario['name']} ({scenario.get('encapsulation', '?')}, {scenario.get('loadBalancer', '?')})"
-    out = [f'<section class="scenario" id="scenario-{si}"><h2>{_e(head)}</h2>']
-    if scenario.get("description"):
-        out.append(f'<p class="desc">{_e(" ".join(str(scenario["description"]).split()))}</p>')
-    out += [f'<p class="warn">warning: {_e(w)}</p>' for w in scenario.get("warnings") or []]
+    out = _heading(si, scenario)
     out.append('<div class="grid-wrap"><table class="grid"><thead><tr><th scope="col">from \\ to</th>')
     out += [f'<th scope="col">{_breakable(t)}</th>' for t in targets]
     out.append("</tr></thead><tbody>")
@@ -142,7 +145,33 @@ def _grid(si: int, scenario: dict[str, Any], flows: list[_Flow]) -> str:
     return "".join(out)
 
 
-def _detail(f: _Flow) -> str:
+def _heading(si: int, scenario: dict[str, Any]) -> list[str]:
+    head = f"{scenario['name']} ({scenario.get('encapsulation', '?')}, {scenario.get('loadBalancer', '?')})"
+    out = [f'<section class="scenario" id="scenario-{si}"><h2>{_e(head)}</h2>']
+    if scenario.get("description"):
+        out.append(f'<p class="desc">{_e(" ".join(str(scenario["description"]).split()))}</p>')
+    out += [f'<p class="warn">warning: {_e(w)}</p>' for w in scenario.get("warnings") or []]
+    out.append(controller_diff.html_section(scenario))  # --kubesphere controller: both specs side by side
+    return out
+
+
+def _list(si: int, scenario: dict[str, Any], flows: list[_Flow]) -> str:
+    """A scenario too large for a grid (rows x columns past MAX_GRID_CELLS: 190 sources x 4,600
+    targets at 48 nodes would be 870,000 mostly empty cells): one row per flow, the same chips,
+    the same filter attributes."""
+    out = _heading(si, scenario)
+    out.append(f'<p class="desc">{len(flows)} flows: too many sources and targets for a grid, one row per flow.</p>'
+               '<div class="grid-wrap"><table class="grid flowlist"><thead><tr><th scope="col">from</th>'
+               '<th scope="col">to</th><th scope="col">result</th></tr></thead><tbody>')
+    for f in flows:
+        flags = f.verdict + (" mismatch" if f.mismatch else "")
+        out.append(f'<tr data-search="{_e(f.search())}" data-flags="{_e(flags)}"><th scope="row">{_e(f.flow["from"])}</th>'
+                   f'<td>{_breakable(f.flow["to"])}</td><td>{f.chip()}</td></tr>')
+    out.append("</tbody></table></div></section>")
+    return "".join(out)
+
+
+def _detail(f: _Flow, doc: dict[str, Any]) -> str:
     flow, pred, obs = f.flow, f.flow.get("predicted") or {}, f.flow.get("observed")
     exp = flow.get("expected") or {}
     out = [f'<template id="t-flow-{f.id}"><h3>{_e(f.scenario["name"])}</h3><p class="flowlabel">{_e(f.label)}'
@@ -172,12 +201,15 @@ def _detail(f: _Flow) -> str:
                    f'<div class="diagram-slot" data-diagram="{_e(f.diagram)}"></div>')
     else:
         out.append("<p>No structured hops in this document: no diagram.</p>")
-    path = pred.get("path") or []
+    path = predicted_path(doc, pred)
     out.append(f'<details open><summary>predicted hops ({len(path)})</summary><ol class="hops">'
                + "".join(f"<li>{_e(h)}</li>" for h in path) + "</ol></details>")
     if obs is not None and obs.get("path"):
         out.append(f'<details><summary>observed path (kernel trace, {len(obs["path"])} rules)</summary>'
                    + _trace(obs["path"]) + "</details>")
+    elif obs is not None and obs.get("pathRef"):  # a shared document: the page carries mismatches' and a sample's traces
+        out.append(f'<p class="desc">observed path: kernel trace of {len(obs["pathRef"])} rules, in results.json '
+                   "(<code>observed.pathRef</code> into <code>paths</code>).</p>")
     if obs is not None and obs.get("evidence"):
         out.append('<details><summary>evidence</summary><pre>'
                    + _e(json.dumps(obs["evidence"], indent=1, ensure_ascii=False)) + "</pre></details>")
@@ -339,7 +371,9 @@ JS = """
     });
     count.textContent=shown+' of '+rows.length+' rows';
   }
-  [q,verdict,mm].forEach(function(el){ el.addEventListener('input',apply); el.addEventListener('change',apply); });
+  // a large page (thousands of rows) filters once typing pauses, not on every key
+  var timer=null, later=rows.length>2000?function(){ clearTimeout(timer); timer=setTimeout(apply,150); }:apply;
+  [q,verdict,mm].forEach(function(el){ el.addEventListener('input',later); el.addEventListener('change',later); });
   apply();
   var m=/^#flow-(\\d+-\\d+)$/.exec(location.hash); if(m) openFlow(m[1]);
 })();
@@ -364,7 +398,8 @@ def render_html(doc: dict[str, Any]) -> str:
            '<meta name="viewport" content="width=device-width, initial-scale=1">'
            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; "
            "script-src 'unsafe-inline'; img-src data:\">"
-           f'<link rel="icon" href="data:,"><title>{_e(title)}</title><style>{CSS}</style></head><body>',
+           f'<link rel="icon" href="data:,"><title>{_e(title)}</title><style>{CSS}{controller_diff.CSS}</style>'
+           "</head><body>",
            f"<header><h1>netiso report</h1><p>backend <code>{_e(doc.get('backend', '?'))}</code>, "
            f"profile <code>{_e(doc.get('profile', '?'))}</code>, {_e(kind)}. Click a cell for its path "
            "diagram, hops and evidence.</p></header>",
@@ -382,7 +417,7 @@ def render_html(doc: dict[str, Any]) -> str:
                'aria-label="close">×</button><div id="panel-body"></div></aside><div id="templates">')
     for did, diagram in index.diagrams.items():
         out.append(f'<template id="t-diagram-{_e(did)}">{svg(diagram, f"path diagram {did}", index.sources.get(did))}</template>')
-    out += [_detail(f) for f in flows]
+    out += [_detail(f, doc) for f in flows]
     out.append(f"</div><footer>{len(index.diagrams)} distinct paths over {len(flows)} flows.</footer>"
                f"<script>{JS}</script></body></html>")
     return "".join(out) + "\n"

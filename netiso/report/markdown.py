@@ -9,7 +9,6 @@ uses it, which GitHub renders as a picture; flows with the same path link to the
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,8 @@ def _cell(value: Any) -> str:
 
 
 def render_markdown(doc: dict[str, Any]) -> str:
+    from netiso.report import controller_diff
+    from netiso.report.compact import predicted_path
     from netiso.report.diagram import DiagramIndex, mermaid
 
     index = DiagramIndex.of(doc)
@@ -33,6 +34,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
     if observed:
         bad = sum(1 for s in doc["scenarios"] for f in s["flows"] if not f.get("match", True))
         lines += [f"{len(doc['scenarios'])} scenarios, {total} flows: {total - bad} matched, {bad} mismatched.", ""]
+        if controller_diff.count(doc):
+            lines += [f"{controller_diff.count(doc)} KubeSphere controller differences (see the scenarios).", ""]
     else:
         lines += [f"{len(doc['scenarios'])} scenarios, {total} flows predicted.", ""]
     for si, s in enumerate(doc["scenarios"]):
@@ -42,6 +45,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
             lines += [" ".join(s["description"].split()), ""]
         for w in s.get("warnings") or []:
             lines += [f"> warning: {w}", ""]
+        lines += controller_diff.markdown_lines(s)  # --kubesphere controller: both specs per differing policy
         head = ["from", "to", "port", "predicted", "server sees", "answered by", "path"]
         if observed:
             head += ["observed", "server saw", "match"]
@@ -69,7 +73,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
         for f in s["flows"]:
             lines.append(f"<details><summary>{f['from']} → {f['to']} ({f['port']})</summary>")
             lines.append("")
-            lines.extend(f"- {h}" for h in f["predicted"]["path"])
+            lines.extend(f"- {h}" for h in predicted_path(doc, f["predicted"]))
             lines += ["", "</details>", ""]
     return "\n".join(lines) + "\n"
 
@@ -78,6 +82,7 @@ def write_reports(directory: Path, doc: dict[str, Any]) -> list[Path]:
     """Write ``results.json``, ``matrix.md``, ``modes.md`` and ``loadbalancers.md`` (the same
     flows across encapsulation modes / load balancers) and ``index.html`` (all of it in one page
     for a browser) into ``directory``; returns the paths."""
+    from netiso.report.compact import dumps
     from netiso.report.compare import render_mode_comparison
     from netiso.report.html import write_html
 
@@ -86,7 +91,7 @@ def write_reports(directory: Path, doc: dict[str, Any]) -> list[Path]:
     md_path = directory / "matrix.md"
     modes_path = directory / "modes.md"
     lbs_path = directory / "loadbalancers.md"
-    json_path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    json_path.write_text(dumps(doc), encoding="utf-8")
     md_path.write_text(render_markdown(doc), encoding="utf-8")
     modes_path.write_text(render_mode_comparison(doc), encoding="utf-8")
     lbs_path.write_text(render_mode_comparison(doc, "loadBalancer"), encoding="utf-8")

@@ -107,7 +107,10 @@ def stand_in_measure(flip: tuple[str, str] | None, announcer: tuple[str, str, st
             for pred in predict_all(topo):
                 o = pred.outcomes[0]
                 obs = Observation(o.verdict, source_ip=o.seen[0] if o.seen else None, answered_by=o.receiver,
-                                  forwarded_for=(list(o.extra.get("forwarded_for", ())) or [None])[0])
+                                  forwarded_for=(list(o.extra.get("forwarded_for", ())) or [None])[0],
+                                  repeats=[(o.verdict, o.receiver)] * (pred.flow.repeat - 1),  # repeat: N
+                                  status=o.extra.get("status"),  # type: ignore[arg-type]  # healthcheck: flows
+                                  local_endpoints=o.extra.get("local_endpoints"))  # type: ignore[arg-type]
                 if flip == (topo.name, pred.flow.dst):
                     obs = Observation("dropped")
                 if announcer is not None and announcer[:2] == (topo.name, pred.flow.dst):

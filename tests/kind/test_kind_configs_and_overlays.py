@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -36,21 +38,53 @@ def test_each_encapsulation_gets_its_own_cluster_even_with_equal_networking() ->
 
 def test_load_balancer_none_rides_with_metallb_and_unknown_values_are_refused() -> None:
     assert configs.group_key_of("direct", "none") == ("direct", "metallb")
-    assert configs.parse_group("vxlan/openelb") == ("vxlan", "openelb")
+    assert configs.parse_group("vxlan/openelb") == ("vxlan", "openelb", "")
     with pytest.raises(ValueError, match="encapsulation 'geneve'"):
         configs.group_key_of("geneve", "metallb")
-    with pytest.raises(ValueError, match="ENCAPSULATION/LOADBALANCER"):
-        configs.parse_group("vxlan")
+    for bad in ("vxlan", "vxlan/none", "vxlan/metallb/mine", "vxlan/metallb/own/x"):
+        with pytest.raises(ValueError, match="ENCAPSULATION/LOADBALANCER"):
+            configs.parse_group(bad)
 
 
-def test_bundled_scenarios_group_into_at_most_six_clusters_in_fixed_order() -> None:
+def test_a_group_with_default_or_own_splits_its_scenarios_by_their_cluster_settings() -> None:
+    """``ENC/LB/default`` + ``ENC/LB/own`` = ``ENC/LB``: the kind workflow runs each in a job of its own."""
+    from netiso.checking import select_group
+    from netiso.model.addressing import load_topologies
+
+    topos = load_topologies([str(Path(__file__).resolve().parents[2] / "scenarios")])
+    every = {t.name for t in select_group(topos, "vxlan/metallb")}
+    default = {t.name for t in select_group(topos, "vxlan/metallb/default")}
+    own = {t.name for t in select_group(topos, "vxlan/metallb/own")}
+    assert default and own and not default & own and default | own == every
+    assert all(len(configs.group_of(t)) == 3 for t in topos if t.name in own)
+    assert all(len(configs.group_of(t)) == 2 for t in topos if t.name in default)
+
+
+def test_bundled_scenarios_group_into_six_clusters_plus_one_per_kube_proxy_or_calico_setting_in_fixed_order() -> None:
     topos = load_topologies(["scenarios"])
     groups = configs.group_topologies(topos)
-    assert 1 <= len(groups) <= 6
-    assert [g.key for g in groups] == [k for k in configs.GROUPS if k in {g.key for g in groups}]
+    base = [g for g in groups if len(g.key) == 2]
+    assert 1 <= len(base) <= 6
+    assert [g.key[:2] for g in groups] == sorted((g.key[:2] for g in groups), key=configs.GROUPS.index)
+    assert [g.key for g in base] == [k for k in configs.GROUPS if k in {g.key for g in base}]
     assert sum(len(g.topos) for g in groups) == len(topos)
     for g in groups:
         assert all(configs.group_of(t) == g.key for t in g.topos)
+    # a scenario with its own kube-proxy or Calico settings gets a cluster of its own, named apart
+    tagged = {g.key[2]: g for g in groups if len(g.key) > 2}
+    assert set(tagged) == {"masqueradeAll,nodePortAddresses=198.18.0.11/32", "detectLocalMode=None",
+                           "defaultEndpointToHostAction=RETURN", "defaultEndpointToHostAction=DROP",
+                           "natOutgoing=false"}
+    assert tagged["natOutgoing=false"].nat_outgoing is False
+    assert tagged["defaultEndpointToHostAction=DROP"].endpoint_to_host == "DROP"
+    assert {"nat-outgoing-off", "nat-outgoing-off-no-pod-routes"} <= {t.name for t in tagged["natOutgoing=false"].topos}
+    vxlan = next(g for g in base if g.key == ("vxlan", "metallb"))
+    assert all(t.scenario.cluster.natOutgoing and t.scenario.cluster.felix.defaultEndpointToHostAction == "ACCEPT"
+               for t in vxlan.topos)
+    rendered = configs.render_config("vxlan")
+    names = {configs.cluster_name("vxlan", "metallb", rendered, configs.group_checksums(g))
+             for g in (vxlan, *tagged.values())}
+    assert len(names) == 1 + len(tagged)
 
 
 def test_render_adds_workers_from_the_template_and_mirrors_the_node_image() -> None:

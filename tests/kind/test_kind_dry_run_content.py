@@ -55,6 +55,9 @@ def test_kind_dry_run_cell_pool_modes_calico_env_and_each_vip_elects_the_planned
     env = {e["name"]: e.get("value") for c in _load(ds_file)["spec"]["template"]["spec"]["containers"]
            if c["name"] == "calico-node" for e in c.get("env", [])}
     assert (env["CALICO_IPV4POOL_IPIP"], env["CALICO_IPV4POOL_VXLAN"]) == (ipip, vxlan)
+    # calico.yaml's defaults in a cell without Calico settings of its own
+    assert (env["FELIX_DEFAULTENDPOINTTOHOSTACTION"], env["CALICO_IPV4POOL_NAT_OUTGOING"]) == ("ACCEPT", "true")
+    assert pool["spec"]["natOutgoing"] is True
 
     topos = {t.name: t for t in load_topologies([str(ROOT / "scenarios")])
              if t.encapsulation == enc and t.load_balancer == lb}
@@ -79,3 +82,30 @@ def test_kind_dry_run_cell_pool_modes_calico_env_and_each_vip_elects_the_planned
             assert f"{svc.key}: requests VIP {vip}" in (scenario_dir / "plan.txt").read_text()
             checked += 1
     assert checked > 0, f"no LoadBalancer Service in the {enc}/{lb} cell"
+
+
+def _calico_cells(plan: Path) -> dict[str, tuple[dict, dict, str]]:
+    """Every tagged cell (``kind-*-kp-*``): its calico-node env, its expected pool and its plan text."""
+    cells = {}
+    for cell in sorted(plan.glob("kind-*-kp-*")):
+        (ds_file,) = cell.glob("*-daemonset-calico-node.yaml")
+        env = {e["name"]: e.get("value") for c in _load(ds_file)["spec"]["template"]["spec"]["containers"]
+               if c["name"] == "calico-node" for e in c.get("env", [])}
+        pool = _load(cell / "expected-ippool-default-ipv4-ippool.yaml")
+        text = (cell / "plan.txt").read_text()
+        scenarios = {d.name for d in (cell / "scenarios").iterdir()}
+        cells[",".join(sorted(scenarios))] = (env, pool, text)
+    return cells
+
+
+def test_kind_dry_run_builds_felix_and_nat_outgoing_scenarios_a_cluster_with_their_calico_settings(plan: Path) -> None:
+    """felix-settings.yaml's scenarios run on clusters whose calico-node env and IPPool say what
+    they ask: FELIX_DEFAULTENDPOINTTOHOSTACTION per action, natOutgoing false for both pool scenarios."""
+    cells = _calico_cells(plan)
+    (env, pool, _), = [v for k, v in cells.items() if "nat-outgoing-off-no-pod-routes" in k.split(",")]
+    assert env["CALICO_IPV4POOL_NAT_OUTGOING"] == "false" and pool["spec"]["natOutgoing"] is False
+    assert env["FELIX_DEFAULTENDPOINTTOHOSTACTION"] == "ACCEPT"
+    for action in ("DROP", "RETURN"):
+        (env, pool, _), = [v for k, v in cells.items() if f"felix-endpoint-to-host-{action.lower()}" in k.split(",")]
+        assert env["FELIX_DEFAULTENDPOINTTOHOSTACTION"] == action
+        assert env["CALICO_IPV4POOL_NAT_OUTGOING"] == "true" and pool["spec"]["natOutgoing"] is True

@@ -55,7 +55,23 @@ def objects_of(plan_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
 
 
 def test_dry_run_writes_all_six_clusters_with_config_objects_and_plan(plan_dir: Path) -> None:
-    assert sorted(p.name for p in plan_dir.iterdir()) == sorted(f"kind-{e}-{lb}" for e, lb in GROUPS)
+    six = sorted(f"kind-{e}-{lb}" for e, lb in GROUPS)
+    written = sorted(p.name for p in plan_dir.iterdir())
+    assert [n for n in written if "-kp-" not in n] == six
+    # the bundled kube-proxy-settings scenarios: one more vxlan/metallb cluster per setting, whose
+    # plan rewrites kube-proxy's ConfigMap before anything else is installed
+    # (and the Felix / IP-pool settings scenarios: one more cluster per setting and encapsulation,
+    # whose Calico apply names the settings)
+    extra = [n for n in written if "-kp-" in n]
+    steps_of = {n: [line for line in (plan_dir / n / "plan.txt").read_text().splitlines() if "API:" in line]
+                for n in extra}
+    proxy = [n for n in extra if "kube-proxy settings" in steps_of[n][0]]
+    assert len(proxy) == 2 and all(n.startswith("kind-vxlan-metallb-kp-") for n in proxy)
+    for name in proxy:
+        assert "daemonset kube-system/kube-proxy" in steps_of[name][1]
+    calico = [n for n in extra if n not in proxy]
+    assert calico and all(any("calico" in line and ("defaultEndpointToHostAction=" in line or "natOutgoing=false" in line)
+                              for line in steps_of[n]) for n in calico)
     for e, lb in GROUPS:
         d = plan_dir / f"kind-{e}-{lb}"
         config = yaml.safe_load((d / "kind-config.yaml").read_text())

@@ -110,7 +110,7 @@ def ready_world(api: MemoryApi, enc: str) -> None:
         api.objects[("Deployment", ns, name)] = DEPLOY_AVAILABLE
     modes = {"direct": ("Never", "Never"), "ipip": ("Always", "Never"), "vxlan": ("Never", "Always")}[enc]
     api.objects[("IPPool", None, "default-ipv4-ippool")] = {
-        "spec": {"cidr": "100.64.0.0/16", "ipipMode": modes[0], "vxlanMode": modes[1]}}
+        "spec": {"cidr": "100.64.0.0/16", "ipipMode": modes[0], "vxlanMode": modes[1], "natOutgoing": True}}
 
 
 def test_run_plan_applies_every_object_in_plan_order_and_passes_every_wait() -> None:

@@ -24,7 +24,7 @@ from netiso.backends.base import NODE_TRACE_KEY, Backend, BackendOptions, Realiz
 from netiso.backends.kind.backend import KindBackend, _KindRealization
 from netiso.backends.kind.tools import Tools
 from netiso.backends.kind.trace import COMMENT_PREFIX, NodeTracer, TraceLimits, selectors_for
-from netiso.backends.kube.realization import NODE_TRACE_SKIP
+from netiso.backends.kube.evidence import NODE_TRACE_SKIP
 from netiso.model.addressing import resolve
 from netiso.model.loader import loads
 from netiso.model.types import Topology

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from netiso.backends.kind.configs import ENCAPSULATIONS, KIND_VERSION, LOAD_BALANCERS
-from netiso.backends.kind.estimate import estimate_cell, proof_topologies
+from netiso.backends.kind.estimate import clusters_of, estimate_cell, proof_topologies
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "kind-conformance.yml"
@@ -63,14 +63,38 @@ def test_kind_jobs_matrix_is_three_modes_by_two_load_balancers_and_together_run_
     ran: list[str] = []
     for name in KIND_JOBS:
         job = workflow()["jobs"][name]
-        matrix = job["strategy"]["matrix"]
+        matrix = {k: v for k, v in job["strategy"]["matrix"].items() if k not in ("clusters", "exclude")}
         assert matrix == {"encapsulation": list(ENCAPSULATIONS), "loadBalancer": list(LOAD_BALANCERS)}
         assert job["strategy"]["fail-fast"] is False
         suites = [s["run"] for s in job["steps"] if "bin/conformance" in s.get("run", "")]
         assert len(suites) == 1
-        assert suites[0].startswith(f"sudo bin/conformance --netiso-backend kind --netiso-group {group} ")
+        suffix = "/${{ matrix.clusters }}" if "clusters" in job["strategy"]["matrix"] else ""
+        assert suites[0].startswith(f"sudo bin/conformance --netiso-backend kind --netiso-group {group}{suffix} ")
         ran += suites_run(suites[0])
     assert sorted(ran) == sorted(SUITE_FILES)
+
+
+def cells(job: dict) -> list[dict[str, str]]:
+    """A job's matrix cells, its ``exclude`` entries removed (GitHub Actions' expansion)."""
+    import itertools
+
+    matrix = dict(job["strategy"]["matrix"])
+    excluded = matrix.pop("exclude", [])
+    keys = list(matrix)
+    every = [dict(zip(keys, values, strict=True)) for values in itertools.product(*(matrix[k] for k in keys))]
+    return [c for c in every if not any(all(c.get(k) == v for k, v in e.items()) for e in excluded)]
+
+
+def test_the_kind_job_splits_each_group_into_its_default_cluster_and_its_own_settings_clusters() -> None:
+    """Every excluded ``own`` cell has no scenario needing a cluster of its own settings, every kept one has."""
+    from netiso.backends.kind.configs import group_of
+    from netiso.model.addressing import load_topologies
+
+    job = workflow()["jobs"]["kind"]
+    assert job["strategy"]["matrix"]["clusters"] == ["default", "own"]
+    own = {group_of(t)[:2] for t in load_topologies([str(ROOT / "scenarios")]) if len(group_of(t)) == 3}
+    kept = {(c["encapsulation"], c["loadBalancer"]) for c in cells(job) if c["clusters"] == "own"}
+    assert kept == own
 
 
 def suites_run(command: str) -> list[str]:
@@ -101,7 +125,7 @@ def test_kind_jobs_make_root_owned_evidence_readable_before_the_upload_even_on_f
         assert all("bin/conformance" not in s.get("run", "") for s in steps[readable[-1]:]), "chmod after the suites"
 
 
-def cell_suites(encapsulation: str, load_balancer: str, files: list[str]) -> dict[str, list]:
+def cell_suites(encapsulation: str, load_balancer: str, files: list[str], clusters: str = "") -> dict[str, list]:
     """The realizations a cell runs, by suite: bundled scenarios, the founding matrix, minimal-config proofs."""
     import sys
 
@@ -110,7 +134,7 @@ def cell_suites(encapsulation: str, load_balancer: str, files: list[str]) -> dic
     from netiso.model.addressing import load_topologies
     from suites.founding import matrix
 
-    group = f"{encapsulation}/{load_balancer}"
+    group = f"{encapsulation}/{load_balancer}" + (f"/{clusters}" if clusters else "")
     bundled = [t for t in load_topologies([str(ROOT / "scenarios")]) if in_group(t, group)]
     out: dict[str, list] = {}
     if "test_scenarios.py" in files:
@@ -138,15 +162,24 @@ def test_every_kind_cell_is_estimated_well_inside_its_timeout() -> None:
     for name in KIND_JOBS:
         job = workflow()["jobs"][name]
         files = suites_run(next(s["run"] for s in job["steps"] if "bin/conformance" in s.get("run", "")))
-        for enc in job["strategy"]["matrix"]["encapsulation"]:
-            for lb in job["strategy"]["matrix"]["loadBalancer"]:
-                estimate = estimate_cell(cell_images(enc, lb), cell_suites(enc, lb, files))
-                assert estimate.realizations > 0
-                limit = WELL_INSIDE * job["timeout-minutes"] * 60
-                assert estimate.total_s <= limit, "\n".join([f"{name} {enc}/{lb}:",
-                                                             *estimate.lines(job["timeout-minutes"])])
-                seen += 1
-    assert seen == 2 * len(ENCAPSULATIONS) * len(LOAD_BALANCERS)
+        for cell in cells(job):
+            enc, lb = cell["encapsulation"], cell["loadBalancer"]
+            suites = cell_suites(enc, lb, files, cell.get("clusters", ""))
+            estimate = estimate_cell(cell_images(enc, lb), suites, clusters_of(suites))
+            assert estimate.realizations > 0, cell
+            limit = WELL_INSIDE * job["timeout-minutes"] * 60
+            assert estimate.total_s <= limit, "\n".join([f"{name} {cell}:", *estimate.lines(job["timeout-minutes"])])
+            seen += 1
+    assert seen >= 2 * len(ENCAPSULATIONS) * len(LOAD_BALANCERS)
+
+
+def test_a_cell_building_several_clusters_is_estimated_with_each_clusters_cost() -> None:
+    """vxlan/metallb/own builds one cluster per kube-proxy/Calico setting: each costs create + add-ons again."""
+    suites = cell_suites("vxlan", "metallb", ["test_scenarios.py"], "own")
+    assert clusters_of(suites) > 1
+    one = estimate_cell(cell_images("vxlan", "metallb"), suites, 1)
+    several = estimate_cell(cell_images("vxlan", "metallb"), suites, clusters_of(suites))
+    assert several.total_s > one.total_s + (clusters_of(suites) - 1) * 5 * 60
 
 
 def test_the_kind_dry_run_plan_prints_each_clusters_estimate(tmp_path: Path) -> None:
@@ -168,7 +201,7 @@ def test_kind_is_installed_at_the_pinned_version() -> None:
 def test_workflow_run_steps_are_exactly_the_readme_commands() -> None:
     assert READMES, "a README has the 'Run on kind' section"
     wf = workflow()
-    cell = {"encapsulation": "vxlan", "loadBalancer": "metallb"}
+    cell = {"encapsulation": "vxlan", "loadBalancer": "metallb", "clusters": "default"}
     runs = [*(c for job in KIND_JOBS for c in run_commands(wf["jobs"][job], cell)), *run_commands(wf["jobs"]["lab"], {})]
     for readme in READMES:  # every job's commands in job order, each command once
         assert readme_commands(readme) == list(dict.fromkeys(runs)), readme

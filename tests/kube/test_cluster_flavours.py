@@ -99,7 +99,7 @@ def test_emulated_api_cli_a_kubesphere_cluster_is_refused_with_exit_2_and_nothin
     assert code == 2 and "Traceback" not in err
     assert f"this cluster runs KubeSphere ({named})" in err
     assert "KubeSphere's own controller (ks-controller-manager) owns those names" in err
-    assert "a mode that drives KubeSphere's real controller" in err and "is separate work" in err
+    assert "pass --kubesphere controller to let KubeSphere's controller write them" in err
     assert writes(fake_cluster) == []
 
 

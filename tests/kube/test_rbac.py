@@ -1,7 +1,8 @@
 """cluster-configs/kube/rbac.yaml grants exactly what netiso uses, proven on recorded API traffic.
 
 A whole run (preflight, realize with an ingress controller and a LoadBalancer, serve, probe
-through exec, evidence, down, then the janitor collecting an expired run) goes against the
+through exec, evidence, down, then the janitor collecting an expired run; and one with
+``--kubesphere controller`` against the emulated KubeSphere controller) goes against the
 emulated API server, which records every request; each request is turned into the RBAC
 attributes the apiserver would authorize (verb, API group, resource/subresource) and must be
 allowed by the ``netiso`` ClusterRole. The authorizer here is a plain rule match (no
@@ -17,12 +18,13 @@ import pytest
 import yaml
 
 from netiso.backends.kube import ingress_nginx
-from netiso.backends.kube.access import ACCESS, CALICO_ACCESS, LB_ACCESS
+from netiso.backends.kube.access import ACCESS, CALICO_ACCESS, KUBESPHERE_ACCESS, LB_ACCESS
 from netiso.oracle.predict import predict_all
-from tests.kube.conftest import INGRESS, topo_of
+from tests.kube.conftest import INGRESS, NODEPORT, topo_of
 from tests.kube.replay import batch_answer
 from tests.kube.test_cleanup import leave_run
 from tests.support.kubeapi import ExecReply, seed_cluster
+from tests.support.kubeapi.kubesphere import install
 
 RBAC = Path(__file__).resolve().parents[2] / "cluster-configs" / "kube" / "rbac.yaml"
 
@@ -113,3 +115,45 @@ def test_the_grants_role_covers_every_rule_netiso_gives_its_ingress_controllers(
             for resource in rule["resources"]:
                 for verb in rule["verbs"]:
                     assert allows(grants, verb, group, resource), (verb, group, resource)
+
+
+def test_emulated_api_every_request_of_a_kubesphere_controller_run_is_allowed_by_rbac_yaml(fake_cluster, kube_backend,
+                                                                                           tmp_path: Path) -> None:
+    """``--kubesphere controller``: a whole run (preflight, realize, probe, down, janitor) with rbac.yaml bound and
+    KubeSphere's controller emulated; its extra calls are exactly what ``netiso-kubesphere-controller`` grants."""
+    seed_cluster(fake_cluster)
+    install(fake_cluster)
+    leave_run(fake_cluster, "nx777777", renewed=datetime.now(UTC) - timedelta(hours=1))
+    fake_cluster.add({"apiVersion": "tenant.kubesphere.io/v1alpha1", "kind": "Workspace",  # a crashed run's
+                      "metadata": {"name": "nx777777-ws", "labels": {"netiso.io/run": "nx777777"}},
+                      "spec": {"networkIsolation": True}})
+    fake_cluster.bind_rbac([d for d in yaml.safe_load_all(RBAC.read_text()) if d])
+    backend = kube_backend(clients={}, kubesphere="controller")
+    real = backend.realize(topo_of(NODEPORT))
+    assert real.findings() == {"controllerDiff": []}
+    preds = predict_all(real.topo)
+    fake_cluster.exec_handler = lambda call: ExecReply(stdout=batch_answer(call.command[2],
+                                                                           lambda p: ("tcp-timeout", None, None)))
+    real.serve(preds)
+    real.probe(preds)
+    real.down()
+    backend.clean()
+
+    refused = [f"{r.method} {r.path}: {r.status}" for r in fake_cluster.requests if r.status in (401, 403)]
+    assert refused == []
+    rules = roles()["netiso"] + roles()["netiso-kubesphere-controller"]
+    seen: set[tuple[str, str, str]] = set()
+    for req in fake_cluster.requests:
+        for attrs in attributes(req.method, req.path, req.query) or []:
+            seen.add(attrs)
+            assert allows(rules, *attrs), f"{req.method} {req.path} needs {attrs}, which rbac.yaml does not grant"
+    assert {("create", "tenant.kubesphere.io", "workspaces"), ("delete", "tenant.kubesphere.io", "workspaces"),
+            ("create", "network.kubesphere.io", "namespacenetworkpolicies"),
+            ("get", "installer.kubesphere.io", "clusterconfigurations")} <= seen
+    assert fake_cluster.list("tenant.kubesphere.io/v1alpha1", "Workspace") == []  # the janitor took the old one too
+
+
+def test_the_kubesphere_controller_clusterrole_is_exactly_what_controller_mode_checks() -> None:
+    granted = {(v, g, res) for r in roles()["netiso-kubesphere-controller"] for v in r["verbs"]
+               for g in r["apiGroups"] for res in r["resources"]}
+    assert granted == {(a.verb, a.group, a.resource) for a in KUBESPHERE_ACCESS}

@@ -11,13 +11,19 @@ lab plan (198.18.0.200) elects ``worker`` - so without a request the realized an
 from __future__ import annotations
 
 import hashlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from netiso.backends.base import BackendOptions
+from netiso.backends.kube.backend import KubeBackend
+from netiso.backends.kube.naming import RunNames
 from netiso.backends.kube.vips import REQUEST_ANNOTATIONS
 from netiso.oracle.predict import predict_all
-from tests.kube.conftest import RUN, topo_of
+from tests.kube.conftest import FAST, RUN, topo_of
 from tests.kube.test_kube_backend import standin_client
 from tests.support.kubeapi import seed_cluster
 
@@ -105,3 +111,41 @@ def test_emulated_api_client_to_pod_flow_is_skipped_when_the_client_cannot_meet_
     if skipped:
         assert reason is not None and f"clientsRouteToPods: {scenario_routes}" in reason and "client:alice" in reason
     real.down()
+
+
+def test_emulated_api_two_scenarios_built_at_once_request_different_vips(fake_cluster) -> None:
+    """``--jobs 2``: both realizations list the cluster's Services before either has created its
+    own (a barrier forces that interleaving), so the cluster shows the same addresses free to both;
+    the backend's in-process reservation must still give them different VIPs, held until ``down``."""
+    seed_cluster(fake_cluster)
+    first, second = topo_of(LB), topo_of(LB, **{"name: lb-plan": "name: lb-plan-two"})
+    runs = {first.name: "nx0a1b2c", second.name: "nx0d3e4f"}
+    backend = KubeBackend(BackendOptions(kubeconfig=str(fake_cluster.kubeconfig)),
+                          names_for=lambda topo: RunNames(runs[topo.name]), timeouts=FAST)
+    backend.preflight([first, second])
+    kube = backend.kube
+    barrier = threading.Barrier(2, timeout=20)
+    cluster_list = kube.list
+
+    def list_then_meet(api_version: str, kind: str, namespace: str | None = None, **kw: Any) -> list[dict[str, Any]]:
+        out = cluster_list(api_version, kind, namespace, **kw)
+        if (api_version, kind, namespace) == ("v1", "Service", None):  # vips.choose_on_cluster's look at the cluster
+            barrier.wait()
+        return out
+
+    kube.list = list_then_meet  # type: ignore[method-assign]
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            reals = list(pool.map(backend.realize, [first, second]))
+        kube.list = cluster_list  # type: ignore[method-assign]
+        requested = [fake_cluster.get("v1", "Service", "web", f"{runs[t.name]}-shop")["metadata"]["annotations"]
+                     [REQUEST_ANNOTATIONS["metallb"]] for t in (first, second)]
+        assert requested[0] != requested[1], requested
+        assert all(_elect(_eligible("metallb"), vip) == "kind-worker" for vip in requested)
+        assert [r.topo.services["shop/web"].lb_ip for r in reals] == requested
+        reals[0].down()  # its VIP is free for the next scenario again, the other one's stays reserved
+        assert backend.vip_reservations.held == {requested[1]}
+    finally:
+        kube.list = cluster_list  # type: ignore[method-assign]
+        backend.close()
+    assert backend.vip_reservations.held == frozenset()

@@ -124,10 +124,8 @@ networkPolicies:
          "networkPolicies[0]", ("must be a mapping",)),
     Case("flow-from-clusterip", "name: t\n" + DEMO + WEB + WEB_NP + "flows: [{from: 'clusterip:demo/web', to: pod:demo/web}]\n",
          "flows[0].from", ("'clusterip:' cannot start a flow", "client:, pod: or node:")),
-    Case("flow-to-node", "name: t\n" + DEMO + WEB + "flows: [{from: pod:demo/web, to: node:worker2}]\n",
-         "flows[0].to", ("'node:' cannot end a flow", "pod:, clusterip:, nodeport:", "nodeport:PROJECT/SERVICE@NODE")),
-    Case("flow-from-node-to-node", "name: t\nflows: [{from: node:worker, to: node:worker2}]\n",
-         "flows[0].to", ("'node:' cannot end a flow",)),
+    Case("flow-to-unknown-node", "name: t\n" + DEMO + WEB + "flows: [{from: pod:demo/web, to: node:nowhere}]\n",
+         "flows[0].to", ("unknown node 'nowhere'", "control-plane, worker, worker2")),
     Case("nodeport-without-node", "name: t\n" + DEMO + WEB + WEB_NP + "flows: [{from: client:client, to: nodeport:demo/web}]\n",
          "flows[0].to", ("needs @NODE", "nodeport:PROJECT/SERVICE@worker")),
     Case("nodeport-on-unknown-node", "name: t\n" + DEMO + WEB + WEB_NP
@@ -163,8 +161,8 @@ flows:
 """, "flows[0].expect.forwardedFor", ("only applies to ingress flows", "to: ingress:")),
     Case("answered-by-not-a-pod", "name: t\n" + DEMO + WEB + WEB_NP + """\
 flows:
-  - {from: client:client, to: nodeport:demo/web@worker, expect: {answeredBy: node:worker}}
-""", "flows[0].expect.answeredBy", ("names a pod", "pod:PROJECT/WORKLOAD[@NODE]", "node:worker")),
+  - {from: client:client, to: nodeport:demo/web@worker, expect: {answeredBy: client:client}}
+""", "flows[0].expect.answeredBy", ("names a pod", "pod:PROJECT/WORKLOAD[@NODE]", "node:NAME", "client:client")),
     Case("dropped-verdict-with-source", "name: t\n" + DEMO + WEB + WEB_NP + """\
 flows:
   - {from: client:client, to: nodeport:demo/web@worker, expect: {verdict: dropped, source: client:client}}

@@ -16,9 +16,10 @@ from netiso.probe.classify import (
     split_http_response,
     verdict_for_status,
 )
-from netiso.probe.engine import ProbeEngine, SocketSupply
+from netiso.probe.engine import ProbeEngine
 from netiso.probe.netns import NetnsThreads
 from netiso.probe.results import ProbeRequest, ProbeResult
+from netiso.probe.sockets import SocketSupply
 
 
 @pytest.mark.parametrize(

@@ -42,8 +42,9 @@ from typing import Any
 
 import yaml
 
-from netiso.backends.kind.configs import REPO_ROOT
+from netiso.backends.kind.configs import REPO_ROOT, calico_tag, proxy_tag
 from netiso.backends.kind.images import images_in_manifest, mirror_reference
+from netiso.model.types import KubeProxySpec
 
 ADDON_DIR = REPO_ROOT / "cluster-configs" / "addons"
 FIELD_MANAGER = "netiso"
@@ -141,8 +142,14 @@ def _env_set(env: list[dict[str, Any]], name: str, value: str) -> None:
     env.append({"name": name, "value": value})
 
 
-def calico_manifest(encapsulation: str, pod_subnet: str) -> list[dict[str, Any]]:
-    """calico.yaml v3.32.1 for ``encapsulation`` with its IPv4 pool = ``pod_subnet``."""
+def calico_manifest(encapsulation: str, pod_subnet: str, endpoint_to_host: str = "ACCEPT",
+                    nat_outgoing: bool = True) -> list[dict[str, Any]]:
+    """calico.yaml v3.32.1 for ``encapsulation`` with its IPv4 pool = ``pod_subnet``.
+
+    ``endpoint_to_host`` is written to ``FELIX_DEFAULTENDPOINTTOHOSTACTION`` (calico.yaml says
+    ACCEPT), ``nat_outgoing`` to ``CALICO_IPV4POOL_NAT_OUTGOING`` (calico-node's startup creates
+    the default pool with it; absent means true, node/pkg/lifecycle/startup).
+    """
     backend, ipip, vxlan = CALICO_MODES[encapsulation]
     docs = vendored_documents(CALICO)
     seen = {"configmap": False, "daemonset": False}
@@ -157,6 +164,8 @@ def calico_manifest(encapsulation: str, pod_subnet: str) -> list[dict[str, Any]]
             _env_set(env, "CALICO_IPV4POOL_VXLAN", vxlan)
             _env_set(env, "CALICO_IPV6POOL_VXLAN", "Never")
             _env_set(env, "CALICO_IPV4POOL_CIDR", pod_subnet)
+            _env_set(env, "CALICO_IPV4POOL_NAT_OUTGOING", "true" if nat_outgoing else "false")
+            _env_set(env, "FELIX_DEFAULTENDPOINTTOHOSTACTION", endpoint_to_host)
             if backend == "vxlan":  # no BIRD runs: its liveness/readiness checks would always fail
                 for probe in ("livenessProbe", "readinessProbe"):
                     command = container.get(probe, {}).get("exec", {}).get("command", [])
@@ -248,7 +257,7 @@ def openelb_objects(subnet: str) -> list[dict[str, Any]]:
     ]
 
 
-def expected_ippool(encapsulation: str, pod_subnet: str) -> dict[str, Any]:
+def expected_ippool(encapsulation: str, pod_subnet: str, nat_outgoing: bool = True) -> dict[str, Any]:
     """The IPPool calico-node creates from the overlay's env (what the wait checks, and what
     the kube backend's preflight will find)."""
     _, ipip, vxlan = CALICO_MODES[encapsulation]
@@ -260,7 +269,7 @@ def expected_ippool(encapsulation: str, pod_subnet: str) -> dict[str, Any]:
             "cidr": pod_subnet,
             "ipipMode": ipip,
             "vxlanMode": vxlan,
-            "natOutgoing": True,
+            "natOutgoing": nat_outgoing,
             "blockSize": 26,
             "nodeSelector": "all()",
         },
@@ -316,7 +325,31 @@ class Wait:
         }.get(self.check, f"{self.check} {where}")
 
 
-Step = Apply | Wait
+@dataclass(frozen=True)
+class KubeProxySettings:
+    """Rewrite kube-proxy's configuration to ``cluster.kubeProxy`` and roll its DaemonSet.
+
+    Why the ConfigMap and not kind's ``kubeadmConfigPatches``: kubeadm fills an empty
+    ``clusterCIDR`` from the podSubnet again, so a kube-proxy without a local-traffic detector
+    (``detectLocalMode: None``) can only be had by editing ConfigMap kube-system/kube-proxy
+    after kubeadm wrote it; one route for all three settings. ``install.configure_kube_proxy``
+    reads the ConfigMap, sets ``iptables.masqueradeAll``, ``clusterCIDR`` and
+    ``nodePortAddresses`` in ``config.conf``, applies it and stamps the DaemonSet's pod template
+    (``netiso.io/kube-proxy-settings``) so every kube-proxy restarts with it.
+    """
+
+    masquerade_all: bool
+    detect_local: bool
+    node_port_addresses: tuple[str, ...]
+    pod_subnet: str
+    tag: str
+    timeout: float = 300.0
+
+    def describe(self) -> str:
+        return f"kube-proxy settings {self.tag}: ConfigMap kube-system/kube-proxy config.conf, then roll its DaemonSet"
+
+
+Step = Apply | Wait | KubeProxySettings
 
 
 @dataclass(frozen=True)
@@ -341,22 +374,36 @@ def install_plan(
     config_hash: str = "",
     timeout: float = 300.0,
     image_registry: str | None = None,
+    kube_proxy: KubeProxySpec | None = None,
+    endpoint_to_host: str = "ACCEPT",
+    nat_outgoing: bool = True,
 ) -> InstallPlan:
-    """The ordered add-on install of one cluster: Calico, its waits, the load balancer, its waits."""
+    """The ordered add-on install of one cluster: kube-proxy's settings (when not the defaults),
+    Calico (with Felix's ``defaultEndpointToHostAction`` and the pool's ``natOutgoing``), its
+    waits, the load balancer, its waits."""
+    calico_settings = calico_tag(endpoint_to_host, nat_outgoing)
     steps: list[Step] = [
         Apply(
             f"calico {CALICO.version} ({encapsulation})",
-            f"{CALICO.path().relative_to(REPO_ROOT)} + overlay {CALICO_MODES[encapsulation]} pool {pod_subnet}",
-            tuple(mirror_images(calico_manifest(encapsulation, pod_subnet), image_registry)),
+            f"{CALICO.path().relative_to(REPO_ROOT)} + overlay {CALICO_MODES[encapsulation]} pool {pod_subnet}"
+            + (f" {calico_settings}" if calico_settings else ""),
+            tuple(mirror_images(calico_manifest(encapsulation, pod_subnet, endpoint_to_host, nat_outgoing),
+                                image_registry)),
         ),
         Wait("daemonset", "calico-node", "kube-system", timeout),
         Wait("deployment", "calico-kube-controllers", "kube-system", timeout),
         Wait("nodes-ready", "nodes", None, timeout),
     ]
+    spec = kube_proxy or KubeProxySpec()
+    if spec != KubeProxySpec():
+        steps[:0] = [KubeProxySettings(spec.masqueradeAll, spec.detects_local, spec.nodePortAddresses, pod_subnet,
+                                       proxy_tag(spec), timeout),
+                     Wait("daemonset", "kube-proxy", "kube-system", timeout)]
     if encapsulation in TUNNEL_ANNOTATION:
         steps.append(Wait("node-annotation", TUNNEL_ANNOTATION[encapsulation], None, timeout))
-    pool = expected_ippool(encapsulation, pod_subnet)["spec"]
-    steps.append(Wait("ippool", "default-ipv4-ippool", None, timeout, {k: pool[k] for k in ("cidr", "ipipMode", "vxlanMode")}))
+    pool = expected_ippool(encapsulation, pod_subnet, nat_outgoing)["spec"]
+    steps.append(Wait("ippool", "default-ipv4-ippool", None, timeout,
+                      {k: pool[k] for k in ("cidr", "ipipMode", "vxlanMode", "natOutgoing")}))
     if load_balancer == "metallb":
         steps += [
             Apply(

@@ -34,12 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from netiso.backends.base import NODE_TRACE_KEY, Backend, BackendOptions, BackendUnavailable, Realization
-from netiso.backends.kind.addons import InstallPlan, addon_checksums, install_plan
+from netiso.backends.kind.addons import InstallPlan, install_plan
 from netiso.backends.kind.cluster import ClientContainers, KindCluster, kind_subnet
 from netiso.backends.kind.configs import (
     Group,
     cluster_name,
     config_hash,
+    group_checksums,
     group_of,
     group_topologies,
     node_map,
@@ -174,8 +175,8 @@ class KindBackend(Backend):
         self.workdir = workdir or DEFAULT_WORKDIR
         self.logs_dir = logs_dir or DEFAULT_LOGS
         self.run_id = run_id or "nx" + secrets.token_hex(3)
-        self._groups: dict[tuple[str, str], Group] = {}
-        self._sessions: dict[tuple[str, str], _Session] = {}
+        self._groups: dict[tuple[str, ...], Group] = {}
+        self._sessions: dict[tuple[str, ...], _Session] = {}
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ Backend
@@ -241,19 +242,19 @@ class KindBackend(Backend):
 
     # ------------------------------------------------------------------ sessions
 
-    def _group_for(self, key: tuple[str, str], topo: Topology) -> Group:
+    def _group_for(self, key: tuple[str, ...], topo: Topology) -> Group:
         group = self._groups.get(key)
         if group is None or topo.name not in {t.name for t in group.topos}:
             known = group.topos if group else ()
-            group = Group(key[0], key[1], (*known, topo))
+            group = Group(key[0], key[1], (*known, topo), topo.scenario.cluster.kubeProxy)
             self._groups[key] = group
         return group
 
-    def _open(self, key: tuple[str, str], topo: Topology) -> _Session:
+    def _open(self, key: tuple[str, ...], topo: Topology) -> _Session:
         group = self._group_for(key, topo)
         say = self.tools.say
         rendered = render_config(group.encapsulation, group.workers, self.options.image_registry)
-        sums = addon_checksums(group.load_balancer)
+        sums = group_checksums(group)
         name = cluster_name(group.encapsulation, group.load_balancer, rendered, sums)
         hash8 = config_hash(rendered, sums)
         cluster = KindCluster(name, rendered, self.workdir, self.tools)
@@ -273,6 +274,9 @@ class KindBackend(Backend):
                 cluster=name,
                 config_hash=hash8,
                 image_registry=self.options.image_registry,
+                kube_proxy=group.kube_proxy,
+                endpoint_to_host=group.endpoint_to_host,
+                nat_outgoing=group.nat_outgoing,
             )
             if created:
                 refs = preloaded(plan.images, self.images(self.options.image_registry))
@@ -322,7 +326,7 @@ class KindBackend(Backend):
         with self._lock:
             session.live = max(0, session.live - 1)
 
-    def _retire_finished(self, keep: tuple[str, str]) -> None:
+    def _retire_finished(self, keep: tuple[str, ...]) -> None:
         """End the sessions of other groups whose scenarios were all realized and are all down."""
         for key, session in list(self._sessions.items()):
             if key == keep or session.live:

@@ -13,7 +13,8 @@ Mirrors ``kind.x-k8s.io/v1alpha4`` (kubernetes-sigs/kind ``pkg/apis/config/v1alp
 
 Scenario groups: a scenario runs on the cluster of its ``(encapsulation, loadBalancer)``;
 ``loadBalancer: none`` scenarios ride with ``metallb`` (an unused pool changes nothing for them),
-so a full run needs at most six clusters.
+so a full run needs six clusters, plus one per distinct cluster-wide setting a scenario asks for
+(kube-proxy's configuration, Felix's ``defaultEndpointToHostAction``, the pool's ``natOutgoing``).
 
 >>> group_key_of("vxlan", "none")
 ('vxlan', 'metallb')
@@ -24,13 +25,22 @@ from __future__ import annotations
 import copy
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from netiso.model.types import Topology
+from netiso.model.cluster_groups import (  # noqa: F401 - re-exported: the kind backend's vocabulary
+    GROUP_SETTINGS,
+    calico_tag,
+    cluster_settings_tag,
+    in_cluster_group,
+    parse_group,
+    proxy_tag,
+    settings_tag,
+)
+from netiso.model.types import ClusterSpec, KubeProxySpec, Topology
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 KIND_CONFIG_DIR = REPO_ROOT / "cluster-configs" / "kind"
@@ -56,20 +66,14 @@ def group_key_of(encapsulation: str, load_balancer: str) -> tuple[str, str]:
     return encapsulation, lb
 
 
-def group_of(topo: Topology) -> tuple[str, str]:
-    return group_key_of(topo.encapsulation, topo.load_balancer)
-
-
-def parse_group(text: str) -> tuple[str, str]:
-    """``"vxlan/openelb"`` -> ``("vxlan", "openelb")`` (the workflow's ``--netiso-group`` value).
-
-    >>> parse_group("ipip/metallb")
-    ('ipip', 'metallb')
-    """
-    enc, sep, lb = text.partition("/")
-    if not sep:
-        raise ValueError(f"group {text!r} is not ENCAPSULATION/LOADBALANCER (e.g. vxlan/metallb)")
-    return group_key_of(enc, lb)
+def group_of(topo: Topology) -> tuple[str, ...]:
+    """The cluster a scenario runs on: (encapsulation, load balancer), plus a tag of its
+    kube-proxy and Calico settings when ``cluster.kubeProxy`` is not kubeadm's default (the
+    install plan's kube-proxy step, ``addons.KubeProxySettings``) or ``cluster.felix`` /
+    ``cluster.natOutgoing`` are not calico.yaml's (calico-node's env, ``addons.calico_manifest``):
+    a cluster of its own either way, since both are cluster-wide."""
+    tag = cluster_settings_tag(topo.scenario.cluster)
+    return group_key_of(topo.encapsulation, topo.load_balancer) + ((tag,) if tag else ())
 
 
 @dataclass(frozen=True)
@@ -79,14 +83,24 @@ class Group:
     encapsulation: str
     load_balancer: str
     topos: tuple[Topology, ...] = ()
+    kube_proxy: KubeProxySpec = field(default_factory=KubeProxySpec)
+    endpoint_to_host: str = "ACCEPT"  # calico-node's FELIX_DEFAULTENDPOINTTOHOSTACTION
+    nat_outgoing: bool = True  # the IPv4 pool's natOutgoing (CALICO_IPV4POOL_NAT_OUTGOING)
 
     @property
-    def key(self) -> tuple[str, str]:
-        return self.encapsulation, self.load_balancer
+    def calico_tag(self) -> str:
+        return calico_tag(self.endpoint_to_host, self.nat_outgoing)
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        tag = settings_tag(self.kube_proxy, self.calico_tag)
+        return (self.encapsulation, self.load_balancer) + ((tag,) if tag else ())
 
     @property
     def label(self) -> str:
-        return f"{self.encapsulation}/{self.load_balancer}"
+        parts = [f"kube-proxy {t}" for t in (proxy_tag(self.kube_proxy),) if t]
+        parts += [f"calico {t}" for t in (self.calico_tag,) if t]
+        return f"{self.encapsulation}/{self.load_balancer}" + (f" ({'; '.join(parts)})" if parts else "")
 
     @property
     def scenario_nodes(self) -> tuple[str, ...]:
@@ -106,10 +120,31 @@ class Group:
 
 def group_topologies(topos: Iterable[Topology]) -> list[Group]:
     """Scenarios grouped by cluster, groups in the fixed order of :data:`GROUPS`."""
-    by_key: dict[tuple[str, str], list[Topology]] = {}
+    by_key: dict[tuple[str, ...], list[Topology]] = {}
     for topo in topos:
         by_key.setdefault(group_of(topo), []).append(topo)
-    return [Group(e, lb, tuple(by_key[(e, lb)])) for e, lb in GROUPS if (e, lb) in by_key]
+    order = {g: i for i, g in enumerate(GROUPS)}
+    keys = sorted(by_key, key=lambda k: (order[(k[0], k[1])], k[2:]))
+    return [_group(k, tuple(by_key[k]), by_key[k][0].scenario.cluster) for k in keys]
+
+
+def _group(key: tuple[str, ...], topos: tuple[Topology, ...], cluster: ClusterSpec) -> Group:
+    return Group(key[0], key[1], topos, cluster.kubeProxy, cluster.felix.defaultEndpointToHostAction,
+                 cluster.natOutgoing)
+
+
+def group_checksums(group: Group) -> dict[str, str]:
+    """What the cluster name's hash covers besides the kind config: the add-ons' checksums and,
+    for a kube-proxy or Calico settings group, those settings (two groups differing only there are two clusters)."""
+    from netiso.backends.kind.addons import addon_checksums
+
+    sums = dict(addon_checksums(group.load_balancer))
+    tag = proxy_tag(group.kube_proxy)
+    if tag:
+        sums["kube-proxy settings"] = tag
+    if group.calico_tag:
+        sums["calico settings"] = group.calico_tag
+    return sums
 
 
 def all_groups() -> list[Group]:

@@ -47,6 +47,8 @@ FIXED_S = {
     "external client containers": 20.0,
     "kind delete cluster, reports": 60.0,
 }
+PER_CLUSTER = ("kind create cluster (3 nodes)", "add-ons installed and ready (Calico, load balancer)",
+               "external client containers", "kind delete cluster, reports")  # paid again by every further cluster
 PER_IMAGE_S = 30.0  # docker pull by digest + kind load into 3 nodes
 CREATE_S = 5.0  # namespaces, Lease, pods, Services, policies, ingresses: one POST each
 PODS_READY_S = 30.0  # pinned images already on the nodes: scheduling, sandbox, netexec up
@@ -119,16 +121,33 @@ def realization_s(topo: Topology) -> float:
             + DISCOVERY_S + barrier + ROUNDS * _round_s(by_source) + DOWN_S)
 
 
-def estimate_cell(images: int, suites: dict[str, Sequence[Topology]]) -> Estimate:
-    """A cell: the fixed costs, ``images`` pre-loaded, and each suite's realizations (label -> topologies)."""
+def estimate_cell(images: int, suites: dict[str, Sequence[Topology]], clusters: int = 1) -> Estimate:
+    """A cell: the fixed costs, ``images`` pre-loaded, and each suite's realizations (label -> topologies).
+
+    ``clusters`` is how many kind clusters the cell builds one after another: a scenario whose
+    kube-proxy or Calico settings differ from the defaults gets a cluster of its own
+    (configs.group_of), and each such cluster costs its creation, image loads, add-ons and
+    deletion again (:func:`clusters_of` counts them).
+    """
     parts = dict(FIXED_S)
     parts[f"pull and kind load {images} image(s)"] = images * PER_IMAGE_S
+    if clusters > 1:
+        per_cluster = sum(s for part, s in FIXED_S.items() if part in PER_CLUSTER) + images * PER_IMAGE_S
+        parts[f"{clusters - 1} more cluster(s) for scenarios with their own kube-proxy/Calico settings"] = (
+            (clusters - 1) * per_cluster)
     count = 0
     for label, topos in suites.items():
         if topos:
             parts[f"{label}: {len(topos)} realization(s)"] = sum(realization_s(t) for t in topos)
             count += len(topos)
     return Estimate(parts, count)
+
+
+def clusters_of(suites: dict[str, Sequence[Topology]]) -> int:
+    """How many kind clusters the realizations of ``suites`` need (one per configs.group_of key)."""
+    from netiso.backends.kind.configs import group_of
+
+    return len({group_of(t) for topos in suites.values() for t in topos}) or 1
 
 
 def proof_topologies(topos: Sequence[Topology]) -> list[Topology]:

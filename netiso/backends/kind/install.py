@@ -25,9 +25,18 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import yaml
 from tenacity import RetryError, Retrying, retry_if_exception, retry_if_result, stop_after_delay, wait_fixed
 
-from netiso.backends.kind.addons import FIELD_MANAGER, MARKER_NAME, MARKER_NAMESPACE, Apply, InstallPlan, Wait
+from netiso.backends.kind.addons import (
+    FIELD_MANAGER,
+    MARKER_NAME,
+    MARKER_NAMESPACE,
+    Apply,
+    InstallPlan,
+    KubeProxySettings,
+    Wait,
+)
 
 Obj = dict[str, Any]
 
@@ -244,10 +253,58 @@ def run_plan(
             say(f"install: {step.name} ({len(step.documents)} objects) ...")
             apply_step(api, step, interval, sleep=sleep)
             say(f"install: {step.name}: applied in {time.monotonic() - start:.1f}s")
+        elif isinstance(step, KubeProxySettings):
+            if skip_apply:
+                continue
+            say(f"install: {step.describe()} ...")
+            configure_kube_proxy(api, step)
         else:
             say(f"wait: {step.describe()} (at most {step.timeout:.0f}s) ...")
             state = wait_for(api, step, interval, sleep=sleep)
             say(f"wait: {step.describe()}: ready in {time.monotonic() - start:.1f}s ({state})")
+
+
+PROXY_SETTINGS_ANNOTATION = "netiso.io/kube-proxy-settings"
+
+
+def proxy_config_text(current: str, step: KubeProxySettings) -> str:
+    """kube-proxy's ``config.conf`` with the step's settings written in, every other field kept.
+
+    >>> text = proxy_config_text("clusterCIDR: 10.244.0.0/16\\nmode: iptables\\n",
+    ...     KubeProxySettings(True, False, ("198.18.0.11/32",), "10.244.0.0/16", "t"))
+    >>> print(text.strip())
+    clusterCIDR: ''
+    mode: iptables
+    iptables:
+      masqueradeAll: true
+    detectLocalMode: ClusterCIDR
+    nodePortAddresses:
+    - 198.18.0.11/32
+    """
+    conf = yaml.safe_load(current) if current else {}
+    if not isinstance(conf, dict):
+        raise AddonNotReady("ConfigMap kube-system/kube-proxy: config.conf is not a KubeProxyConfiguration")
+    conf.setdefault("iptables", {})
+    conf["iptables"] = {**(conf["iptables"] or {}), "masqueradeAll": step.masquerade_all}
+    conf["clusterCIDR"] = step.pod_subnet if step.detect_local else ""  # "" = kube-proxy's no-op detector
+    conf["detectLocalMode"] = "ClusterCIDR"
+    conf["nodePortAddresses"] = list(step.node_port_addresses) or None
+    return yaml.safe_dump(conf, sort_keys=False)
+
+
+def configure_kube_proxy(api: ClusterApi, step: KubeProxySettings) -> None:
+    """Write ``step``'s settings into ConfigMap kube-system/kube-proxy and roll the DaemonSet (the
+    Wait that follows in the plan sees every kube-proxy pod updated and ready)."""
+    cm = api.get("v1", "ConfigMap", "kube-proxy", "kube-system")
+    if cm is None:
+        raise AddonNotReady("ConfigMap kube-system/kube-proxy does not exist: kind did not install kube-proxy?")
+    data = dict(cm.get("data") or {})
+    data["config.conf"] = proxy_config_text(str(data.get("config.conf") or ""), step)
+    api.apply({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "kube-proxy", "namespace": "kube-system"}, "data": data})
+    api.apply({"apiVersion": "apps/v1", "kind": "DaemonSet",
+               "metadata": {"name": "kube-proxy", "namespace": "kube-system"},
+               "spec": {"template": {"metadata": {"annotations": {PROXY_SETTINGS_ANNOTATION: step.tag}}}}})
 
 
 class DynamicApi:

@@ -19,6 +19,7 @@ and the addresses the cluster assigns.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shlex
 from collections.abc import Sequence
@@ -31,7 +32,7 @@ from netiso.backends.kind.addons import (
     DEFAULT_KIND_SUBNET,
     FIELD_MANAGER,
     Apply,
-    addon_checksums,
+    KubeProxySettings,
     dump_documents,
     expected_ippool,
     install_plan,
@@ -52,6 +53,7 @@ from netiso.backends.kind.configs import (
     all_groups,
     cluster_name,
     config_hash,
+    group_checksums,
     group_topologies,
     node_map,
     pod_subnet,
@@ -69,26 +71,30 @@ def _cmd(argv: Sequence[str]) -> str:
 
 
 def plan_groups(topos: Sequence[Topology]) -> list[Group]:
-    """All six groups, each carrying the given scenarios that run on it."""
-    by_key = {g.key: g for g in group_topologies(topos)}
-    return [by_key.get(g.key, g) for g in all_groups()]
+    """All six groups, each carrying the given scenarios that run on it, then one group per
+    non-default ``cluster.kubeProxy`` (its own cluster, ``kind-<enc>-<lb>-kp-<hash6>/``)."""
+    given = group_topologies(topos)
+    by_key = {g.key: g for g in given}
+    return [by_key.get(g.key, g) for g in all_groups()] + [g for g in given if len(g.key) > 2]
 
 
 def write_group_plan(group: Group, out: Path, options: BackendOptions, run_id: str) -> list[Path]:
     """Write one cluster's plan under ``out/kind-<enc>-<lb>/``; returns the files written."""
-    directory = out / f"kind-{group.encapsulation}-{group.load_balancer}"
+    suffix = f"-kp-{hashlib.sha256(group.key[2].encode()).hexdigest()[:6]}" if len(group.key) > 2 else ""
+    directory = out / f"kind-{group.encapsulation}-{group.load_balancer}{suffix}"
     directory.mkdir(parents=True, exist_ok=True)
     for old in directory.iterdir():
         if old.is_file() and _NN_FILE.match(old.name):
             old.unlink()
     registry = options.image_registry
     rendered = render_config(group.encapsulation, group.workers, registry)
-    sums = addon_checksums(group.load_balancer)
+    sums = group_checksums(group)
     name = cluster_name(group.encapsulation, group.load_balancer, rendered, sums)
     hash8 = config_hash(rendered, sums)
     subnet = pod_subnet(rendered)
     plan = install_plan(
-        group.encapsulation, group.load_balancer, subnet, DEFAULT_KIND_SUBNET, name, hash8, image_registry=registry
+        group.encapsulation, group.load_balancer, subnet, DEFAULT_KIND_SUBNET, name, hash8, image_registry=registry,
+        kube_proxy=group.kube_proxy, endpoint_to_host=group.endpoint_to_host, nat_outgoing=group.nat_outgoing,
     )
     cluster = KindCluster(name, rendered, DEFAULT_WORKDIR, Tools())
     from netiso.backends.kube.images import all_images, image
@@ -107,7 +113,7 @@ def write_group_plan(group: Group, out: Path, options: BackendOptions, run_id: s
     for i, doc in enumerate(docs, start=1):
         files.append(object_file_name(i, doc, width))
         write(files[-1], dump_documents([doc]))
-    pool = expected_ippool(group.encapsulation, subnet)
+    pool = expected_ippool(group.encapsulation, subnet, group.nat_outgoing)
     write("expected-ippool-default-ipv4-ippool.yaml", yaml.safe_dump(pool, sort_keys=False))
 
     lines: list[str] = [
@@ -158,7 +164,8 @@ def write_group_plan(group: Group, out: Path, options: BackendOptions, run_id: s
                 "    # skipped when the marker ConfigMap kube-system/netiso-kind carries hash " + hash8
             )
         else:
-            step(f"API: wait for {s.describe()} (at most {s.timeout:.0f}s)")
+            step(f"API: {'' if isinstance(s, KubeProxySettings) else 'wait for '}{s.describe()} "
+                 f"(at most {s.timeout:.0f}s)")
     for note in plan.notes:
         lines.append(f"     note: {note}")
     for client in group.clients:

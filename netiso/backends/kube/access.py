@@ -62,8 +62,17 @@ LB_ACCESS: dict[str, tuple[Access, ...]] = {
     "openelb": tuple(_acc("list", "eips", "network.kubesphere.io") + _acc("get", "pods", sub="log")),
 }
 
+# Only with --kubesphere controller (ClusterRole netiso-kubesphere-controller in rbac.yaml): the objects a
+# KubeSphere user creates, and ks-installer's ClusterConfiguration preflight reads the version from
+# (kubesphere-system/kubesphere-config is a ConfigMap: "get configmaps" above already covers it).
+KUBESPHERE_ACCESS: tuple[Access, ...] = tuple(
+    _acc("get list create delete", "workspaces", "tenant.kubesphere.io")
+    + _acc("get list create delete", "namespacenetworkpolicies", "network.kubesphere.io")
+    + _acc("get", "clusterconfigurations", "installer.kubesphere.io")
+)
 
-def access_for(load_balancer: str, calico_group: str | None = None) -> list[Access]:
+
+def access_for(load_balancer: str, calico_group: str | None = None, *, kubesphere: str | None = None) -> list[Access]:
     """What a scenario with ``load_balancer`` needs: the common list, Calico's group (both when not
     known yet, as in a dry run) and the load balancer's.
 
@@ -73,4 +82,5 @@ def access_for(load_balancer: str, calico_group: str | None = None) -> list[Acce
     'list blockaffinities (group projectcalico.org)'
     """
     groups = [calico_group] if calico_group else list(CALICO_ACCESS)
-    return [*ACCESS, *(a for g in groups for a in CALICO_ACCESS[g]), *LB_ACCESS.get(load_balancer, ())]
+    return [*ACCESS, *(a for g in groups for a in CALICO_ACCESS[g]), *LB_ACCESS.get(load_balancer, ()),
+            *(KUBESPHERE_ACCESS if kubesphere else ())]

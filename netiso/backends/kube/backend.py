@@ -22,12 +22,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from netiso.backends.base import Backend, BackendOptions, BackendUnavailable
-from netiso.backends.kube.cleanup import janitor
+from netiso.backends.kube.cleanup import CLUSTER_KINDS, KUBESPHERE_KINDS, janitor
 from netiso.backends.kube.client import Kube, KubeApiError
 from netiso.backends.kube.naming import RunNames
 from netiso.backends.kube.preflight import Findings, run_preflight
 from netiso.backends.kube.probing import batch_script
 from netiso.backends.kube.realization import KubeRealization, Timeouts, cluster_probe
+from netiso.backends.kube.vips import VipReservations
 from netiso.model.types import Topology
 
 log = logging.getLogger("netiso.kube")
@@ -50,6 +51,7 @@ class KubeBackend(Backend):
         self._janitor_done = False
         self._live: list[KubeRealization] = []
         self._lock = threading.Lock()
+        self.vip_reservations = VipReservations()  # VIPs chosen by realizations still up (--jobs > 1: vips.py)
         atexit.register(self._at_exit)
 
     # ------------------------------------------------------------------ session
@@ -59,6 +61,11 @@ class KubeBackend(Backend):
         if self._kube is None:
             self._kube = Kube.connect(self.options.kubeconfig, self.options.context)
         return self._kube
+
+    @property
+    def cluster_kinds(self) -> tuple[tuple[str, str], ...]:
+        """Cluster-scoped kinds a run creates (cleanup.py): KubeSphere's Workspaces only in controller mode."""
+        return CLUSTER_KINDS + (KUBESPHERE_KINDS if self.options.kubesphere == "controller" else ())
 
     def progress(self, line: str) -> None:
         log.info("%s", line)
@@ -104,7 +111,7 @@ class KubeBackend(Backend):
         if first:
             try:
                 lines = janitor(self.kube, keep=frozenset(n.run for _, n in self._names.values()),
-                                wait_s=self.timeouts.delete, poll_s=self.timeouts.poll)
+                                wait_s=self.timeouts.delete, poll_s=self.timeouts.poll, kinds=self.cluster_kinds)
             except KubeApiError as exc:
                 raise BackendUnavailable(f"janitor: {exc}") from None
             for line in lines:
@@ -130,12 +137,14 @@ class KubeBackend(Backend):
 
         return planning.write_plan(
             topos, out_dir, self.names, lambda topo: {n: self.options.node_map.get(n, n) for n in topo.nodes},
-            registry=self.options.image_registry, clients=self.options.clients, batch_command=batch_command)
+            registry=self.options.image_registry, clients=self.options.clients, batch_command=batch_command,
+            kubesphere=self.options.kubesphere)
 
     def clean(self) -> list[str]:
         live = frozenset(r.names.run for r in self._live if not r.closed)
         try:
-            return janitor(self.kube, keep=live, wait_s=self.timeouts.delete, poll_s=self.timeouts.poll)
+            return janitor(self.kube, keep=live, wait_s=self.timeouts.delete, poll_s=self.timeouts.poll,
+                           kinds=self.cluster_kinds)
         except KubeApiError as exc:
             raise BackendUnavailable(f"clean: {exc}") from None
 

@@ -4,8 +4,9 @@ A real cluster outlives netiso's process, so ownership is recorded *in the clust
 
 * every object of a run carries the label ``netiso.io/run=<run>`` (naming.RunNames.labels);
   deleting a run is deleting its labelled cluster-scoped objects (ClusterRole(Binding)s,
-  IngressClass) and its labelled namespaces (which takes everything inside with them, the
-  namespace controller's job), then waiting, bounded, until the namespaces are gone. A namespace
+  IngressClass, and with ``--kubesphere controller`` its Workspaces) and its labelled namespaces
+  (which takes everything inside with them - NamespaceNetworkPolicies too -, the namespace
+  controller's job), then waiting, bounded, until the namespaces are gone. A namespace
   stays in phase Terminating while its content goes, and a DELETE of it meanwhile answers 409
   Conflict ("The system is ensuring all content is removed from this namespace",
   kubernetes pkg/registry/core/namespace/storage/storage.go): that means "being deleted" (another
@@ -43,6 +44,10 @@ CLUSTER_KINDS: tuple[tuple[str, str], ...] = (
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
     ("rbac.authorization.k8s.io/v1", "ClusterRole"),
 )
+# --kubesphere controller: the run's Workspaces (cluster-scoped, run-labelled); its NamespaceNetworkPolicies are
+# namespaced and go with the namespaces. Only listed in that mode: elsewhere the API group is not served (404)
+# and rbac.yaml's netiso role does not grant it.
+KUBESPHERE_KINDS: tuple[tuple[str, str], ...] = (("tenant.kubesphere.io/v1alpha1", "Workspace"),)
 BIRTH_GRACE_S = 120.0
 RENEW_EVERY_S = LEASE_SECONDS / 3
 
@@ -75,10 +80,14 @@ def lease_state(kube: Kube, names: RunNames, now: datetime) -> tuple[bool, str]:
 
 
 def delete_run(kube: Kube, names: RunNames, *, wait_s: float = 120.0, poll_s: float = 1.0,
-               sleep: Callable[[float], None] = time.sleep) -> list[str]:
-    """Delete every object labelled with ``names.run``; wait up to ``wait_s`` for its namespaces to go."""
+               sleep: Callable[[float], None] = time.sleep,
+               kinds: tuple[tuple[str, str], ...] = CLUSTER_KINDS) -> list[str]:
+    """Delete every object labelled with ``names.run``; wait up to ``wait_s`` for its namespaces to go.
+
+    ``kinds``: the cluster-scoped kinds to look for (``CLUSTER_KINDS + KUBESPHERE_KINDS`` in controller mode).
+    """
     lines: list[str] = []
-    for api_version, kind in CLUSTER_KINDS:
+    for api_version, kind in kinds:
         for obj in kube.list(api_version, kind, label_selector=names.selector):
             if kube.delete(api_version, kind, obj["metadata"]["name"]):
                 lines.append(f"deleted {kind} {obj['metadata']['name']}")
@@ -105,11 +114,11 @@ def delete_run(kube: Kube, names: RunNames, *, wait_s: float = 120.0, poll_s: fl
     return lines
 
 
-def labelled_runs(kube: Kube) -> dict[str, datetime | None]:
+def labelled_runs(kube: Kube, kinds: tuple[tuple[str, str], ...] = CLUSTER_KINDS) -> dict[str, datetime | None]:
     """Run ids that own something in the cluster -> the youngest creation time seen for the run."""
     runs: dict[str, datetime | None] = {}
     found = list(kube.list("v1", "Namespace", label_selector=RUN_LABEL))
-    for api_version, kind in CLUSTER_KINDS:
+    for api_version, kind in kinds:
         found += kube.list(api_version, kind, label_selector=RUN_LABEL)
     for obj in found:
         meta = obj.get("metadata") or {}
@@ -123,7 +132,8 @@ def labelled_runs(kube: Kube) -> dict[str, datetime | None]:
 
 
 def janitor(kube: Kube, *, now: datetime | None = None, keep: frozenset[str] = frozenset(),
-            wait_s: float = 120.0, poll_s: float = 1.0, sleep: Callable[[float], None] = time.sleep) -> list[str]:
+            wait_s: float = 120.0, poll_s: float = 1.0, sleep: Callable[[float], None] = time.sleep,
+            kinds: tuple[tuple[str, str], ...] = CLUSTER_KINDS) -> list[str]:
     """Delete the runs that are finished (Lease missing or expired); one line per decision and deletion.
 
     ``keep`` are run ids of this process (never collected, whatever their Lease says). Each finished
@@ -132,7 +142,7 @@ def janitor(kube: Kube, *, now: datetime | None = None, keep: frozenset[str] = f
     """
     now = now or datetime.now(UTC)
     lines: list[str] = []
-    for run, youngest in sorted(labelled_runs(kube).items()):
+    for run, youngest in sorted(labelled_runs(kube, kinds).items()):
         if run in keep:
             continue
         names = RunNames(run)
@@ -143,7 +153,8 @@ def janitor(kube: Kube, *, now: datetime | None = None, keep: frozenset[str] = f
             lines.append(f"run {run}: kept ({why})")
             continue
         lines.append(f"run {run}: finished ({why})")
-        lines += [f"  {line}" for line in delete_run(kube, names, wait_s=wait_s, poll_s=poll_s, sleep=sleep)]
+        lines += [f"  {line}" for line in delete_run(kube, names, wait_s=wait_s, poll_s=poll_s, sleep=sleep,
+                                                      kinds=kinds)]
     return lines
 
 

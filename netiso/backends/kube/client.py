@@ -18,7 +18,7 @@ RESTMapper would, without a discovery round trip per kind.
 Knowingly different from kubectl: no discovery-based RESTMapper (an unknown kind is a
 programming error here, not a lookup), no exec-credential plugins beyond what the Python
 client supports, no server-side apply (create + explicit ownership by label instead, see
-``cleanup``). Errors are :class:`BackendUnavailable` for environment problems (no kubeconfig,
+``cleanup``). Errors (worded in refusals.py) are :class:`BackendUnavailable` for environment problems (no kubeconfig,
 unknown context, unreachable server, TLS, 401, 403) and :class:`KubeApiError` for an API
 answer the caller may handle (404, 409, ...). A 429 or 5xx carrying ``Retry-After`` (API Priority
 and Fairness, an apiserver restarting) was not served and is sent again after the wait, as client-go
@@ -28,14 +28,11 @@ does (:func:`retry_after`). Exec reads its exit code from the channel-3 Status i
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -47,12 +44,11 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from netiso.backends.base import BackendUnavailable
-from netiso.backends.kube.answers import RETRIES, ExecFailure, answer_lost, exit_code, handshake_body, retry_after
+from netiso.backends.kube.answers import RETRIES, ExecFailure, answer_lost, exit_code, retry_after
 from netiso.backends.kube.kubeconfig import resolve as resolve_kubeconfig
+from netiso.backends.kube.refusals import AnswerLost, KubeApiError, Target, translate, unreachable
 
 log = logging.getLogger("netiso.kube")
-
-RBAC_HINT = "grant netiso the role in cluster-configs/kube/rbac.yaml"
 
 # (apiVersion, kind) -> (plural, namespaced): what netiso reads or writes.
 KINDS: dict[tuple[str, str], tuple[str, bool]] = {
@@ -82,23 +78,12 @@ KINDS: dict[tuple[str, str], tuple[str, bool]] = {
     ("metallb.io/v1beta1", "L2Advertisement"): ("l2advertisements", True),
     ("metallb.io/v1beta1", "ServiceL2Status"): ("servicel2statuses", True),
     ("network.kubesphere.io/v1alpha2", "Eip"): ("eips", False),
+    # --kubesphere controller (kubesphere_controller.py): what a KubeSphere user creates, and its config
+    ("network.kubesphere.io/v1alpha1", "NamespaceNetworkPolicy"): ("namespacenetworkpolicies", True),
+    ("tenant.kubesphere.io/v1alpha1", "Workspace"): ("workspaces", False),
+    ("installer.kubesphere.io/v1alpha1", "ClusterConfiguration"): ("clusterconfigurations", True),
     ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): ("customresourcedefinitions", False),
 }
-
-
-class AnswerLost(BackendUnavailable):
-    """The connection closed after the request was sent and before its answer (it may have been served)."""
-
-
-class KubeApiError(Exception):
-    """An API answer other than success: ``status`` (HTTP code), ``reason`` and ``message`` of the Status."""
-
-    def __init__(self, status: int, reason: str, message: str, what: str) -> None:
-        super().__init__(f"{what}: {message or reason} (HTTP {status})")
-        self.status = status
-        self.reason = reason
-        self.message = message
-        self.what = what
 
 
 def resource_of(api_version: str, kind: str) -> tuple[str, bool]:
@@ -141,15 +126,6 @@ def kubeconfig_files(explicit: str | None) -> list[Path]:
         return [Path(p).expanduser() for p in env.split(os.pathsep) if p and Path(p).expanduser().is_file()]
     default = Path("~/.kube/config").expanduser()
     return [default] if default.is_file() else []
-
-
-@dataclass(frozen=True)
-class Target:
-    """Which cluster a run talks to (for messages): context name, server URL, kubeconfig path."""
-
-    context: str
-    server: str
-    kubeconfig: str
 
 
 class Kube:
@@ -359,88 +335,15 @@ class Kube:
             api.close()
         return _text(out), _text(err), rc
 
-    # ------------------------------------------------------------------ errors
+    # ------------------------------------------------------------------ errors (refusals.py)
 
     def translate(self, exc: ApiException, what: str) -> Exception:
         """ApiException -> BackendUnavailable (401/403/transport) or KubeApiError (anything else)."""
-        status = int(exc.status or 0)
-        body = _status_body(exc.body)
-        message = str(body.get("message") or "")
-        reason = str(body.get("reason") or exc.reason or "")
-        where = f"context {self.target.context!r} ({self.target.server})"
-        if status == 0:
-            handshake = re.search(r"Handshake status (\d{3})", reason)
-            if handshake:  # the exec websocket's upgrade was answered with an HTTP error
-                code = int(handshake.group(1))
-                if code in (401, 403):
-                    return BackendUnavailable(f"not allowed to {what} ({code}): {reason[:300]}; {RBAC_HINT}")
-                return KubeApiError(code, "Handshake", handshake_body(reason)[:300], what)
-            return BackendUnavailable(f"cannot reach the Kubernetes API server of {where}: {reason or exc}")
-        if status == 401:
-            return BackendUnavailable(f"the API server of {where} rejected the credentials (401 Unauthorized) "
-                                      f"while trying to {what}: renew the token/certificate in {self.target.kubeconfig}")
-        if status == 403:
-            if "serviceaccount" in message and "not found" in message:
-                return KubeApiError(status, reason, message, what)  # a new namespace's default SA: transient, retried
-            if "PodSecurity" in message:
-                return BackendUnavailable(pod_security_refusal(what, message))
-            if "admission webhook" in message:
-                return BackendUnavailable(f"the cluster's admission refused to {what}: {message} (403); netiso's pods "
-                                          "need Pod Security 'baseline' in project namespaces and 'privileged' in the "
-                                          "run's -netiso namespace (hostNetwork node probes)")
-            return BackendUnavailable(f"not allowed to {what}: {message or 'Forbidden'} (403); {RBAC_HINT}")
-        return KubeApiError(status, reason, message, what)
+        return translate(exc, what, self.target)
 
     def unreachable(self, exc: BaseException) -> BackendUnavailable:
         """A transport failure (refused, DNS, TLS, timeout) as one sentence naming the server."""
-        cause: BaseException = exc
-        while getattr(cause, "reason", None) is not None and isinstance(cause.reason, BaseException):  # MaxRetryError
-            cause = cause.reason
-        text = str(cause)
-        low = text.lower()
-        if "refused" in low:
-            why = "connection refused (is the cluster running and the server address right?)"
-        elif "name or service not known" in low or "nodename nor servname" in low or "resolution" in low:
-            why = f"the host name does not resolve ({text})"
-        elif "certificate" in low or "ssl" in low or isinstance(cause, urllib3.exceptions.SSLError):
-            why = f"TLS failed ({text}); check certificate-authority-data in {self.target.kubeconfig}"
-        elif "timed out" in low or "timeout" in low:
-            why = f"the connection timed out ({text})"
-        else:
-            why = text
-        return BackendUnavailable(f"cannot reach the Kubernetes API server {self.target.server} "
-                                  f"(context {self.target.context!r}): {why}")
-
-
-def pod_security_refusal(what: str, message: str) -> str:
-    """One sentence for a pod refused by Pod Security Admission: the namespace, the level it enforced, what
-    the pod needs and the fix (the namespace label netiso sets is overridden or capped by the cluster).
-
-    >>> pod_security_refusal("create Pod nx0a1b2c-netiso/node-worker",
-    ...     'pods "node-worker" is forbidden: violates PodSecurity "baseline:latest": host namespaces (hostNetwork=true)')[:108]
-    'Pod Security Admission refused to create Pod nx0a1b2c-netiso/node-worker: namespace nx0a1b2c-netiso enforces'
-    """
-    found = re.search(r'violates PodSecurity "([a-z]+)(?::[^"]*)?": (.*)$', message)
-    level, why = (found.group(1), found.group(2)) if found else ("?", message)
-    namespace = what.split(" ")[-1].split("/")[0] if "/" in what else "?"
-    needs = "privileged" if namespace.endswith("-netiso") else "baseline"
-    return (f"Pod Security Admission refused to {what}: namespace {namespace} enforces {level!r} ({why}); netiso "
-            f"labels it pod-security.kubernetes.io/enforce={needs}, so something in the cluster enforces a stricter "
-            f"level regardless (an AdmissionConfiguration without that label honoured, a policy engine such as "
-            f"Kyverno or Gatekeeper): allow Pod Security {needs!r} in netiso's namespaces ({namespace.rsplit('-', 1)[0]}-*) "
-            "or exempt them")
-
-
-
-
-def _status_body(body: Any) -> dict[str, Any]:
-    if not body:
-        return {}
-    try:
-        data = json.loads(body) if isinstance(body, str | bytes) else body
-    except ValueError:
-        return {"message": (body.decode(errors="replace") if isinstance(body, bytes) else str(body)).strip()[:300]}
-    return data if isinstance(data, dict) else {}
+        return unreachable(exc, self.target)
 
 
 def _ref(meta: Mapping[str, Any]) -> str:

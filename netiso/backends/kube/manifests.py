@@ -67,9 +67,10 @@ from netiso.backends.kube.ingress_nginx import (
 )
 from netiso.backends.kube.naming import LEASE_NAME, RunNames
 from netiso.model import render
+from netiso.model.flows import host_servers
 from netiso.model.symbols import parse_endpoint
 from netiso.model.tenancy import METADATA_NAME_LABEL, NAMESPACE_LABEL, WORKSPACE_LABEL
-from netiso.model.types import PodInfo, ServiceInfo, Topology
+from netiso.model.types import PodInfo, Port, ServiceInfo, Topology
 
 PHASES: tuple[str, ...] = ("run", "namespaces", "workloads", "services", "policies", "ingresses")
 
@@ -192,7 +193,8 @@ def workload_objects(topo: Topology, target: KubeTarget) -> list[dict[str, Any]]
     out: list[dict[str, Any]] = []
     out.extend(ingress_access(controllers, target.names))
     out.extend(_workload_pod(p, target) for p in topo.pods if p.role != "ingress-controller")
-    out.extend(_node_pod(node, target) for node in source_nodes(topo))
+    servers = host_servers(topo)
+    out.extend(_node_pod(node, target, servers.get(node, ())) for node in source_nodes(topo))
     out.extend(_controller_pod(pod, svc, target) for pod, svc in controllers)
     return out
 
@@ -332,8 +334,9 @@ def rewrite_namespace_selector(selector: Mapping[str, Any], names: RunNames, pro
 
 
 def source_nodes(topo: Topology) -> list[str]:
-    """Scenario nodes that some flow starts from (``node:NAME``), in scenario node order."""
-    used = set()
+    """Scenario nodes that some flow starts from or ends at (``node:NAME``), in scenario node order:
+    each gets a hostNetwork pod (probes leave from it; it serves the node's host-network ports)."""
+    used = set(host_servers(topo))
     for flow in topo.scenario.flows:
         sym = parse_endpoint(flow.src)
         if sym.kind == "node" and sym.name:
@@ -382,6 +385,8 @@ RESOURCES: dict[str, tuple[str, bool]] = {
     "RoleBinding": ("rolebindings", True),
     "ClusterRole": ("clusterroles", False),
     "ClusterRoleBinding": ("clusterrolebindings", False),
+    "Workspace": ("workspaces", False),  # --kubesphere controller (kubesphere_objects.py)
+    "NamespaceNetworkPolicy": ("namespacenetworkpolicies", True),
 }
 
 
@@ -412,9 +417,22 @@ def _workload_pod(pod: PodInfo, target: KubeTarget) -> dict[str, Any]:
     return _stamp(obj, target.names, {ROLE_LABEL: "workload"})
 
 
-def _node_pod(node: str, target: KubeTarget) -> dict[str, Any]:
-    """A hostNetwork agnhost ``pause`` pod: exec'd probes leave from the node's own network stack."""
+def _node_pod(node: str, target: KubeTarget, serves: Iterable[Port] = ()) -> dict[str, Any]:
+    """A hostNetwork agnhost ``pause`` pod: exec'd probes leave from the node's own network stack.
+
+    ``serves``: the node's host-network servers (``to: node:NAME`` flows, ``flows.host_servers``),
+    one agnhost ``netexec`` container per port number on the node's own addresses, as a hostNetwork
+    workload would listen: ``--http-port`` N always (netexec binds it; a UDP-only number borrows it,
+    as render.workload_pod does), ``--udp-port`` N where UDP N is served, else ``-1``.
+    """
     names = target.names
+    numbers = sorted({p.port for p in serves})
+    servers = [{"name": f"host-{n}", "image": target.image("agnhost"),
+                "args": ["netexec", f"--http-port={n}",
+                         f"--udp-port={n if any(p.port == n and p.protocol == 'UDP' for p in serves) else -1}"],
+                "ports": [{"containerPort": p.port, "protocol": p.protocol}
+                          for p in sorted(serves, key=lambda x: x.protocol) if p.port == n]}
+               for n in numbers]
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -429,7 +447,8 @@ def _node_pod(node: str, target: KubeTarget) -> dict[str, Any]:
             "terminationGracePeriodSeconds": 1,
             # A node source may be any node, whatever its taints (as node agents' DaemonSets do).
             "tolerations": [{"operator": "Exists"}],
-            "containers": [{"name": NODE_PROBE_CONTAINER, "image": target.image("agnhost"), "args": ["pause"]}],
+            "containers": [{"name": NODE_PROBE_CONTAINER, "image": target.image("agnhost"), "args": ["pause"]},
+                           *servers],
         },
     }
 

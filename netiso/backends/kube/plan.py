@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from netiso.backends.kube.access import access_for
+from netiso.backends.kube.kubesphere_objects import controller_objects, expected_policies, raw_policies
 from netiso.backends.kube.manifests import (
     LEASE_SECONDS,
     NODE_PROBE_CONTAINER,
@@ -151,6 +152,7 @@ def write_plan(
     renew_time: datetime | None = None,
     lb_pool: Sequence[str] | None = None,
     lb_excluded: Mapping[str, bool] | None = None,
+    kubesphere: str | None = None,
 ) -> list[Path]:
     """Write each scenario's objects and ``plan.txt`` under ``out_dir/<scenario>/``; return those dirs.
 
@@ -161,7 +163,9 @@ def write_plan(
     ``lb_pool`` (the address ranges the cluster's load balancer will hand out, when known, as on
     kind) and ``lb_excluded`` (scenario node -> carries the exclusion label; default: the plan's)
     let the plan pick each LoadBalancer Service's VIP as a run would (vips.choose_vips); without a
-    pool the VIP is said to be chosen at run time.
+    pool the VIP is said to be chosen at run time. ``kubesphere="controller"`` (``--kubesphere
+    controller``): phase ``kubesphere`` (Workspaces, NamespaceNetworkPolicies, the raw policies)
+    replaces phase ``policies``, followed by the wait for KubeSphere's controller and the diff.
     Earlier ``NN-*.yaml`` files of a scenario directory are replaced.
     """
     out = Path(out_dir)
@@ -177,6 +181,9 @@ def write_plan(
         target = KubeTarget(names, dict(mapping), registry=registry, metallb_pool=metallb_pool,
                             openelb_eip=openelb_eip, vips={k: c.vip for k, c in (choices or {}).items() if c.vip})
         staged = phases(topo, target, holder=holder, renew_time=when)
+        if kubesphere == "controller":
+            staged = [("kubesphere", [*controller_objects(topo, names), *raw_policies(topo, objs)])
+                      if phase == "policies" else (phase, objs) for phase, objs in staged]
         objects = [obj for _, objs in staged for obj in objs]
         files = object_file_names(objects)
         scenario_dir = out / topo.name
@@ -188,7 +195,7 @@ def write_plan(
             (scenario_dir / name).write_text(to_yaml([obj]))
         batches = probe_batches(topo, names, clients)
         text = plan_text(topo, target, staged, files, batches, batch_command=batch_command, clients=clients,
-                         vips=choices)
+                         vips=choices, kubesphere=kubesphere)
         (scenario_dir / "plan.txt").write_text(text)
         written.append(scenario_dir)
     return written
@@ -200,7 +207,7 @@ def write_plan(
 def plan_text(topo: Topology, target: KubeTarget, staged: Sequence[tuple[str, list[dict[str, Any]]]],
               files: Sequence[str], batches: Sequence[ProbeBatch], *,
               batch_command: BatchCommand | None = None, clients: Mapping[str, str] | None = None,
-              vips: Mapping[str, VipChoice] | None = None) -> str:
+              vips: Mapping[str, VipChoice] | None = None, kubesphere: str | None = None) -> str:
     """The ordered steps of one scenario's run, as ``plan.txt`` reads."""
     names = target.names
     objects = [obj for _, objs in staged for obj in objs]
@@ -224,7 +231,7 @@ def plan_text(topo: Topology, target: KubeTarget, staged: Sequence[tuple[str, li
     ]
     for label, read in checks:
         w(f"   - {label}: {read}")
-    for access in access_for(topo.load_balancer):
+    for access in access_for(topo.load_balancer, kubesphere=kubesphere):
         w(f"       {access}")
     w("     (creating the controller Role/ClusterRole also needs every permission they grant, or the")
     w("      'escalate' verb on roles/clusterroles: the API refuses privilege escalation)")
@@ -234,8 +241,7 @@ def plan_text(topo: Topology, target: KubeTarget, staged: Sequence[tuple[str, li
         ("CNI is Calico, pool matches encapsulation",
          f"GET /apis/projectcalico.org/v3/ippools when discovery serves it (native v3 CRDs), else "
          f"/apis/crd.projectcalico.org/v1/ippools (expected ipipMode={ipip}, vxlanMode={vxlan})"),
-        ("not KubeSphere", "GET /apis (no tenant.kubesphere.io, no network.kubesphere.io namespacenetworkpolicies), "
-                           "GET /api/v1/namespaces/kubesphere-system (absent): its controller owns nsnp-* policies"),
+        _kubesphere_check(kubesphere),
         ("load balancer installed", LB_READS.get(topo.load_balancer, "none needed")),
         ("nodes", f"GET /api/v1/nodes ({len(topo.nodes)} Ready nodes: "
                   f"{', '.join(target.cluster_node(n) for n in topo.nodes)})"),
@@ -255,6 +261,11 @@ def plan_text(topo: Topology, target: KubeTarget, staged: Sequence[tuple[str, li
             step("policies (after discovery)")
             w("   ipBlocks are filled from discovered addresses (nodes, tunnels, pods, clients); this dry-run")
             w("   shows the lab address plan's. Namespace selectors name the run's namespaces.")
+        elif phase == "kubesphere":
+            step("kubesphere: what a KubeSphere user creates (after discovery; --kubesphere controller)")
+            w("   Workspaces and NamespaceNetworkPolicies (ipBlocks from discovered addresses; this dry-run shows the")
+            w("   lab address plan's), and the scenario's own networkPolicies; the nsnp-* NetworkPolicies are")
+            w("   KubeSphere's controller's to write.")
         else:
             step(f"create: {phase}")
         if phase == "services":
@@ -283,6 +294,8 @@ def plan_text(topo: Topology, target: KubeTarget, staged: Sequence[tuple[str, li
                 for obj in balanced:
                     w(f"   GET {api_path(obj, item=True)} until status.loadBalancer.ingress[0].ip is set")
             _discovery(w, step, topo, names, objs)
+        if phase == "kubesphere":
+            _controller_wait(w, step, topo, names)
         if phase == "ingresses" and objs:
             step("wait: ingresses admitted")
             for obj in objs:
@@ -325,6 +338,29 @@ def plan_text(topo: Topology, target: KubeTarget, staged: Sequence[tuple[str, li
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _kubesphere_check(kubesphere: str | None) -> tuple[str, str]:
+    """Preflight's KubeSphere line: refused without the mode, required with it."""
+    if kubesphere == "controller":
+        return ("KubeSphere 3.3/3.4, network isolation on (--kubesphere controller)",
+                "GET /apis/installer.kubesphere.io/v1alpha1/namespaces/kubesphere-system/clusterconfigurations/"
+                "ks-installer (label version v3.3/v3.4), GET /api/v1/namespaces/kubesphere-system/configmaps/"
+                "kubesphere-config (kubesphere.yaml network.enableNetworkPolicy: true, nsnpOptions)")
+    return ("not KubeSphere", "GET /apis (no tenant.kubesphere.io, no network.kubesphere.io namespacenetworkpolicies), "
+                              "GET /api/v1/namespaces/kubesphere-system (absent): its controller owns nsnp-* policies")
+
+
+def _controller_wait(w: Callable[[str], None], step: _Steps, topo: Topology, names: RunNames) -> None:
+    """The wait for KubeSphere's controller and the diff against netiso's compiler."""
+    expected = expected_policies(topo, names)
+    step("wait: KubeSphere's controller writes its NetworkPolicies, then diff")
+    for ns in dict.fromkeys(p["metadata"]["namespace"] for p in expected):
+        wanted = ", ".join(p["metadata"]["name"] for p in expected if p["metadata"]["namespace"] == ns)
+        w(f"   GET /apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies until {wanted} exist and two reads agree")
+    w("   (bounded; not settling is a scenario warning) then every nsnp-* spec is compared with netiso's compiler,")
+    w("   order-insensitive: differs / missing / unexpected go to the scenario's controllerDiff and fail the run.")
+    w("   Probes measure what the controller wrote; the oracle predicts from netiso's compiler.")
 
 
 def _vip_lines(w: Callable[[str], None], topo: Topology, target: KubeTarget,

@@ -13,7 +13,9 @@ Each check reads the cluster the way an operator would check it by hand, and a f
 * not KubeSphere: netiso writes the ``nsnp-network-isolate`` NetworkPolicies and the
   ``kubesphere.io/network-isolate`` annotation KubeSphere's own controller owns
   (kubesphere pkg/controller/network/nsnetworkpolicy); on a KubeSphere cluster that controller
-  would rewrite or delete them mid-run, so such a cluster is refused (:func:`check_not_kubesphere`);
+  would rewrite or delete them mid-run, so such a cluster is refused (:func:`check_not_kubesphere`).
+  With ``--kubesphere controller`` it is the other way round: KubeSphere 3.3/3.4 with network
+  isolation enabled is required (kubesphere_controller.check), and its controller writes them;
 * CNI: Calico's IPPools, read from the API group discovery says serves them
   (:func:`calico_api`): ``projectcalico.org/v3`` (Calico v3.32's native v3 CRDs,
   manifests/v3_projectcalico_org.yaml; or the aggregated Calico API server, which serves the same
@@ -21,7 +23,8 @@ Each check reads the cluster the way an operator would check it by hand, and a f
   Kubernetes-datastore backing of v3; libcalico-go api/pkg/apis/projectcalico/v3/ippool.go: both
   carry the same spec): an enabled IPv4 pool whose ``ipipMode``/``vxlanMode`` (default ``Never``) equal what the
   scenario's encapsulation needs (direct: Never/Never; ipip: Always/Never; vxlan: Never/Always).
-  ``CrossSubnet`` encapsulates only between subnets, which netiso does not predict;
+  ``CrossSubnet`` encapsulates only between subnets, which netiso does not predict; that pool's
+  ``natOutgoing`` must be the scenario's ``cluster.natOutgoing`` (:func:`check_nat_outgoing`);
 * load balancer: MetalLB ``metallb.io/v1beta1`` IPAddressPools, OpenELB
   ``network.kubesphere.io/v1alpha2`` Eips (the default one, annotation
   ``eip.openelb.kubesphere.io/is-default-eip``, preferred), only for scenarios with a
@@ -35,7 +38,11 @@ Each check reads the cluster the way an operator would check it by hand, and a f
 * namespaces in the way: a namespace netiso wants that exists without this run's label is a
   refusal: netiso never adopts or deletes what it did not create.
 
-Knowingly not checked here (a live cluster shows them during realize): admission policies
+Knowingly not checked here: Felix's ``defaultEndpointToHostAction`` (``cluster.felix``): the effective value
+is calico-node's environment (FELIX_DEFAULTENDPOINTTOHOSTACTION, calico.yaml sets ACCEPT) before any
+FelixConfiguration, and reading the DaemonSet needs a grant netiso does not ask for yet; a cluster whose
+value differs from the scenario's shows it as decidedBy/verdict mismatches of pod -> own-node flows.
+Nor (a live cluster shows them during realize): admission policies
 that reject hostNetwork/privileged pods (Pod Security is set ``privileged`` on the run's
 system namespace only), image pull access, NetworkPolicy enforcement actually being on.
 """
@@ -50,9 +57,11 @@ from typing import Any
 import yaml
 
 from netiso.backends.base import BackendOptions, BackendUnavailable
-from netiso.backends.kube.access import ACCESS, CALICO_ACCESS, LB_ACCESS, Access
+from netiso.backends.kube import kubesphere_controller
+from netiso.backends.kube.access import ACCESS, CALICO_ACCESS, KUBESPHERE_ACCESS, LB_ACCESS, Access
 from netiso.backends.kube.client import Kube, KubeApiError
 from netiso.backends.kube.naming import RUN_LABEL, RunNames
+from netiso.backends.kube.proxy_settings import check_proxy_settings
 from netiso.model.symbols import parse_endpoint
 from netiso.model.types import Topology
 from netiso.oracle.profile import PROFILES
@@ -112,6 +121,7 @@ class Findings:
     node_maps: dict[str, dict[str, str]] = field(default_factory=dict)  # scenario -> {scenario node: cluster node}
     unmapped_clients: dict[str, list[str]] = field(default_factory=dict)  # scenario -> client names
     notes: list[str] = field(default_factory=list)
+    kubesphere: kubesphere_controller.KubeSphereInfo | None = None  # --kubesphere controller: the cluster's
 
 
 # --------------------------------------------------------------------------- the checks
@@ -222,8 +232,9 @@ def check_not_kubesphere(kube: Kube, groups: Mapping[str, Sequence[str]]) -> Non
             f"this cluster runs KubeSphere ({'; '.join(signs)}): netiso writes the nsnp-network-isolate "
             "NetworkPolicies and the kubesphere.io/network-isolate annotation itself, as KubeSphere would, and "
             "KubeSphere's own controller (ks-controller-manager) owns those names and would rewrite or delete them "
-            "mid-run, so the results would measure the two fighting. Run netiso on a cluster without KubeSphere; a "
-            "mode that drives KubeSphere's real controller (workspaces, NamespaceNetworkPolicies) is separate work")
+            "mid-run, so the results would measure the two fighting. Run netiso on a cluster without KubeSphere, or "
+            "pass --kubesphere controller to let KubeSphere's controller write them (KubeSphere 3.3/3.4 with "
+            "network isolation enabled)")
 
 
 def _list_installed(kube: Kube, api_version: str, kind: str, missing: str) -> list[dict[str, Any]]:
@@ -261,6 +272,7 @@ def check_pool(pools: Sequence[Mapping[str, Any]], topo: Topology) -> dict[str, 
     want_ipip, want_vxlan = WANTED_MODES[topo.encapsulation]
     for pool in pools:
         if _modes(pool) == (want_ipip, want_vxlan):
+            check_nat_outgoing(pool, topo)
             return dict(pool)
     found = "; ".join(f"IPPool {p['metadata']['name']} has ipipMode {_modes(p)[0]}, vxlanMode {_modes(p)[1]}"
                       for p in pools)
@@ -270,6 +282,18 @@ def check_pool(pools: Sequence[Mapping[str, Any]], topo: Topology) -> dict[str, 
     raise BackendUnavailable(
         f"scenario {topo.name!r} wants encapsulation {topo.encapsulation} (ipipMode {want_ipip}, vxlanMode "
         f"{want_vxlan}), but {found}{note}; run scenarios of the cluster's mode, or change the pool")
+
+
+def check_nat_outgoing(pool: Mapping[str, Any], topo: Topology) -> None:
+    """The pool's ``natOutgoing`` (absent = false, libcalico-go ippool.go) is the scenario's ``cluster.natOutgoing``:
+    the oracle predicts a pod's source outside the cluster from it (node address, or the pod IP)."""
+    have = bool((pool.get("spec") or {}).get("natOutgoing", False))
+    want = topo.scenario.cluster.natOutgoing
+    if have != want:
+        raise BackendUnavailable(
+            f"scenario {topo.name!r} says cluster.natOutgoing {str(want).lower()}, but IPPool "
+            f"{pool['metadata']['name']} has natOutgoing {str(have).lower()}; set cluster.natOutgoing to the "
+            "pool's value in the scenario, or change the pool")
 
 
 def needs_lb(topo: Topology) -> bool:
@@ -387,10 +411,17 @@ def run_preflight(kube: Kube, topos: Sequence[Topology], options: BackendOptions
         raise BackendUnavailable(f"the API server {kube.target.server} answered /version with {exc}") from None
     impls = sorted({t.load_balancer for t in topos if needs_lb(t) and t.load_balancer != "none"})
     calico = calico_api(kube)
+    controller = options.kubesphere == "controller"
     check_access(kube, [*ACCESS, *CALICO_ACCESS[calico.split("/")[0]],
-                        *(a for impl in impls for a in LB_ACCESS.get(impl, ()))])
-    check_not_kubesphere(kube, served_groups(kube))
+                        *(a for impl in impls for a in LB_ACCESS.get(impl, ())),
+                        *(KUBESPHERE_ACCESS if controller else ())])
+    if controller:  # KubeSphere 3.3/3.4 with network isolation on, or a refusal naming why
+        findings.kubesphere = kubesphere_controller.check(kube)
+    else:
+        check_not_kubesphere(kube, served_groups(kube))
     findings.proxy_mode = check_proxy_mode(kube, options.profile)
+    proxy_cm = kube.get("v1", "ConfigMap", "kube-proxy", "kube-system")
+    check_proxy_settings(((proxy_cm or {}).get("data") or {}).get("config.conf"), topos)
     pools = ipv4_pools(kube, calico)
     for topo in topos:
         findings.pools[topo.name] = check_pool(pools, topo)

@@ -40,7 +40,7 @@ from dataclasses import replace
 
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_attempt, stop_after_delay, wait_fixed
 
-from netiso.backends.kube.probing import ClusterProbe, ClusterProbeResult
+from netiso.backends.kube.probing import ClusterProbe, ClusterProbeResult, has_result_line
 
 PLACEHOLDER = "{}"
 
@@ -110,6 +110,47 @@ def run_client(prefix: str, script: str, timeout: float, *, name: str | None = N
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)  # the group run_client created for this command only
+
+
+# ----------------------------------------------------------------------------- a batch's end
+
+def stderr_tail(err: str) -> str:
+    """The last line of a command's stderr (at most 200 characters), or ``no stderr``.
+
+    >>> stderr_tail("warning\\nsh: curl: not found\\n"), stderr_tail("")
+    ('sh: curl: not found', 'no stderr')
+    """
+    return err.strip().splitlines()[-1][:200] if err.strip() else "no stderr"
+
+
+def exec_batch_failure(source: str, err: str, rc: int | None, budget: float) -> str | None:
+    """Why an exec'd batch's output must not be used (every probe is then an error with it); None: parse it.
+
+    The exit Status on the exec stream's channel 3 decides: no Status within the budget = the batch
+    did not finish (its partial output is not trusted); a non-zero code = the shell failed (the
+    script itself always ends ``echo NETISO-END``, exit 0).
+    """
+    if rc is None:
+        return f"probe batch from {source} did not finish within {budget:g} s (exec timed out; its partial output was not used)"
+    if rc != 0:
+        return f"probe batch from {source} failed: exit code {rc} ({stderr_tail(err)})"
+    return None
+
+
+def client_batch_failure(source: str, out: str, err: str, rc: int) -> str | None:
+    """The same for a batch run through a ``--client`` command; None: parse it.
+
+    The batch script exits 0, so a non-zero code is the command in front of it failing (ssh's
+    255 for a lost connection, docker's 125-127 for a missing container or shell), and any result
+    line it printed before is not trusted. A command that exits 0 without a single result line
+    ran something else than the script (a wrapper that swallowed it, ``--client c='true'``):
+    also a failed batch, never a table of "no result line" errors that hides why.
+    """
+    if rc != 0:
+        return f"probe batch from {source} failed: the client command exited {rc} ({stderr_tail(err)})"
+    if not has_result_line(out):
+        return f"probe batch from {source} failed: the client command printed no probe results ({stderr_tail(err)})"
+    return None
 
 
 # ----------------------------------------------------------------------------- client address

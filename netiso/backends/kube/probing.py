@@ -66,6 +66,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import json
 import math
 import re
 import shlex
@@ -73,7 +74,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, cast
 
-from netiso.model.verdicts import verdict_for_status
+from netiso.model.verdicts import health_check_verdict, verdict_for_status
 
 Verdict = Literal["allowed", "dropped", "refused", "error"]
 MAX_CONCURRENT = 32
@@ -112,6 +113,8 @@ class ClusterProbeResult:
     client_port: int | None = None
     inconsistent: bool = False
     distribution: dict[str, int] | None = field(default=None, compare=False)
+    status: int | None = None  # kube-proxy's health answer: its HTTP status ...
+    local_endpoints: int | None = None  # ... and localEndpoints
 
 
 # ----------------------------------------------------------------------------- the script
@@ -308,6 +311,21 @@ def _curl_failure(rc: int, stderr: str) -> tuple[Verdict, str]:
     return "error", f"curl exit {rc}: {last or stderr.strip()[-200:] or 'no message'}"
 
 
+def _health_answer(body: str) -> int | None:
+    """``localEndpoints`` of kube-proxy's health answer (pkg/proxy/healthcheck/service_health.go), None otherwise.
+
+    >>> _health_answer('{"service":{"namespace":"a","name":"b"},"localEndpoints":0,"serviceProxyHealthy":true}')
+    0
+    """
+    if '"localEndpoints"' not in body:
+        return None
+    try:
+        value = json.loads(body).get("localEndpoints")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _tcp_result(probe: ClusterProbe, f: dict[str, str], rc: int, stderr: str, ms: float | None) -> ClusterProbeResult:
     bodies = [decode_field(f.get(k, "")).decode("utf-8", "replace") for k in ("o1", "o2", "o3")]
     transfers = _transfers(decode_field(f.get("w", "")).decode("utf-8", "replace"))
@@ -325,6 +343,10 @@ def _tcp_result(probe: ClusterProbe, f: dict[str, str], rc: int, stderr: str, ms
     if any(t.connects > 0 for t in transfers[1:]) or len({t.local_port for t in transfers}) > 1:
         notes.append("identity from another connection (curl opened a new connection for a later URL)")
     statuses = ",".join(str(t.status) for t in transfers)
+    health = _health_answer(bodies[0])
+    if health is not None and len({t.status for t in transfers}) == 1:  # kube-proxy's health server (any path)
+        return ClusterProbeResult(probe.id, cast(Verdict, health_check_verdict(verdicts[0], transfers[0].status)),
+                                  ms=ms, detail="; ".join(notes), status=transfers[0].status, local_endpoints=health)
     if len(set(verdicts)) > 1:
         detail = "; ".join([f"mixed answers on one probe: HTTP {statuses}", *notes])
         return ClusterProbeResult(probe.id, "error", ms=ms, detail=detail)
@@ -367,6 +389,15 @@ def _udp_result(probe: ClusterProbe, f: dict[str, str], rc: int, stderr: str, ms
         detail = f"no UDP answer; nc ended after {ms:.0f} ms, well before its {wait_s} s idle timeout (ICMP unreachable)"
         return ClusterProbeResult(probe.id, "refused", ms=ms, detail=detail)
     return ClusterProbeResult(probe.id, "dropped", ms=ms, detail=f"no UDP answer within {wait_s} s")
+
+
+def has_result_line(stdout: str) -> bool:
+    """Whether a batch's output holds at least one result line (of any probe).
+
+    >>> has_result_line("NETISO1 0 id=cA== rc=0\\n"), has_result_line("NETISO-END 1\\n")
+    (True, False)
+    """
+    return _LINE.search(stdout) is not None
 
 
 def parse_batch_output(stdout: str, stderr: str, probes: Sequence[ClusterProbe]) -> list[ClusterProbeResult]:

@@ -12,7 +12,9 @@ truth table is stable). :meth:`KubeRealization.build` goes:
    every LoadBalancer Service has an ingress IP;
 4. discovery -> ClusterFacts -> ``resolve(scenario, facts)`` = :attr:`KubeRealization.topo`, the
    topology the oracle predicts for;
-5. phase ``policies`` rendered from the realized topology (ipBlocks of real addresses), then
+5. phase ``policies`` rendered from the realized topology (ipBlocks of real addresses) - or, with
+   ``--kubesphere controller``, phase ``kubesphere`` (Workspaces, NamespaceNetworkPolicies), a
+   bounded wait for KubeSphere's controller's policies and their diff (controller_phase.py) - then
    ``ingresses``, then a bounded, non-fatal wait until ingress-nginx has published each
    Ingress' status (it has loaded it).
 
@@ -25,6 +27,12 @@ source IP stays raw for the judge). The VIP announcer (``observed.elected``) com
 MetalLB's ServiceL2Status, and for OpenELB, which records none in the API (its speakers elect
 by hashing ``node#ip`` in memory, openelb pkg/speaker/layer2/memberlist.go), from the election
 line every speaker logs.
+
+:class:`KubeRealization` is assembled from mixins, each a module named for what it does:
+waiting.py (the bounded waits), controller_phase.py (the policies, or KubeSphere's controller writing
+them), clients.py (the ``--client`` hosts: addresses, echo servers),
+observing.py (answers -> scenario symbols, the VIP announcer) and evidence.py (what explains a
+mismatch); this module keeps the build, the probe rounds and ``down``.
 """
 
 from __future__ import annotations
@@ -32,46 +40,72 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shlex
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-import yaml
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_fixed
 
-from netiso.backends.base import NODE_TRACE_KEY, BackendUnavailable, Realization
+from netiso.backends.base import BackendUnavailable, Realization
 from netiso.backends.kube import manifests
 from netiso.backends.kube.cleanup import LeaseKeeper, delete_run
 from netiso.backends.kube.client import KubeApiError
-from netiso.backends.kube.discovery import discover, openelb_announcer
+from netiso.backends.kube.clients import ClientHosts
+from netiso.backends.kube.controller_phase import PolicyPhase
+from netiso.backends.kube.discovery import discover
+from netiso.backends.kube.evidence import MismatchEvidence
 from netiso.backends.kube.manifests import KubeTarget
 from netiso.backends.kube.naming import RunNames
-from netiso.backends.kube.preflight import check_namespaces, clients_of
+from netiso.backends.kube.observing import ObservationMapping
+from netiso.backends.kube.preflight import check_namespaces
 from netiso.backends.kube.probe_running import (
     ClientCommandError,
-    client_address_script,
+    client_batch_failure,
+    exec_batch_failure,
     exec_command,
-    parse_client_address,
     retry_until_consistent,
     run_client,
 )
 from netiso.backends.kube.probing import ClusterProbe, ClusterProbeResult, batch_script, failed_batch, parse_batch_output
 from netiso.backends.kube.settling import NO_CANARY, canary_round, choose_canaries, flow_label, wait_until_dropped
+from netiso.backends.kube.source_ranges import needs_real_addresses, with_real_source_ranges
 from netiso.backends.kube.vips import VipChoice, choose_on_cluster, lb_skip_reasons
-from netiso.backends.kube.waiting import ReadinessWaits, event_time, pod_state
+from netiso.backends.kube.waiting import ReadinessWaits
 from netiso.model.addressing import resolve
 from netiso.model.symbols import parse_endpoint
-from netiso.model.types import PodInfo, Topology
+from netiso.model.types import Topology
 from netiso.oracle.judge import Observation
 from netiso.oracle.predict import Prediction
 
 if TYPE_CHECKING:
-    from netiso.backends.kube.backend import KubeBackend
+    from netiso.backends.base import BackendOptions
+    from netiso.backends.kube.client import Kube
+    from netiso.backends.kube.preflight import Findings
+    from netiso.backends.kube.vips import VipReservations
+
+
+class RealizingBackend(Protocol):
+    """What a realization uses of its backend (backend.py's ``KubeBackend``), written here so that
+    backend.py imports this module and never the other way round."""
+
+    options: BackendOptions
+    timeouts: Timeouts
+    findings: Findings | None
+    vip_reservations: VipReservations
+
+    @property
+    def kube(self) -> Kube: ...
+
+    @property
+    def cluster_kinds(self) -> tuple[tuple[str, str], ...]: ...  # what down() deletes besides namespaces
+
+    def progress(self, line: str) -> None: ...
+
+    def _forget(self, real: KubeRealization) -> None: ...
 
 log = logging.getLogger("netiso.kube")
 
@@ -79,10 +113,6 @@ PROBE_TIMEOUT_S = 2.0
 UDP_TIMEOUT_S = 1.0  # netcat-openbsd waits whole seconds; netexec answers a datagram within milliseconds
 INGRESS_TIMEOUT_S = 4.5  # nginx: 1 s connect timeout x up to 3 upstream tries, plus margin
 CONNECT_TIMEOUT_S = 1.0
-CLIENT_TIMEOUT_S = 30.0
-NODE_TRACE_SKIP = ("skipped: the kernel's rule trace (iptables TRACE with xtables-monitor --trace) is read on the "
-                   "nodes themselves, and the kube backend has no access to them (only to the API server); "
-                   "--backend kind has it, through docker exec into its node containers")
 
 
 @dataclass(frozen=True)
@@ -99,6 +129,7 @@ class Timeouts:
     probe_deadline: float = 120.0
     probe_wait: float = 1.0
     policy_settle: float = 60.0  # the barrier before the first probe (settling.py); a timeout is a report warning
+    controller_policies: float = 60.0  # --kubesphere controller: its nsnp-* policies written (controller_phase.py)
     exec_budget: float | None = None  # a probe batch's exec deadline; None: worked out from its probes (run_batch)
 
 
@@ -106,10 +137,10 @@ def _holder() -> str:
     return f"netiso@{socket.gethostname()}/{os.getpid()}"
 
 
-class KubeRealization(ReadinessWaits, Realization):
+class KubeRealization(ClientHosts, ObservationMapping, MismatchEvidence, ReadinessWaits, PolicyPhase, Realization):
     """One scenario on the cluster, from :meth:`build` until :meth:`down`."""
 
-    def __init__(self, backend: KubeBackend, planned: Topology, names: RunNames) -> None:
+    def __init__(self, backend: RealizingBackend, planned: Topology, names: RunNames) -> None:
         assert backend.findings is not None
         findings = backend.findings
         self.backend = backend
@@ -152,11 +183,18 @@ class KubeRealization(ReadinessWaits, Realization):
             self.lease = LeaseKeeper(self.kube, self.names).start()
             self._step("namespaces", manifests.namespace_objects(self.planned, self.target))
             self._step("workloads", manifests.workload_objects(self.planned, self.target))
-            self.vip_choices = choose_on_cluster(self.kube, self.planned, self.backend.findings, self.node_map)
+            self.vip_choices = choose_on_cluster(self.kube, self.planned, self.backend.findings, self.node_map,
+                                                 self.backend.vip_reservations)  # reserved until down
             for choice in self.vip_choices.values():
                 log.info("%s: %s", self.planned.name, choice.describe())
             self.target = replace(self.target, vips={k: c.vip for k, c in self.vip_choices.items() if c.vip})
-            self._step("services", manifests.service_objects(self.planned, self.target))
+            services_of = self.planned
+            if needs_real_addresses(self.planned):  # loadBalancerSourceRanges name clients/nodes
+                findings = self.backend.findings
+                node_ips = {n: findings.nodes[c].internal_ip for n, c in self.node_map.items()
+                            if findings and c in findings.nodes and findings.nodes[c].internal_ip}
+                services_of = with_real_source_ranges(self.planned, self.client_addresses(), node_ips)
+            self._step("services", manifests.service_objects(services_of, self.target))
             t0 = time.perf_counter()
             self.backend.progress(f"{self.planned.name}: waiting for pods to be Ready (run {self.names.run})")
             self.wait_pods_ready()
@@ -168,7 +206,7 @@ class KubeRealization(ReadinessWaits, Realization):
             self.topo = resolve(self.planned.scenario, facts)
             self.lb_skips = lb_skip_reasons(self.planned, self.topo, self.vip_choices)
             self.backend.progress(f"{self.planned.name}: discovered the cluster's addresses")
-            self._step("policies", manifests.policy_objects(self.topo, self.target))
+            self.apply_policies()  # netiso's, or KubeSphere's objects and its controller's (controller_phase.py)
             self._step("ingresses", manifests.ingress_objects(self.topo, self.target))
             self.wait_ingresses_synced()
         except KubeApiError as exc:  # an unexpected API answer (5xx, 422...): the environment, after clean-up
@@ -204,71 +242,6 @@ class KubeRealization(ReadinessWaits, Realization):
             containers = (obj.get("spec") or {}).get("containers") or [{}]
             self._containers[(meta["namespace"], meta["name"])] = containers[0].get("name", "")
 
-    # ------------------------------------------------------------------ clients
-
-    def client_addresses(self) -> dict[str, str]:
-        """Each mapped client's own address, asked through its command (``ip -4 route get <node IP>``)."""
-        wanted = clients_of(self.planned)
-        if not wanted:
-            return {}
-        findings = self.backend.findings
-        first = self.node_map[next(iter(self.planned.nodes))]
-        node_ip = findings.nodes[first].internal_ip if findings and first in findings.nodes else None
-        out: dict[str, str] = {}
-        for client in wanted:
-            if client in self.unusable_clients or client not in self.clients:
-                continue
-            try:
-                stdout, _err, _rc = run_client(self.clients[client], client_address_script(node_ip or "127.0.0.1"),
-                                               CLIENT_TIMEOUT_S, name=client)
-                out[client] = parse_client_address(stdout)
-            except (ClientCommandError, ValueError) as exc:
-                self.unusable_clients[client] = f"client:{client}: cannot tell its address ({exc})"
-        return out
-
-    # ------------------------------------------------------------------ serve
-
-    def serve(self, preds: Sequence[Prediction]) -> None:
-        """Workload pods already serve (netexec); clients that egress flows reach get ``agnhost netexec``."""
-        ports: dict[str, set[tuple[int, str]]] = {}
-        for p in preds:
-            if p.target.dst_kind == "client":
-                name = str(parse_endpoint(p.flow.dst).name)
-                ports.setdefault(name, set()).add((p.target.dst_port, p.target.protocol))
-        for client, wanted in ports.items():
-            if client in self.unusable_clients:
-                continue
-            if client not in self.clients:
-                self.unusable_clients[client] = f"client:{client} has no --client mapping"
-                continue
-            self._serve_client(client, sorted(wanted))
-
-    def _serve_client(self, client: str, ports: list[tuple[int, str]]) -> None:
-        """One ``agnhost netexec`` per port number on the client (HTTP on TCP, ``clientip``/``hostname`` on UDP).
-
-        netexec always listens on its HTTP port, so a UDP-only port also opens TCP on the same
-        number there (separate port spaces; only the client host is affected).
-        """
-        lines = ["A=$(command -v /agnhost || command -v agnhost) || { echo NO-AGNHOST; exit 0; }"]
-        by_number: dict[int, set[str]] = {}
-        for port, proto in ports:
-            by_number.setdefault(port, set()).add(proto)
-        for port, protos in sorted(by_number.items()):
-            udp = port if "UDP" in protos else -1
-            lines.append(f'nohup "$A" netexec --http-port={port} --udp-port={udp} >/dev/null 2>&1 &')
-            lines.append("echo PID $!")
-        try:
-            out, _err, _rc = run_client(self.clients[client], "\n".join(lines) + "\n", CLIENT_TIMEOUT_S, name=client)
-        except ClientCommandError as exc:
-            self.unusable_clients[client] = f"client:{client} cannot serve: {exc}"
-            return
-        if "NO-AGNHOST" in out:
-            self.unusable_clients[client] = (f"client:{client} has no agnhost (/agnhost or agnhost on PATH) to answer "
-                                             "egress flows; run the client from registry.k8s.io/e2e-test-images/agnhost")
-            return
-        self.client_servers[client] = [w.split()[1] for w in out.splitlines() if w.startswith("PID ") and len(w.split()) == 2]
-        time.sleep(0.5)  # netexec binds within milliseconds; the probes retry anyway
-
     # ------------------------------------------------------------------ probe
 
     def probe(self, preds: Sequence[Prediction]) -> list[Observation]:
@@ -301,8 +274,21 @@ class KubeRealization(ReadinessWaits, Realization):
             for done in pool.map(run_source, list(batches)):
                 for i, result in done:
                     observations[i] = self.observation(preds[i], result)
+        self._repeat(preds, observations, batches)
         self.timings["probe_s"] = time.perf_counter() - t0
         return [o if o is not None else Observation(verdict="error", detail="not probed") for o in observations]
+
+    def _repeat(self, preds: Sequence[Prediction], observations: list[Observation | None],
+                batches: dict[str, list[tuple[int, ClusterProbe]]]) -> None:
+        """Probes 2..N of ``repeat: N`` flows (session affinity): one batch per source and round,
+        rounds in order, so each probe follows the one before it as on the lab."""
+        for source, items in batches.items():
+            todo = [(i, p) for i, p in items if preds[i].flow.repeat > 1 and observations[i] is not None]
+            for k in range(2, max((preds[i].flow.repeat for i, _ in todo), default=1) + 1):
+                batch = [(i, p) for i, p in todo if k <= preds[i].flow.repeat]
+                for (i, _), r in zip(batch, self.run_batch(source, [p for _, p in batch]), strict=True):
+                    seen = self.observation(preds[i], r)
+                    observations[i].repeats.append((seen.verdict, seen.answered_by))  # type: ignore[union-attr]
 
     def settle_policies(self, preds: Sequence[Prediction]) -> None:
         """Wait (bounded) until the canary flows a policy should drop are dropped (settling.py).
@@ -353,6 +339,10 @@ class KubeRealization(ReadinessWaits, Realization):
         svc = t.service
         if svc is not None and svc.lb_ip and t.dst_ip == svc.lb_ip and svc.key in self.lb_skips:
             return self.lb_skips[svc.key]
+        if t.dst_kind == "externalip":  # the lab's router routes it; a cluster's outside network is not netiso's
+            return (f"client:{t.origin_name} reaches external IP {t.dst_ip} only if its network routes the address "
+                    f"to node {t.entry_node}, which netiso cannot arrange on a cluster (pod: and node: sources to "
+                    "external IPs are probed)")
         if t.dst_kind == "pod":
             wanted = self.topo.scenario.cluster.clientsRouteToPods
             if self.client_pod_routes.get(t.origin_name, True) != wanted:
@@ -371,24 +361,17 @@ class KubeRealization(ReadinessWaits, Realization):
         try:
             if source.startswith("client:"):
                 client = source.split(":", 1)[1]
-                out, err, _rc = run_client(self.clients[client], script, budget, name=client)
+                out, err, rc = run_client(self.clients[client], script, budget, name=client)
+                failure = client_batch_failure(source, out, err, rc)
             else:
                 ns, pod = self.exec_target(source)
-                out, err, rc = self.kube.exec(ns, pod, exec_command(script),
-                                              container=self._containers.get((ns, pod)) or None, timeout=budget)
-                # -- begin: exec end (H1) --
-                # the exit Status on channel 3 decides: no Status within the budget = the batch did not
-                # finish (its partial output is not trusted); a non-zero code = the shell failed (the
-                # script itself always ends ``echo NETISO-END``, exit 0)
-                if rc is None:
-                    return failed_batch(probes, f"probe batch from {source} did not finish within {budget:g} s "
-                                                "(exec timed out; its partial output was not used)")
-                if rc != 0:
-                    tail = err.strip().splitlines()[-1][:200] if err.strip() else "no stderr"
-                    return failed_batch(probes, f"probe batch from {source} failed: exit code {rc} ({tail})")
-                # -- end: exec end (H1) --
+                out, err, exec_rc = self.kube.exec(ns, pod, exec_command(script),
+                                                   container=self._containers.get((ns, pod)) or None, timeout=budget)
+                failure = exec_batch_failure(source, err, exec_rc, budget)
         except (ClientCommandError, KubeApiError, BackendUnavailable) as exc:
             return failed_batch(probes, f"probe batch from {source} could not run: {exc}")
+        if failure:
+            return failed_batch(probes, failure)
         return parse_batch_output(out, err, probes)
 
     def exec_target(self, source: str) -> tuple[str, str]:
@@ -398,108 +381,7 @@ class KubeRealization(ReadinessWaits, Realization):
         pod = next(p for p in self.planned.pods if p.symbol == source)
         return self.names.namespace(pod.project), self.names.pod_name(pod)
 
-    def observation(self, pred: Prediction, r: ClusterProbeResult) -> Observation:
-        """A probe result in the judge's vocabulary: hostname -> pod symbol, source IP raw, elected node."""
-        verdict = r.verdict
-        detail = r.detail
-        if r.inconsistent:
-            seen = set((r.distribution or {}).keys())
-            predicted = {o.verdict for o in pred.outcomes}
-            if pred.verdict != "mixed" or not seen <= predicted:
-                verdict = "error"  # an unsettled flow is a mismatch that shows its distribution
-        xff = (r.forwarded_for or "").split(",")[0].strip() or None
-        answered = self.answered_by(pred, r.hostname)
-        if r.hostname and answered is None:  # not a pod of this run: say who, keep the judge's symbols clean
-            detail = "; ".join(x for x in (f"answered by {r.hostname!r}, not a pod of run {self.names.run}", detail) if x)
-        obs = Observation(verdict=verdict, source_ip=r.client_ip, answered_by=answered,
-                          forwarded_for=xff, ms=r.ms, detail=detail)
-        svc = pred.target.service
-        if (svc is not None and svc.lb_ip and pred.target.dst_ip == svc.lb_ip
-                and pred.target.origin_kind == "client"):
-            obs.elected = self.elected(svc.project, svc.name, svc.lb_ip)
-        return obs
-
-    def answered_by(self, pred: Prediction, hostname: str | None) -> str | None:
-        """The symbol of the pod (or client) whose netexec answered ``/hostname``; None for an unknown name.
-
-        Pod names repeat across projects (``web-worker`` in two projects): the pods the oracle
-        predicts as answerers are preferred, then scenario order.
-        """
-        if not hostname:
-            return None
-        if pred.target.dst_kind == "client":
-            return f"client:{parse_endpoint(pred.flow.dst).name}"
-        candidates: list[PodInfo] = [p for p in self.topo.pods if self.names.pod_name(p) == hostname]
-        if not candidates:
-            return None
-        preferred = [p for p in candidates if p.symbol in pred.answered_by]
-        return (preferred or candidates)[0].symbol
-
-    def elected(self, project: str, service: str, vip: str | None = None) -> str | None:
-        """The scenario node announcing a Service's VIP, None if unknown.
-
-        MetalLB: its ServiceL2Status; OpenELB: its speakers' election log lines (discovery.openelb_announcer).
-        """
-        if self.topo.load_balancer == "openelb" and vip:
-            if vip not in self._openelb:
-                try:
-                    self._openelb[vip] = openelb_announcer(self.kube, vip)
-                except (KubeApiError, BackendUnavailable) as exc:
-                    log.warning("reading OpenELB speaker logs: %s", exc)
-                    self._openelb[vip] = None
-            node = self._openelb[vip]
-            return self.back_map.get(node, node) if node else None
-        if self.topo.load_balancer != "metallb":
-            return None
-        if self._l2 is None:
-            self._l2 = {}
-            try:
-                for st in self.kube.list("metallb.io/v1beta1", "ServiceL2Status"):
-                    status = st.get("status") or {}
-                    if status.get("node"):
-                        self._l2[(str(status.get("serviceNamespace")), str(status.get("serviceName")))] = status["node"]
-            except (KubeApiError, BackendUnavailable) as exc:
-                log.warning("reading MetalLB ServiceL2Status: %s", exc)
-        node = self._l2.get((self.names.namespace(project), service))
-        return self.back_map.get(node, node) if node else None
-
-    # ------------------------------------------------------------------ evidence / describe
-
-    def evidence(self, pred: Prediction, obs: Observation) -> dict[str, str]:
-        out: dict[str, str] = {NODE_TRACE_KEY: NODE_TRACE_SKIP}  # a skip reason, not an error (kind replaces it)
-        t = pred.target
-        pods: list[PodInfo] = []
-        if t.origin_pod is not None:
-            pods.append(t.origin_pod)
-        if t.dst_pod is not None:
-            pods.append(t.dst_pod)
-        if t.service is not None:
-            pods += list(t.service.endpoints)
-        try:
-            for pod in {p.symbol: p for p in pods}.values():
-                ns, name = self.names.namespace(pod.project), self.names.pod_name(pod)
-                obj = self.kube.get("v1", "Pod", name, ns)
-                events = self.kube.list("v1", "Event", ns, field_selector=f"involvedObject.name={name}")
-                lines = [f"{pod_state(obj)}; node {((obj or {}).get('spec') or {}).get('nodeName')}; "
-                         f"podIP {((obj or {}).get('status') or {}).get('podIP')}"]
-                lines += [f"{e.get('type', '')} {e.get('reason', '')}: {e.get('message', '')}"
-                          for e in sorted(events, key=event_time)[-5:]]
-                out[f"pod {pod.symbol} ({ns}/{name})"] = "\n".join(lines)
-            project = t.service.project if t.service is not None else t.dst_pod.project if t.dst_pod else None
-            if project is not None:
-                ns = self.names.namespace(project)
-                policies = self.kube.list("networking.k8s.io/v1", "NetworkPolicy", ns)
-                out[f"networkpolicies {ns}"] = yaml.safe_dump_all([_clean(p) for p in policies], sort_keys=False) or "(none)"
-            if t.service is not None:
-                ns = self.names.namespace(t.service.project)
-                svc = self.kube.get("v1", "Service", t.service.name, ns)
-                slices = self.kube.list("discovery.k8s.io/v1", "EndpointSlice", ns,
-                                        label_selector=f"kubernetes.io/service-name={t.service.name}")
-                out[f"service {ns}/{t.service.name}"] = yaml.safe_dump_all(
-                    [_clean(o) for o in [svc, *slices] if o], sort_keys=False)
-        except (KubeApiError, BackendUnavailable) as exc:
-            out["evidence error"] = str(exc)
-        return out
+    # ------------------------------------------------------------------ describe
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -524,16 +406,12 @@ class KubeRealization(ReadinessWaits, Realization):
         try:
             if self.lease is not None:
                 self.lease.stop()
-            for client, pids in self.client_servers.items():
-                if pids:
-                    try:
-                        run_client(self.clients[client], f"kill {' '.join(shlex.quote(p) for p in pids)} 2>/dev/null; true\n",
-                                   CLIENT_TIMEOUT_S, name=client)
-                    except ClientCommandError as exc:
-                        log.warning("stopping echo servers on client:%s: %s", client, exc)
-            for line in delete_run(self.kube, self.names, wait_s=self.timeouts.delete, poll_s=self.timeouts.poll):
+            self.stop_client_servers()
+            for line in delete_run(self.kube, self.names, wait_s=self.timeouts.delete, poll_s=self.timeouts.poll,
+                                   kinds=self.backend.cluster_kinds):
                 log.info("run %s: %s", self.names.run, line)
         finally:
+            self.backend.vip_reservations.release(c.vip for c in self.vip_choices.values())
             self.timings["down_s"] = time.perf_counter() - t0
             self.backend._forget(self)
 
@@ -559,11 +437,3 @@ def _service_account_not_ready(exc: BaseException) -> bool:
     message = getattr(exc, "message", "") or ""
     return isinstance(exc, KubeApiError) and exc.status == 403 and "serviceaccount" in message and "not found" in message
 
-
-def _clean(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """An object without managedFields (evidence stays readable)."""
-    out = dict(obj)
-    meta = dict(out.get("metadata") or {})
-    meta.pop("managedFields", None)
-    out["metadata"] = meta
-    return out

@@ -16,6 +16,11 @@ upstream netpol e2e meets the same race by retrying its whole truth table
    or ``timeout_s`` has passed; the time is the realization's ``policy_settle_s``;
 3. a timeout is a **finding** (a scenario warning in the report), never a silent continue: the
    flows are probed anyway, and the canaries themselves show as mismatches when still open.
+4. canaries that cannot be probed at all (every one answers ``error`` - the exec or the client
+   command fails) say nothing about the policies, and waiting the whole ``timeout_s`` for them
+   only delays the same errors: after :data:`MAX_ERROR_ROUNDS` such rounds in a row the barrier
+   stops early, with a warning that names the canaries' error (one failed round is not enough:
+   an exec stream can break once on a busy API server).
 
 No canary (every flow is predicted allowed, or only kube-proxy drops) means nothing on the wire
 can tell when the policies are in force; that is said as a warning too, when the scenario has
@@ -32,6 +37,7 @@ from netiso.backends.kube.probing import ClusterProbe, ClusterProbeResult
 from netiso.oracle.predict import Prediction
 
 MAX_CANARIES = 4
+MAX_ERROR_ROUNDS = 3  # rounds in a row where every canary still waited for answered ``error``: stop early
 ISOLATION = "isolation "  # netiso.oracle.decided: "isolation <ns> <direction> drop"
 
 
@@ -76,12 +82,18 @@ class SettleOutcome:
     seconds: float = 0.0
     rounds: int = 0
     settled: bool = False
-    last: dict[str, str] = field(default_factory=dict)  # canary -> last verdict seen
+    unprobeable: bool = False  # stopped early: the canaries' own probes could not run (MAX_ERROR_ROUNDS)
+    last: dict[str, str] = field(default_factory=dict)  # canary -> last verdict seen (``error (detail)`` for errors)
 
     def warning(self, timeout_s: float) -> str | None:
-        """The report's finding when the barrier timed out (None when it settled)."""
+        """The report's finding when the barrier timed out or stopped early (None when it settled)."""
         if self.settled or not self.canaries:
             return None
+        if self.unprobeable:
+            errors = "; ".join(f"{c}: {v}" for c, v in self.last.items() if is_error(v))
+            return (f"NetworkPolicies in force or not is unknown: the settle barrier stopped after {self.rounds} "
+                    f"round(s) ({self.seconds:.1f} s of up to {timeout_s:g} s) because its canary flows could not be "
+                    f"probed at all ({errors}); the flows below were probed anyway")
         open_ones = "; ".join(f"{c} was {v}" for c, v in self.last.items() if v != "dropped")
         return (f"NetworkPolicies not seen in force within {timeout_s:g} s ({self.rounds} round(s)): canary "
                 f"flow(s) predicted dropped by a policy were still not dropped ({open_ones}); either the CNI has "
@@ -94,10 +106,18 @@ NO_CANARY = ("no flow of this scenario is predicted dropped by a NetworkPolicy, 
              "samples)")
 
 
+def is_error(verdict: str) -> bool:
+    """Whether a canary's verdict is an error (``error``, or ``error (detail)`` from :func:`canary_round`)."""
+    return verdict == "error" or verdict.startswith("error (")
+
+
 def canary_round(sources: dict[int, str], probes: dict[int, ClusterProbe],
                  run_batch: Callable[[str, list[ClusterProbe]], list[ClusterProbeResult]]
                  ) -> Callable[[list[int]], dict[int, str]]:
-    """A ``probe_round`` for :func:`wait_until_dropped`: the given canaries, one batch per source."""
+    """A ``probe_round`` for :func:`wait_until_dropped`: the given canaries, one batch per source.
+
+    An ``error`` verdict carries its detail, ``error (probe batch from ... failed: ...)``, for the warning.
+    """
     def probe_round(indices: list[int]) -> dict[int, str]:
         by_source: dict[str, list[int]] = {}
         for i in indices:
@@ -105,15 +125,18 @@ def canary_round(sources: dict[int, str], probes: dict[int, ClusterProbe],
         verdicts: dict[int, str] = {}
         for source, items in by_source.items():
             for i, result in zip(items, run_batch(source, [probes[i] for i in items]), strict=True):
-                verdicts[i] = result.verdict
+                verdicts[i] = (f"error ({result.detail})" if result.verdict == "error" and result.detail
+                               else result.verdict)
         return verdicts
     return probe_round
 
 
 def wait_until_dropped(probe_round: Callable[[list[int]], dict[int, str]], canaries: dict[int, str], *,
-                       timeout_s: float, poll_s: float, clock: Callable[[], float] = time.monotonic,
+                       timeout_s: float, poll_s: float, max_error_rounds: int = MAX_ERROR_ROUNDS,
+                       clock: Callable[[], float] = time.monotonic,
                        sleep: Callable[[float], None] = time.sleep) -> SettleOutcome:
-    """Probe ``canaries`` (index -> label) until each was dropped once, or ``timeout_s`` passed.
+    """Probe ``canaries`` (index -> label) until each was dropped once, or ``timeout_s`` passed,
+    or ``max_error_rounds`` rounds in a row found every canary still waited for unprobeable (``error``).
 
     ``probe_round(indices)`` probes those flows once and returns ``index -> verdict``. At least
     one round always runs; a round started before the deadline finishes (its probes are
@@ -122,6 +145,7 @@ def wait_until_dropped(probe_round: Callable[[list[int]], dict[int, str]], canar
     outcome = SettleOutcome(canaries=list(canaries.values()))
     start = clock()
     pending = list(canaries)
+    error_rounds = 0
     while pending:
         verdicts = probe_round(pending)
         outcome.rounds += 1
@@ -130,6 +154,10 @@ def wait_until_dropped(probe_round: Callable[[list[int]], dict[int, str]], canar
         pending = [i for i in pending if verdicts.get(i) != "dropped"]
         if not pending:
             outcome.settled = True
+            break
+        error_rounds = error_rounds + 1 if all(is_error(verdicts.get(i, "error")) for i in pending) else 0
+        if error_rounds >= max_error_rounds:
+            outcome.unprobeable = True
             break
         if clock() - start >= timeout_s:
             break

@@ -21,13 +21,19 @@ eligible there), the Service gets no request, and the flows whose meaning depend
 announcer (clients to the VIP) are reported ``skipped`` with :attr:`VipChoice.reason`, never
 compared against a different election.
 
+Parallel runs (``--jobs`` > 1): the cluster's Services only show a VIP once its Service exists,
+so two scenarios choosing at the same moment would both see the same address free. Every choice
+goes through the backend's :class:`VipReservations` (a lock and the addresses this process has
+handed out): an address stays reserved from its choice until that realization's ``down``.
+
 Knowingly not modelled: MetalLB pool ``serviceAllocation`` (namespace/priority restrictions) and
 IP sharing keys; addresses that another tool holds without a Service status are not known.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +65,41 @@ class VipChoice:
         who = (f"elected node:{self.planned} ({self.cluster_node}) as planned" if self.planned
                else "announced by no node, as planned")
         return f"{self.service}: requests VIP {self.vip}, {who}"
+
+
+class VipReservations:
+    """The VIPs this process has chosen for realizations still up: chosen under one lock, held until ``down``.
+
+    >>> held = VipReservations()
+    >>> held.choose(lambda taken: {"a/web": VipChoice("a/web", "10.0.0.1", None, None)})["a/web"].vip
+    '10.0.0.1'
+    >>> seen = []
+    >>> _ = held.choose(lambda taken: seen.append(sorted(taken)) or {})
+    >>> held.release(["10.0.0.1"])
+    >>> _ = held.choose(lambda taken: seen.append(sorted(taken)) or {})
+    >>> seen
+    [['10.0.0.1'], []]
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: set[str] = set()
+
+    def choose(self, pick: Callable[[frozenset[str]], dict[str, VipChoice]]) -> dict[str, VipChoice]:
+        """``pick(reserved)`` under the lock; the VIPs it chooses become reserved."""
+        with self._lock:
+            chosen = pick(frozenset(self._held))
+            self._held.update(c.vip for c in chosen.values() if c.vip)
+            return chosen
+
+    @property
+    def held(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._held)
+
+    def release(self, vips: Iterable[str | None]) -> None:
+        with self._lock:
+            self._held.difference_update(v for v in vips if v)
 
 
 def lb_services(topo: Topology) -> list[ServiceInfo]:
@@ -151,15 +192,18 @@ def lb_skip_reasons(planned: Topology, realized: Topology, choices: Mapping[str,
     return out
 
 
-def choose_on_cluster(kube: Any, planned: Topology, findings: Any, node_map: Mapping[str, str]) -> dict[str, VipChoice]:
-    """:func:`choose_vips` with what preflight found (pool, node labels) and the VIPs the cluster's
-    Services already hold (``GET /api/v1/services``, all namespaces); {} without LoadBalancer Services."""
+def choose_on_cluster(kube: Any, planned: Topology, findings: Any, node_map: Mapping[str, str],
+                      reservations: VipReservations) -> dict[str, VipChoice]:
+    """:func:`choose_vips` with what preflight found (pool, node labels), the VIPs the cluster's
+    Services already hold (``GET /api/v1/services``, all namespaces) and those ``reservations``
+    holds for this process' other realizations; {} without LoadBalancer Services. The chosen VIPs
+    are reserved until the caller releases them."""
     if not lb_services(planned) or planned.load_balancer not in REQUEST_ANNOTATIONS:
         return {}
     from netiso.backends.kube.preflight import EXCLUDE_LB_LABEL
 
     excluded = {n: EXCLUDE_LB_LABEL in findings.nodes[c].labels for n, c in node_map.items() if c in findings.nodes}
-    taken = addresses_in_use(kube.list("v1", "Service"))
-    return choose_vips(planned, node_map, excluded, findings.lb_ranges, taken,
-                       pool_label=findings.lb_pool_label or "the load balancer's pool",
-                       avoid_buggy=findings.lb_avoid_buggy)
+    in_use = addresses_in_use(kube.list("v1", "Service"))
+    return reservations.choose(lambda reserved: choose_vips(
+        planned, node_map, excluded, findings.lb_ranges, {*in_use, *reserved},
+        pool_label=findings.lb_pool_label or "the load balancer's pool", avoid_buggy=findings.lb_avoid_buggy))

@@ -16,7 +16,11 @@ policed with the real client IP although the pod sees a node address; a connecti
 to another node is policed there with this node's (tunnel) address. Traffic between two pods
 on one node crosses FORWARD once: the sender's egress chain returns with the accept mark and
 the receiver's ingress chain still runs. Pod -> its own node goes through INPUT (egress
-policy, ``cali-wl-to-host``); node -> local pod (OUTPUT) is not policed, as in Calico.
+policy, ``cali-wl-to-host``, then ``cluster.felix.defaultEndpointToHostAction``: ACCEPT ends
+INPUT before kube-proxy's jumps, RETURN hands the packet back to them, DROP drops; static.go
+``filterWorkloadToHostChain``); node -> local pod (OUTPUT) is not policed, as in Calico.
+``cluster.natOutgoing: false`` leaves ``cali40masq-ipam-pools`` empty, as Felix does for a pool
+without natOutgoing, so ``cali-nat-outgoing`` matches nothing.
 
 Deliberate differences from Felix, each without effect on verdicts:
 
@@ -407,7 +411,9 @@ def _static_filter(filt: Table, sets: _SetRegistry, topology: Topology) -> None:
         filt.add("cali-INPUT", f"{udp} {local} {bad} -j DROP")
     filt.add("cali-INPUT", "-i cali+ -g cali-wl-to-host")
     filt.add("cali-wl-to-host", "-j cali-from-wl-dispatch")
-    filt.add("cali-wl-to-host", f"{_comment('Configured DefaultEndpointToHostAction')} -j ACCEPT")
+    action = topology.scenario.cluster.felix.defaultEndpointToHostAction
+    to_host = Decision("calico", "endpoint-to-host", "drop") if action == "DROP" else None
+    filt.add("cali-wl-to-host", f"{_comment('Configured DefaultEndpointToHostAction', to_host)} -j {action}")
     filt.add("cali-OUTPUT", f"-o cali+ {_comment('host -> workload is not policed')} -j RETURN")
 
 
@@ -458,7 +464,8 @@ def render_calico(topology: Topology, node: str) -> tuple[RuleSet, str]:
 
     pools = [topology.pod_network]
     all_pools = sets.nets(ALL_POOLS_SET, pools, "all IP pools")
-    masq_pools = sets.nets(MASQ_POOLS_SET, pools, "IP pools with natOutgoing")
+    masq = pools if topology.scenario.cluster.natOutgoing else []
+    masq_pools = sets.nets(MASQ_POOLS_SET, masq, "IP pools with natOutgoing")
     nat.add("cali-POSTROUTING", "-j cali-nat-outgoing")
     if topology.encapsulation in TUNNEL_DEVICES:
         nat.add(

@@ -129,8 +129,8 @@ def controller_port(controller: ControllerInfo) -> int:
 
 
 def upstream_name(ing: IngressInfo) -> str:
-    """``<namespace>-<service>-<port>``, ingress-nginx's upstream naming."""
-    raw = f"{ing.service.project}-{ing.service.name}-{ing.port.target_port}"
+    """``<namespace>-<service>-<port>``, ingress-nginx's upstream naming (the Ingress backend's Service port)."""
+    raw = f"{ing.service.project}-{ing.service.name}-{ing.port.port.port}"
     return re.sub(r"[^A-Za-z0-9_.-]", "_", raw)
 
 
@@ -146,8 +146,9 @@ def _check_path(path: Path) -> str:
 
 
 def _upstream_servers(ing: IngressInfo, tries: int, retry_same_endpoint: bool) -> list[str]:
-    """``ip:port`` of every endpoint; repeated to ``tries`` peers when retries may re-pick one."""
-    servers = [f"{p.ip}:{ing.port.target_port}" for p in ing.service.endpoints]
+    """``ip:targetPort`` of every endpoint of the Service port (ingress-nginx reads the EndpointSlices,
+    so a named targetPort is resolved per pod); repeated to ``tries`` peers when retries may re-pick one."""
+    servers = [f"{p.ip}:{ing.port.target_for(p)}" for p in ing.service.endpoints_for(ing.port)]
     if retry_same_endpoint and servers:
         servers = servers * math.ceil(tries / len(servers))  # whole copies keep the weights equal
     return servers
@@ -155,8 +156,9 @@ def _upstream_servers(ing: IngressInfo, tries: int, retry_same_endpoint: bool) -
 
 def _location(ing: IngressInfo, indent: str) -> list[str]:
     """The proxy location of one Ingress (503 when its Service has no endpoints)."""
-    head = f"{indent}# ingress {ing.key} -> service {ing.service.key} port {ing.port.target_port}"
-    if not ing.service.endpoints:
+    target = f" targetPort {ing.port.target}" if ing.port.port.target is not None else ""
+    head = f"{indent}# ingress {ing.key} -> service {ing.service.key} port {ing.port.port.port}{target}"
+    if not ing.service.endpoints_for(ing.port):
         return [head, f"{indent}location / {{ return 503; }}"]
     return [head, f"{indent}location / {{", f"{indent}    proxy_pass http://{upstream_name(ing)};", f"{indent}}}"]
 

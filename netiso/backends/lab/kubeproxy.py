@@ -7,17 +7,25 @@ chains (``pkg/kubelet/kubelet_network_linux.go``), so ``iptables-save`` in a lab
 like a real node's. The packet flow they build::
 
     nat PREROUTING/OUTPUT -> KUBE-SERVICES
-        -d clusterIP --dport P  -> KUBE-SVC-x   (ClusterIP)
-        -d lbIP --dport P       -> KUBE-EXT-x   (LoadBalancer)
+        -d clusterIP --dport P  -> KUBE-SVC-x   (ClusterIP; KUBE-SVL-x with internalTrafficPolicy Local)
+        -d externalIP --dport P -> KUBE-EXT-x   (spec.externalIPs, any type)
+        -d lbIP --dport P       -> KUBE-EXT-x   (LoadBalancer; KUBE-FW-x with loadBalancerSourceRanges)
         last: --dst-type LOCAL  -> KUBE-NODEPORTS --dport nodePort -> KUBE-EXT-x
-    KUBE-SVC-x  ! -s podCIDR -> KUBE-MARK-MASQ, then 1/n, 1/(n-1) ... -> KUBE-SEP-y
-    KUBE-SVL-x  the same over the endpoints on THIS node only (externalTrafficPolicy Local)
+              (nodePortAddresses: one "-d <node address>" rule per address inside them instead)
+    KUBE-SVC-x  ! -s podCIDR -> KUBE-MARK-MASQ (masqueradeAll: every source; no detector: no rule),
+                then 1/n, 1/(n-1) ... -> KUBE-SEP-y
+    KUBE-SVL-x  the same over the endpoints on THIS node only (externalTrafficPolicy / internalTrafficPolicy Local)
+    KUBE-FW-x   -s <each source range> -> KUBE-EXT-x; the rest falls through (filter KUBE-PROXY-FIREWALL DROPs)
     KUBE-EXT-x  Cluster: -> KUBE-MARK-MASQ, -> KUBE-SVC-x (always SNAT)
-                Local:   pods -> KUBE-SVC-x; host-originated -> MASQ + KUBE-SVC-x;
+                Local:   pods -> KUBE-SVC-x (only with the local-traffic detector); host-originated -> MASQ + KUBE-SVC-x;
                          everything else -> KUBE-SVL-x, or falls through when no local endpoint
+                (sessionAffinity ClientIP: first "-m recent --name KUBE-SEP-y --rcheck --seconds T --reap -> KUBE-SEP-y"
+                 per endpoint)
     KUBE-SEP-y  -s epIP -> KUBE-MARK-MASQ (hairpin), DNAT --to-destination epIP:targetPort
+                (sessionAffinity ClientIP: "-m recent --name KUBE-SEP-y --set" on the DNAT rule)
     nat POSTROUTING -> KUBE-POSTROUTING: marked 0x4000 -> clear mark, MASQUERADE --random-fully
-    filter: KUBE-SERVICES REJECTs cluster IPs without endpoints; KUBE-EXTERNAL-SERVICES
+    filter: KUBE-SERVICES REJECTs cluster IPs without endpoints (DROPs them with ITP Local and none
+            here); KUBE-PROXY-FIREWALL DROPs LB traffic that KUBE-FW left un-DNATed; KUBE-EXTERNAL-SERVICES
             REJECTs (no endpoints) or DROPs (ETP Local, none on this node) node ports and LB IPs
             that nothing DNATed; KUBE-NODEPORTS ACCEPTs health-check node ports; KUBE-FORWARD
             accepts marked and established traffic and drops ctstate INVALID.
@@ -42,8 +50,9 @@ import hashlib
 from dataclasses import dataclass, field
 
 from netiso.backends.lab.iptables import RuleSet
-from netiso.model.types import PodInfo, ServiceInfo, ServicePortInfo, Topology
+from netiso.model.types import KubeProxySpec, NodeInfo, PodInfo, ServiceInfo, ServicePortInfo, Topology
 from netiso.oracle.decided import Decision
+from netiso.oracle.proxy_knobs import in_ranges
 
 MASQUERADE_BIT = 14  # kube-proxy's default --iptables-masquerade-bit
 
@@ -111,10 +120,18 @@ class KubeProxyConfig:
     conntrack_tcp_be_liberal: bool = False
     nfacct: bool = False
     kubelet: bool = True
+    detect_local: bool = True  # the ClusterCIDR local-traffic detector (False: none)
+    node_port_addresses: tuple[str, ...] = ()  # CIDRs; () = every local address
 
     @property
     def mark(self) -> str:
         return f"{1 << self.masquerade_bit:#x}"
+
+    @classmethod
+    def of(cls, spec: KubeProxySpec) -> KubeProxyConfig:
+        """The lab's configuration for a scenario's ``cluster.kubeProxy``."""
+        return cls(masquerade_all=spec.masqueradeAll, detect_local=spec.detects_local,
+                   node_port_addresses=spec.nodePortAddresses)
 
 
 @dataclass(frozen=True)
@@ -124,7 +141,7 @@ class ServiceChains:
     svc: str  # KUBE-SVC: cluster-wide endpoints
     svl: str  # KUBE-SVL: this node's endpoints (traffic policy Local)
     ext: str  # KUBE-EXT: entry for node ports and LB IPs
-    fw: str  # KUBE-FW: loadBalancerSourceRanges (never used: the model has no source ranges)
+    fw: str  # KUBE-FW: loadBalancerSourceRanges
 
 
 @dataclass(frozen=True)
@@ -143,14 +160,38 @@ class PortPlan:
     external_local: bool  # externally reachable and externalTrafficPolicy Local
     health_check_node_port: int | None = None
     endpoint_chains: dict[str, str] = field(default_factory=dict)  # endpoint ip -> KUBE-SEP
+    internal_local: bool = False  # internalTrafficPolicy Local
+    source_ranges: tuple[str, ...] = ()  # loadBalancerSourceRanges (LoadBalancer only)
+    affinity_timeout: int | None = None  # sessionAffinity ClientIP: StickyMaxAgeSeconds (None: no affinity)
+    external_ips: tuple[str, ...] = ()  # spec.externalIPs
 
     @property
     def has_endpoints(self) -> bool:
         return bool(self.endpoints)
 
     @property
+    def has_internal_endpoints(self) -> bool:
+        """False when the cluster IP must be REJECTed (no endpoints) or DROPped (ITP Local, none here)."""
+        return self.has_endpoints and (not self.internal_local or bool(self.local_endpoints))
+
+    @property
+    def uses_cluster_chain(self) -> bool:
+        """KUBE-SVC exists: ITP Cluster, or external traffic (its short-circuits need it, UsesClusterEndpoints)."""
+        return self.has_endpoints and (not self.internal_local or self.externally_accessible)
+
+    @property
+    def uses_local_chain(self) -> bool:
+        """KUBE-SVL exists: local endpoints and a Local policy in use (UsesLocalEndpoints)."""
+        return bool(self.local_endpoints) and (self.internal_local or self.external_local)
+
+    @property
+    def uses_firewall(self) -> bool:
+        return self.has_endpoints and self.lb_ip is not None and bool(self.source_ranges)
+
+    @property
     def externally_accessible(self) -> bool:
-        return self.node_port is not None or self.lb_ip is not None
+        """ExternallyAccessible: a NodePort, a load-balancer IP or an external IP."""
+        return self.node_port is not None or self.lb_ip is not None or bool(self.external_ips)
 
     @property
     def has_external_endpoints(self) -> bool:
@@ -158,7 +199,8 @@ class PortPlan:
         return self.has_endpoints and (not self.external_local or bool(self.local_endpoints))
 
     def endpoint(self, pod: PodInfo) -> str:
-        return f"{pod.ip}:{self.port.target_port}"
+        """``ip:targetPort`` of one endpoint: the DNAT destination (a named targetPort resolved on ``pod``)."""
+        return f"{pod.ip}:{self.port.target_for(pod)}"
 
 
 def port_name_string(service: ServiceInfo, port: ServicePortInfo) -> str:
@@ -190,20 +232,23 @@ def service_chains(service: ServiceInfo, port: ServicePortInfo) -> ServiceChains
     return ServiceChains(svc=f"KUBE-SVC-{h}", svl=f"KUBE-SVL-{h}", ext=f"KUBE-EXT-{h}", fw=f"KUBE-FW-{h}")
 
 
-def endpoint_chain(service: ServiceInfo, port: ServicePortInfo, endpoint_ip: str) -> str:
-    """``KUBE-SEP-`` chain of one endpoint (hash input includes ``ip:targetPort``)."""
+def endpoint_chain(service: ServiceInfo, port: ServicePortInfo, endpoint_ip: str, target: int | None = None) -> str:
+    """``KUBE-SEP-`` chain of one endpoint (hash input includes ``ip:targetPort``; ``target``: the
+    endpoint's resolved port, needed when the targetPort is a name)."""
     name, proto = port_name_string(service, port), port.port.protocol.lower()
-    return "KUBE-SEP-" + port_proto_hash(name, proto, f"{endpoint_ip}:{port.target_port}")
+    port_number = port.target_port if target is None else target
+    return "KUBE-SEP-" + port_proto_hash(name, proto, f"{endpoint_ip}:{port_number}")
 
 
 def plan_port(service: ServiceInfo, port: ServicePortInfo, node: str) -> PortPlan:
     """Classify one service port for ``node`` the way proxier.go's CategorizeEndpoints does."""
-    by_ip = {p.ip: p for p in service.endpoints}  # one endpoint per address
-    eps = tuple(sorted(by_ip.values(), key=lambda p: f"{p.ip}:{port.target_port}"))
+    # one endpoint per address; a pod that lacks a named targetPort is no endpoint of this port
+    by_ip = {p.ip: p for p in service.endpoints_for(port)}
+    eps = tuple(sorted(by_ip.values(), key=lambda p: f"{p.ip}:{port.target_for(p)}"))
     external_types = ("NodePort", "LoadBalancer")
     node_port = port.node_port if service.type in external_types else None
     lb_ip = service.lb_ip if service.type == "LoadBalancer" else None
-    accessible = node_port is not None or lb_ip is not None
+    accessible = node_port is not None or lb_ip is not None or bool(service.external_ips)
     return PortPlan(
         service=service,
         port=port,
@@ -216,7 +261,11 @@ def plan_port(service: ServiceInfo, port: ServicePortInfo, node: str) -> PortPla
         lb_ip=lb_ip,
         external_local=accessible and service.etp == "Local",
         health_check_node_port=service.health_check_node_port if service.type == "LoadBalancer" else None,
-        endpoint_chains={p.ip: endpoint_chain(service, port, p.ip) for p in eps},
+        endpoint_chains={p.ip: endpoint_chain(service, port, p.ip, port.target_for(p)) for p in eps},
+        internal_local=service.itp == "Local",
+        source_ranges=service.source_ranges if lb_ip is not None else (),
+        affinity_timeout=service.affinity_timeout,
+        external_ips=service.external_ips,
     )
 
 
@@ -290,7 +339,7 @@ def _skeleton(rs: RuleSet, cfg: KubeProxyConfig) -> None:
         rs.table("mangle").chain(KUBE_IPTABLES_HINT)
 
 
-def _service_port_rules(rs: RuleSet, plan: PortPlan, pod_cidr: str, cfg: KubeProxyConfig) -> None:
+def _service_port_rules(rs: RuleSet, plan: PortPlan, pod_cidr: str, cfg: KubeProxyConfig, node_ip: str) -> None:
     """One service port, in proxier.go's order (order matters within each chain)."""
     flt, nat = rs.table("filter"), rs.table("nat")
     svc, proto, name, ch = plan.service, plan.protocol, plan.name, plan.chains
@@ -301,17 +350,30 @@ def _service_port_rules(rs: RuleSet, plan: PortPlan, pod_cidr: str, cfg: KubePro
         "REJECT", Decision("kube-proxy", f"{name} no-endpoints", "reject").comment(f"{name} has no endpoints"))
     cip = f'-m comment --comment "{name} cluster IP" {match} -d {svc.cluster_ip} --dport {port}'
 
-    # Capture the cluster IP (internal traffic policy is always Cluster in the model).
-    if plan.has_endpoints:
-        nat.add(KUBE_SERVICES, f"{cip} -j {ch.svc}")
+    internal = ch.svl if plan.internal_local else ch.svc  # internalTrafficChain
+    # Capture the cluster IP: REJECT without endpoints, DROP with ITP Local and none on this node.
+    if plan.has_internal_endpoints:
+        nat.add(KUBE_SERVICES, f"{cip} -j {internal}")
     else:
         flt.add(KUBE_SERVICES, f'-m comment --comment "{comment}" {match} -d {svc.cluster_ip} '
-                f"--dport {port} -j REJECT")
-    # Capture the load-balancer IP.
+                f"--dport {port} -j {target}")
+    # Capture the external IPs: KUBE-EXT as for a node port (no source ranges).
+    for ext_ip in plan.external_ips:
+        dst = f"{match} -d {ext_ip} --dport {port}"
+        if plan.has_endpoints:
+            nat.add(KUBE_SERVICES, f'-m comment --comment "{name} external IP" {dst} -j {ch.ext}')
+        if not plan.has_external_endpoints:
+            flt.add(KUBE_EXTERNAL_SERVICES, f'-m comment --comment "{comment}" {dst} -j {target}')
+    # Capture the load-balancer IP (through KUBE-FW when source ranges are set).
     if plan.lb_ip is not None:
         dst = f"{match} -d {plan.lb_ip} --dport {port}"
         if plan.has_endpoints:
-            nat.add(KUBE_SERVICES, f'-m comment --comment "{name} loadbalancer IP" {dst} -j {ch.ext}')
+            lb_chain = ch.fw if plan.uses_firewall else ch.ext
+            nat.add(KUBE_SERVICES, f'-m comment --comment "{name} loadbalancer IP" {dst} -j {lb_chain}')
+        if plan.uses_firewall:
+            fw = Decision("kube-proxy", f"{name} source-ranges", "drop").comment(
+                f"{name} traffic not accepted by {ch.fw}")
+            flt.add(KUBE_PROXY_FIREWALL, f'-m comment --comment "{fw}" {dst} -j DROP')
         if not plan.has_external_endpoints:
             flt.add(KUBE_EXTERNAL_SERVICES, f'-m comment --comment "{comment}" {dst} -j {target}')
     # Capture the node port.
@@ -330,37 +392,46 @@ def _service_port_rules(rs: RuleSet, plan: PortPlan, pod_cidr: str, cfg: KubePro
     if not plan.has_endpoints:
         return  # no nat chains at all for a service without endpoints
 
-    for chain in ((ch.ext,) if plan.externally_accessible else ()) + (ch.svc,):
+    reachable = plan.endpoints if plan.uses_cluster_chain else plan.local_endpoints
+    for chain in (((ch.ext,) if plan.externally_accessible else ()) + ((ch.fw,) if plan.uses_firewall else ())
+                  + ((ch.svc,) if plan.uses_cluster_chain else ()) + ((ch.svl,) if plan.uses_local_chain else ())):
         nat.chain(chain)
-    if plan.external_local and plan.local_endpoints:
-        nat.chain(ch.svl)
-    for chain in plan.endpoint_chains.values():
-        nat.chain(chain)
+    for pod in reachable:
+        nat.chain(plan.endpoint_chains[pod.ip])
 
-    # Off-cluster sources reaching a cluster IP may bounce off-node: masquerade them.
-    not_local = "" if cfg.masquerade_all else f" ! -s {pod_cidr}"
-    nat.add(ch.svc, f"{cip}{not_local} -j {KUBE_MARK_MASQ}")
+    # Off-cluster sources reaching a cluster IP may bounce off-node: masquerade them (masqueradeAll:
+    # everything; without a local-traffic detector: nothing).
+    if plan.has_internal_endpoints and (cfg.masquerade_all or cfg.detect_local):
+        not_local = "" if cfg.masquerade_all else f" ! -s {pod_cidr}"
+        nat.add(internal, f"{cip}{not_local} -j {KUBE_MARK_MASQ}")
     if plan.externally_accessible:
-        _external_chain(rs, plan, pod_cidr)
-    _balance(rs, plan, ch.svc, plan.endpoints)
-    if plan.external_local and plan.local_endpoints:
+        _external_chain(rs, plan, pod_cidr, cfg)
+    if plan.uses_firewall:
+        _firewall_chain(rs, plan, node_ip)
+    if plan.uses_cluster_chain:
+        _balance(rs, plan, ch.svc, plan.endpoints)
+    if plan.uses_local_chain:
         _balance(rs, plan, ch.svl, plan.local_endpoints)
-    for pod in plan.endpoints:
+    for pod in reachable:
         sep = plan.endpoint_chains[pod.ip]
         nat.add(sep, f"-m comment --comment {name} -s {pod.ip} -j {KUBE_MARK_MASQ}")  # hairpin
-        nat.add(sep, f"-m comment --comment {name} {match} -j DNAT --to-destination {plan.endpoint(pod)}")
+        # ClientIP affinity: remember the client in this endpoint's recent list (per node, per source IP)
+        sticky = f" -m recent --name {sep} --set" if plan.affinity_timeout is not None else ""
+        nat.add(sep, f"-m comment --comment {name}{sticky} {match} -j DNAT --to-destination {plan.endpoint(pod)}")
 
 
-def _external_chain(rs: RuleSet, plan: PortPlan, pod_cidr: str) -> None:
+def _external_chain(rs: RuleSet, plan: PortPlan, pod_cidr: str, cfg: KubeProxyConfig) -> None:
     nat, ch, name = rs.table("nat"), plan.chains, plan.name
     if not plan.external_local:
         nat.add(ch.ext, f'-m comment --comment "masquerade traffic for {name} external destinations" '
                 f"-j {KUBE_MARK_MASQ}")
         nat.add(ch.ext, f"-j {ch.svc}")
         return
-    # Pods reaching an external address get Cluster semantics (as if via an external LB).
-    nat.add(ch.ext, f'-m comment --comment "pod traffic for {name} external destinations" '
-            f"-s {pod_cidr} -j {ch.svc}")
+    # Pods reaching an external address get Cluster semantics (as if via an external LB), when
+    # kube-proxy can tell a pod (the local-traffic detector).
+    if cfg.detect_local:
+        nat.add(ch.ext, f'-m comment --comment "pod traffic for {name} external destinations" '
+                f"-s {pod_cidr} -j {ch.svc}")
     # The host itself picked the node/LB IP as source: it must be masqueraded.
     nat.add(ch.ext, f'-m comment --comment "masquerade LOCAL traffic for {name} external destinations" '
             f"-m addrtype --src-type LOCAL -j {KUBE_MARK_MASQ}")
@@ -371,9 +442,32 @@ def _external_chain(rs: RuleSet, plan: PortPlan, pod_cidr: str) -> None:
     # else: nothing DNATs it, filter KUBE-EXTERNAL-SERVICES drops it
 
 
+def _firewall_chain(rs: RuleSet, plan: PortPlan, node_ip: str) -> None:
+    """KUBE-FW: sources in loadBalancerSourceRanges go on to KUBE-EXT; the rest is left un-DNATed
+    for filter KUBE-PROXY-FIREWALL to drop (the node's own VIP-sourced traffic passes when the
+    node IP is in a range: ``allowFromNode``)."""
+    nat, ch, name = rs.table("nat"), plan.chains, plan.name
+    head = f'-m comment --comment "{name} loadbalancer IP"'
+    for cidr in plan.source_ranges:
+        nat.add(ch.fw, f"{head} -s {cidr} -j {ch.ext}")
+    if plan.lb_ip and in_ranges(node_ip, plan.source_ranges):
+        nat.add(ch.fw, f"{head} -s {plan.lb_ip} -j {ch.ext}")
+    nat.add(ch.fw, f'-m comment --comment "other traffic to {name} will be dropped by KUBE-PROXY-FIREWALL"')
+
+
 def _balance(rs: RuleSet, plan: PortPlan, chain: str, endpoints: tuple[PodInfo, ...]) -> None:
-    """Random ladder 1/n, 1/(n-1) ... with the last endpoint unconditional: uniform overall."""
+    """Random ladder 1/n, 1/(n-1) ... with the last endpoint unconditional: uniform overall.
+
+    With ClientIP session affinity the ladder is preceded by one ``-m recent --rcheck`` rule per
+    endpoint (writeServiceToEndpointRules): a source seen by an endpoint's ``--set`` within the
+    timeout goes straight back to it; ``--reap`` prunes older entries.
+    """
     nat, n = rs.table("nat"), len(endpoints)
+    if plan.affinity_timeout is not None:
+        for pod in endpoints:
+            sep = plan.endpoint_chains[pod.ip]
+            nat.add(chain, f'-m comment --comment "{plan.name} -> {plan.endpoint(pod)}" -m recent --name {sep} '
+                    f"--rcheck --seconds {plan.affinity_timeout} --reap -j {sep}")
     for i, pod in enumerate(endpoints):
         stat = f" -m statistic --mode random --probability {_probability(n - i)}" if i < n - 1 else ""
         nat.add(chain, f'-m comment --comment "{plan.name} -> {plan.endpoint(pod)}"{stat} '
@@ -386,16 +480,21 @@ def render_kube_proxy(topology: Topology, node: str, config: KubeProxyConfig | N
     Merge it after Calico's rule set (``merge(calico, kube_proxy)``) and load it with
     ``render_restore``; the local-traffic detector is the cluster CIDR (``pod_network``).
     """
-    cfg = config or KubeProxyConfig()
+    cfg = config or KubeProxyConfig.of(topology.scenario.cluster.kubeProxy)
+    info = topology.nodes[node]
     rs = RuleSet()
     _hooks(rs, cfg)
     _skeleton(rs, cfg)
     for plan in node_plans(topology, node):
-        _service_port_rules(rs, plan, topology.pod_network, cfg)
-    # Tail call to KUBE-NODEPORTS: must stay the last rule of KUBE-SERVICES.
-    dst = "-m addrtype --dst-type LOCAL" + ("" if cfg.localhost_nodeports else " ! -d 127.0.0.0/8")
-    rs.table("nat").add(KUBE_SERVICES, '-m comment --comment "kubernetes service nodeports; NOTE: this '
-                        f'must be the last rule in this chain" {dst} -j {KUBE_NODEPORTS}')
+        _service_port_rules(rs, plan, topology.pod_network, cfg, info.ip)
+    # Tail call to KUBE-NODEPORTS: must stay the last rule of KUBE-SERVICES; with nodePortAddresses
+    # one rule per node address inside them (GetNodeIPs: the addresses of the node's interfaces).
+    tail = '-m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain"'
+    if not cfg.node_port_addresses:
+        dst = "-m addrtype --dst-type LOCAL" + ("" if cfg.localhost_nodeports else " ! -d 127.0.0.0/8")
+        rs.table("nat").add(KUBE_SERVICES, f"{tail} {dst} -j {KUBE_NODEPORTS}")
+    for ip in node_port_ips(info, cfg):
+        rs.table("nat").add(KUBE_SERVICES, f"{tail} -d {ip} -j {KUBE_NODEPORTS}")
     flt = rs.table("filter")
     if not cfg.conntrack_tcp_be_liberal:
         acct = f" -m nfacct --nfacct-name {NFACCT_INVALID}" if cfg.nfacct else ""
@@ -408,6 +507,13 @@ def render_kube_proxy(topology: Topology, node: str, config: KubeProxyConfig | N
     return rs
 
 
+def node_port_ips(node: NodeInfo, cfg: KubeProxyConfig) -> list[str]:
+    """The node's addresses inside ``nodePortAddresses`` (node IP, tunnel IP; none without the setting)."""
+    if not cfg.node_port_addresses:
+        return []
+    return [ip for ip in (node.ip, node.tunnel_ip) if ip and in_ranges(ip, cfg.node_port_addresses)]
+
+
 def describe_chains(topology: Topology, node: str) -> list[str]:
     """One line per service port: where its traffic goes on ``node`` (for evidence and reports).
 
@@ -418,7 +524,7 @@ def describe_chains(topology: Topology, node: str) -> list[str]:
     for p in node_plans(topology, node):
         head = f"{p.name} {p.service.cluster_ip}:{p.port.port}"
         entry = "".join([f" NodePort {p.node_port}" if p.node_port is not None else "",
-                         f" LB {p.lb_ip}" if p.lb_ip else ""])
+                         f" LB {p.lb_ip}" if p.lb_ip else "", *(f" externalIP {ip}" for ip in p.external_ips)])
         if entry:
             entry += f" ETP {'Local' if p.external_local else 'Cluster'}"
         if not p.has_endpoints:

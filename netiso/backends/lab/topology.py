@@ -26,11 +26,22 @@ Lab-only choices (each needed because a lab node, unlike a real one, has no defa
   announcer routes an announced VIP there too (see announce.py). Anything sent to it is dropped.
 * nodes route the Service network out of ``eth0`` (``serviceNetwork dev eth0 scope link``): a
   real node reaches it by its default route; kube-proxy's DNAT rewrites it before it leaves.
+  Services' external IPs likewise (``externalIP/32 dev eth0 scope link``), and a client routes an
+  external IP via the node its ``externalip:P/S@NODE`` flows name (the outside network's route).
 * clients get a route to every node's pod block via that node (the "external router knows the
   pod routes" assumption of BGP/direct networks), so ``client -> pod:`` flows are possible;
   with ``cluster.clientsRouteToPods: false`` they route the pod network into ``nxsink0`` instead
   (a bridge without ports or ARP: the packet is lost silently, as at a router without the route).
 * IPv6 is disabled in every lab namespace (no DAD/RS/MLD chatter in captures; the lab is IPv4).
+* the node network's neighbour entries are permanent (node -> other nodes and clients, client ->
+  nodes and other clients): the kernel's neighbour table limit (``gc_thresh3``, 1024 by default) is
+  one for the whole host, not per namespace, and a 48-node lab asks for ~2,500 entries at once;
+  past the limit the kernel refuses new entries, the packet waiting for one is lost and its SYN
+  retransmitted 1 s later (issue 16: the false drops at 48 nodes; ``table_fulls`` in
+  ``ip -s ntable``). Permanent entries are not counted against the limit (Linux >= 4.19,
+  "neighbor: Improve garbage collection"), and the host's limit is not ours to raise. Without
+  effect on verdicts: these addresses never move. VIPs stay dynamic (the announcer's ARP answers
+  are measured, announce.py), and so do pods (the gateway's proxy ARP is Calico's own).
 """
 
 from __future__ import annotations
@@ -44,6 +55,7 @@ from pathlib import Path
 
 from netiso.backends.lab import naming
 from netiso.backends.lab.runs import Run, TeardownReport
+from netiso.model.flows import external_ip_routes
 from netiso.model.types import ENCAPSULATIONS, Topology
 
 POD_MTU = {"direct": 1500, "ipip": 1480, "vxlan": 1450}
@@ -338,6 +350,10 @@ def _node_lines(labnet: LabNet, n: NodeNet) -> list[str]:
         # the Service network is reachable on the node network (kube-proxy DNATs before routing)
         f"route replace {labnet.topology.service_network} dev {NODE_IF} scope link",
     ]
+    # external IPs, like the Service network, leave by a real node's default route unless DNATed
+    lines += [f"route replace {ip}/32 dev {NODE_IF} scope link"
+              for svc in labnet.topology.services.values() for ip in svc.external_ips]
+    lines += _neighbours(labnet, n.ip)
     for p in labnet.pods.values():
         if p.node != n.name:
             continue
@@ -372,6 +388,13 @@ def _node_lines(labnet: LabNet, n: NodeNet) -> list[str]:
     return lines
 
 
+def _neighbours(labnet: LabNet, own_ip: str) -> list[str]:
+    """Permanent neighbour entries for every other node and client on the node network (see the
+    module docstring: the host-wide neighbour table limit would drop packets in a large lab)."""
+    peers = [(r.ip, r.mac) for r in labnet.nodes.values()] + [(c.ip, c.mac) for c in labnet.clients.values()]
+    return [f"neigh replace {ip} lladdr {mac} dev {NODE_IF} nud permanent" for ip, mac in peers if ip != own_ip]
+
+
 def _fdb_lines(labnet: LabNet, n: NodeNet) -> list[str]:
     return [
         f"fdb add {r.vtep_mac} dev {VXLAN_DEV} dst {r.ip} self permanent"
@@ -386,11 +409,15 @@ def _client_lines(labnet: LabNet, c: ClientNet) -> list[str]:
     packet silently (a timeout, ``dropped``), where a missing route would fail at once (ENETUNREACH)."""
     prefixlen = ipaddress.IPv4Network(labnet.topology.node_network).prefixlen
     lines = ["link set lo up", f"addr add {c.ip}/{prefixlen} dev {NODE_IF}", f"link set {NODE_IF} up"]
+    lines += _neighbours(labnet, c.ip)
     if labnet.topology.scenario.cluster.clientsRouteToPods:
         lines += [f"route add {n.block} via {n.ip} dev {NODE_IF}" for n in labnet.nodes.values()]
     else:
         lines += [f"link add {SINK_DEV} type bridge", f"link set {SINK_DEV} arp off", f"link set {SINK_DEV} up",
                   f"route add {labnet.topology.pod_network} dev {SINK_DEV}"]
+    # externalip:P/S@NODE flows: the outside network routes the Service's external IP to that node
+    for ip, node in sorted(external_ip_routes(labnet.topology).get(c.name, {}).items()):
+        lines.append(f"route add {ip}/32 via {labnet.nodes[node].ip} dev {NODE_IF}")
     return lines
 
 

@@ -2,7 +2,8 @@
 
 Why: no cluster exists on this machine, yet the kube backend's whole API conversation must be
 exercised over real HTTP with the ``kubernetes`` client unpatched. ``FakeCluster`` starts a server
-(server.py) over an in-memory store (store.py) with controller emulation (controllers.py),
+(server.py; discovery documents in discovery_docs.py, watches in watching.py) over an in-memory
+store (store.py) with controller emulation (controllers.py),
 ``seed_cluster`` fills it like a kind cluster with Calico and MetalLB/OpenELB (seed.py),
 ``seed_fresh_kind`` like a kind cluster just created without a CNI, whose add-ons are then installed
 through the API and acted on by the workload controllers (workloads.py), and

@@ -51,6 +51,11 @@ def _quote(names: list[str]) -> str:
     return ", ".join(f'"{n}"' for n in names)
 
 
+def _named_containers(names: list[str]) -> str:
+    """``container "a"`` / ``containers "a", "b"``, as the checks' pluralize + joinQuote write them."""
+    return f"{_plural('container', 'containers', len(names))} {_quote(names)}"
+
+
 def _sc(container: dict[str, Any]) -> dict[str, Any]:
     return container.get("securityContext") or {}
 
@@ -69,7 +74,7 @@ def host_ports(spec: Spec) -> Result:
             ports += mine
     if not names:
         return None
-    return ("hostPort", f"{_plural('container', 'containers', len(names))} {_quote(names)} "
+    return ("hostPort", f"{_named_containers(names)} "
                         f"{_plural('uses', 'use', len(names))} {_plural('hostPort', 'hostPorts', len(ports))} "
                         f"{', '.join(ports)}")
 
@@ -78,7 +83,7 @@ def privileged(spec: Spec) -> Result:
     names = [c.get("name", "") for c in _containers(spec) if _sc(c).get("privileged")]
     if not names:
         return None
-    return ("privileged", f"{_plural('container', 'containers', len(names))} {_quote(names)} must not set "
+    return ("privileged", f"{_named_containers(names)} must not set "
                           "securityContext.privileged=true")
 
 
@@ -91,7 +96,7 @@ def capabilities_baseline(spec: Spec) -> Result:
             caps.update(bad)
     if not names:
         return None
-    return ("non-default capabilities", f"{_plural('container', 'containers', len(names))} {_quote(names)} must not "
+    return ("non-default capabilities", f"{_named_containers(names)} must not "
                                         f"include {_quote(sorted(caps))} in securityContext.capabilities.add")
 
 
@@ -107,7 +112,7 @@ def seccomp_baseline(spec: Spec) -> Result:
     names = [c.get("name", "") for c in _containers(spec)
              if (_sc(c).get("seccompProfile") or {}).get("type") == "Unconfined"]
     if names:
-        bad.append(f"{_plural('container', 'containers', len(names))} {_quote(names)} must not set "
+        bad.append(f"{_named_containers(names)} must not set "
                    'securityContext.seccompProfile.type to "Unconfined"')
     return ("seccompProfile", "; ".join(bad)) if bad else None
 
@@ -116,7 +121,7 @@ def allow_privilege_escalation(spec: Spec) -> Result:
     names = [c.get("name", "") for c in _containers(spec) if _sc(c).get("allowPrivilegeEscalation") is not False]
     if not names:
         return None
-    return ("allowPrivilegeEscalation != false", f"{_plural('container', 'containers', len(names))} {_quote(names)} "
+    return ("allowPrivilegeEscalation != false", f"{_named_containers(names)} "
                                                  "must set securityContext.allowPrivilegeEscalation=false")
 
 
@@ -135,10 +140,10 @@ def capabilities_restricted(spec: Spec) -> Result:
             caps.update(bad)
     details = []
     if missing_drop:
-        details.append(f"{_plural('container', 'containers', len(missing_drop))} {_quote(missing_drop)} must set "
+        details.append(f"{_named_containers(missing_drop)} must set "
                        'securityContext.capabilities.drop=["ALL"]')
     if adding:
-        details.append(f"{_plural('container', 'containers', len(adding))} {_quote(adding)} must not include "
+        details.append(f"{_named_containers(adding)} must not include "
                        f"{_quote(sorted(caps))} in securityContext.capabilities.add")
     return ("unrestricted capabilities", "; ".join(details)) if details else None
 
@@ -172,13 +177,13 @@ def run_as_non_root(spec: Spec) -> Result:
         elif value is None and pod_value is not True:
             implicit.append(c.get("name", ""))
     if explicit_false:
-        details.append(f"{_plural('container', 'containers', len(explicit_false))} {_quote(explicit_false)} must not "
+        details.append(f"{_named_containers(explicit_false)} must not "
                        "set securityContext.runAsNonRoot=false")
     if implicit and pod_value is None:
-        details.append(f"pod or {_plural('container', 'containers', len(implicit))} {_quote(implicit)} must set "
+        details.append(f"pod or {_named_containers(implicit)} must set "
                        "securityContext.runAsNonRoot=true")
     elif implicit:
-        details.append(f"{_plural('container', 'containers', len(implicit))} {_quote(implicit)} must set "
+        details.append(f"{_named_containers(implicit)} must set "
                        "securityContext.runAsNonRoot=true")
     return ("runAsNonRoot != true", "; ".join(details)) if details else None
 
@@ -189,7 +194,7 @@ def run_as_user(spec: Spec) -> Result:
         details.append("pod must not set runAsUser=0")
     names = [c.get("name", "") for c in _containers(spec) if _sc(c).get("runAsUser") == 0]
     if names:
-        details.append(f"{_plural('container', 'containers', len(names))} {_quote(names)} must not set runAsUser=0")
+        details.append(f"{_named_containers(names)} must not set runAsUser=0")
     return ("runAsUser=0", "; ".join(details)) if details else None
 
 
@@ -207,10 +212,10 @@ def seccomp_restricted(spec: Spec) -> Result:
         elif t is None and pod_type is None:
             unset.append(c.get("name", ""))
     if bad:
-        details.append(f"{_plural('container', 'containers', len(bad))} {_quote(bad)} must not set "
+        details.append(f"{_named_containers(bad)} must not set "
                        'securityContext.seccompProfile.type to "Unconfined"')
     if unset:
-        details.append(f"pod or {_plural('container', 'containers', len(unset))} {_quote(unset)} must set "
+        details.append(f"pod or {_named_containers(unset)} must set "
                        'securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost"')
     return ("seccompProfile", "; ".join(details)) if details else None
 

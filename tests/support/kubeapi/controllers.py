@@ -100,12 +100,6 @@ class Controllers:
         store.on_create.append(self._admit)
         store.on_change.append(self._react)
 
-    def _res(self, api_version: str, plural: str) -> Resource:
-        group, _, version = api_version.rpartition("/")
-        res = self.store.catalogue().find(group, version, plural)
-        assert res is not None, plural
-        return res
-
     # -- on create: fill what scheduler/kubelet/allocators fill --------------------------------
     def _admit(self, res: Resource, obj: Obj) -> None:
         if (res.group, res.plural) == ("", "pods"):
@@ -114,7 +108,7 @@ class Controllers:
             self._allocate_service(obj)
 
     def _nodes(self) -> list[Obj]:
-        return self.store.list(self._res("v1", "nodes"), None)
+        return self.store.list(self.store.resource("v1", "nodes"), None)
 
     def _schedule(self, pod: Obj) -> Obj | None:
         nodes = {n["metadata"]["name"]: n for n in self._nodes()}
@@ -128,7 +122,7 @@ class Controllers:
                                                            for t in (n.get("spec") or {}).get("taints") or [])]
         if not fits:
             return None
-        pods = self.store.list(self._res("v1", "pods"), None)
+        pods = self.store.list(self.store.resource("v1", "pods"), None)
         load = {name: sum(1 for p in pods if (p.get("spec") or {}).get("nodeName") == name) for name in nodes}
         return min(fits, key=lambda n: (load[n["metadata"]["name"]], n["metadata"]["name"]))
 
@@ -136,7 +130,7 @@ class Controllers:
         if (pod.get("spec") or {}).get("hostNetwork"):
             return _internal_ip(node) or ""
         cidr = ipaddress.ip_network((node.get("spec") or {}).get("podCIDR") or "192.168.0.0/24")
-        used = {p.get("status", {}).get("podIP") for p in self.store.list(self._res("v1", "pods"), None)}
+        used = {p.get("status", {}).get("podIP") for p in self.store.list(self.store.resource("v1", "pods"), None)}
         for host in list(cidr.hosts())[1:]:  # .1 is where pods start; .0 is the tunnel address
             if str(host) not in used:
                 return str(host)
@@ -220,14 +214,14 @@ class Controllers:
                                                     if component == "kubelet" else {})},
               "reportingComponent": component,
               "reportingInstance": (pod.get("spec") or {}).get("nodeName", "") if component == "kubelet" else ""}
-        res = self._res("v1", "events")
+        res = self.store.resource("v1", "events")
         if self.store.get(res, meta.get("namespace"), ev["metadata"]["name"]) is None:
             self.store.create(res, meta.get("namespace"), ev)
 
     def _allocate_service(self, svc: Obj) -> None:
         spec = svc.setdefault("spec", {})
         stype = spec.setdefault("type", "ClusterIP")
-        services = self.store.list(self._res("v1", "services"), None)
+        services = self.store.list(self.store.resource("v1", "services"), None)
         if stype != "ExternalName":
             if not spec.get("clusterIP"):
                 used = {s["spec"].get("clusterIP") for s in services}
@@ -269,7 +263,7 @@ class Controllers:
                 if kind == "DELETED" and (res.group, res.plural) == ("", "services"):
                     self._forget_service(obj)
                 return
-            for svc in self.store.list(self._res("v1", "services"), namespace):
+            for svc in self.store.list(self.store.resource("v1", "services"), namespace):
                 self._slice(svc)
                 if svc["spec"].get("type") == "LoadBalancer":
                     self._load_balance(svc)
@@ -282,14 +276,14 @@ class Controllers:
         selector = svc["spec"].get("selector")
         if not selector:
             return []
-        pods = self.store.list(self._res("v1", "pods"), svc["metadata"]["namespace"])
+        pods = self.store.list(self.store.resource("v1", "pods"), svc["metadata"]["namespace"])
         return [p for p in pods if all(((p["metadata"].get("labels") or {}).get(k) == v) for k, v in selector.items())
                 and (p.get("status") or {}).get("podIP")]
 
     def _slice(self, svc: Obj) -> None:
         if not svc["spec"].get("selector"):
             return
-        res = self._res("discovery.k8s.io/v1", "endpointslices")
+        res = self.store.resource("discovery.k8s.io/v1", "endpointslices")
         ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
         pods = self._endpoints(svc)
         ports = []
@@ -330,14 +324,14 @@ class Controllers:
             want = ann.get("metallb.io/loadBalancerIPs") or svc["spec"].get("loadBalancerIP")
             if want:
                 return want.split(",")[0]
-            pools = self.store.list(self._res("metallb.io/v1beta1", "ipaddresspools"), None)
+            pools = self.store.list(self.store.resource("metallb.io/v1beta1", "ipaddresspools"), None)
             ranges = [a for p in pools for a in p["spec"].get("addresses", [])]
         elif self.lb_impl == "openelb":
             if ann.get("lb.kubesphere.io/v1alpha1") != "openelb":
                 return None  # OpenELB handles only services that carry its annotation
             if ann.get("eip.openelb.kubesphere.io/v1alpha1"):
                 return ann["eip.openelb.kubesphere.io/v1alpha1"]
-            eips = self.store.list(self._res("network.kubesphere.io/v1alpha2", "eips"), None)
+            eips = self.store.list(self.store.resource("network.kubesphere.io/v1alpha2", "eips"), None)
             named = ann.get("eip.openelb.kubesphere.io/v1alpha2")
             eips = [e for e in eips if (e["metadata"]["name"] == named if named else
                                         (e["metadata"].get("annotations") or {}).get("eip.openelb.kubesphere.io/is-default-eip")
@@ -345,7 +339,7 @@ class Controllers:
             ranges = [e["spec"]["address"] for e in eips]
         else:
             return None
-        used = {i.get("ip") for s in self.store.list(self._res("v1", "services"), None)
+        used = {i.get("ip") for s in self.store.list(self.store.resource("v1", "services"), None)
                 for i in ((s.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []}
         for r in ranges:
             if "-" in r:
@@ -359,7 +353,7 @@ class Controllers:
         return None
 
     def _load_balance(self, svc: Obj) -> None:
-        services = self._res("v1", "services")
+        services = self.store.resource("v1", "services")
         ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
         ip = ingress[0]["ip"] if ingress else self._pool_ip(svc)
         if ip is None:
@@ -371,7 +365,7 @@ class Controllers:
             self._l2_status(svc, ip)
 
     def _l2_status(self, svc: Obj, ip: str) -> None:
-        res = self._res("metallb.io/v1beta1", "servicel2statuses")
+        res = self.store.resource("metallb.io/v1beta1", "servicel2statuses")
         ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
         ready_nodes = {p["spec"].get("nodeName") for p in self._endpoints(svc) if _ready(p)}
         eligible = [n["metadata"]["name"] for n in self._nodes() if EXCLUDE_LB not in (n["metadata"].get("labels") or {})]
@@ -386,7 +380,7 @@ class Controllers:
                 self.store.delete(res, "metallb-system", old["metadata"]["name"])
         if winner is None or any(o["status"].get("node") == winner for o in existing):
             return
-        speakers = self.store.list(self._res("v1", "pods"), "metallb-system",
+        speakers = self.store.list(self.store.resource("v1", "pods"), "metallb-system",
                                    lambda p: p["spec"].get("nodeName") == winner
                                    and (p["metadata"].get("labels") or {}).get("component") == "speaker")
         meta: Obj = {"generateName": "l2-", "namespace": "metallb-system",
@@ -402,7 +396,7 @@ class Controllers:
 
     def _forget_service(self, svc: Obj) -> None:
         ns, name = svc["metadata"].get("namespace"), svc["metadata"]["name"]
-        slices = self._res("discovery.k8s.io/v1", "endpointslices")
+        slices = self.store.resource("discovery.k8s.io/v1", "endpointslices")
         for s in self.store.list(slices, ns, lambda o: (o["metadata"].get("labels") or {}).get("kubernetes.io/service-name")
                                  == name):
             if self.store.get(slices, ns, s["metadata"]["name"]) is not None:

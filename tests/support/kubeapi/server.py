@@ -5,12 +5,12 @@ this machine has no cluster. The server runs aiohttp in a thread of its own (the
 synchronous), on a random port, and records every request in order so tests can assert what a
 backend sent and in which order.
 
-Mirrors kube-apiserver 1.33's REST surface: discovery (``/api``, ``/api/v1``, ``/apis``,
+Mirrors kube-apiserver 1.33's REST surface: discovery (discovery_docs.py: ``/api``, ``/api/v1``, ``/apis``,
 ``/apis/<g>``, ``/apis/<g>/<v>`` with CRD groups), ``/version``, ``/healthz``; the resource URL
 grammar (``/api/v1/namespaces/<ns>/<plural>/<name>/<sub>``); verbs get/list/watch/create/update/
 patch/delete/deletecollection; labelSelector and fieldSelector; List kinds with items without
 ``kind``/``apiVersion`` for built-ins (custom resource lists keep them, as the apiextensions server
-does); watch as a chunked stream of ``{"type","object"}`` lines with ``timeoutSeconds``; bearer-token
+does); watch as a chunked stream of ``{"type","object"}`` lines with ``timeoutSeconds`` (watching.py); bearer-token
 authentication (401); authorisation by the stored RBAC objects (rbac.py), both by 403 Forbidden on real
 requests and by ``SelfSubjectAccessReview`` (``status.allowed``, ``reason``), worded like the RBAC
 authorizer; every create/update/patch through writes.py (validation.py 400/422, server-side apply
@@ -43,7 +43,6 @@ admission beyond Pod Security and the ServiceAccount lag, most defaulting, API p
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import threading
 from collections.abc import Callable
@@ -54,17 +53,15 @@ import yaml
 from aiohttp import web
 
 from . import exec_ws, status
+from .discovery_docs import discovery_document
 from .exec_ws import ExecHandler
 from .rbac import Rbac, Request, Subject
 from .resources import Resource
 from .selectors import SelectorError, field_selector, label_selector
-from .store import Store, Watcher
+from .store import Store
+from .watching import stream_watch
 from .writes import Strictness, Writes
 
-VERSION_INFO = {"major": "1", "minor": "33", "emulationMajor": "1", "emulationMinor": "33",
-                "minCompatibilityMajor": "1", "minCompatibilityMinor": "32", "gitVersion": "v1.33.1",
-                "gitCommit": "8adc0f041b8e7ad1d30e29cc59c6ae7a15e19828", "gitTreeState": "clean",
-                "buildDate": "2025-05-15T08:19:08Z", "goVersion": "go1.24.2", "compiler": "gc", "platform": "linux/amd64"}
 SELF_REVIEW = ("authorization.k8s.io", "selfsubjectaccessreviews")
 # registries with ReturnDeletedObject (pods, services, serviceaccounts), namespaces (finalized later:
 # the Terminating object) and CRDs (held by their cleanup finalizer); every other kind answers Status
@@ -297,7 +294,7 @@ class KubeApiServer:
     async def _dispatch(self, request: web.Request, rec: RecordedRequest) -> web.StreamResponse:
         path = request.path.rstrip("/") or "/"
         if request.method == "GET":
-            doc = self._discovery(path)
+            doc = discovery_document(self.store.served_catalogue(), path)  # Established CRDs only
             if doc is not None:
                 return self._json(doc)
             if path in ("/healthz", "/readyz", "/livez"):
@@ -325,7 +322,7 @@ class KubeApiServer:
         if verb in ("list", "watch"):
             match = self._selectors(q)
             if verb == "watch":
-                return await self._watch(request, t, match)
+                return await stream_watch(request, self.store, t.resource, t.namespace, match)
             items = self._observed_list(res, t.namespace, match)
             if not res.custom:
                 for item in items:
@@ -417,70 +414,3 @@ class KubeApiServer:
         if allowed and attrs is not None:
             out["status"]["reason"] = reason
         return out
-
-    # -- discovery ----------------------------------------------------------------------------
-    def _discovery(self, path: str) -> dict[str, Any] | None:
-        cat = self.store.served_catalogue()  # Established CRDs only
-        groups = cat.group_versions()
-        if path == "/version":
-            return VERSION_INFO
-        if path == "/api":
-            return {"kind": "APIVersions", "versions": ["v1"],
-                    "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "172.18.0.2:6443"}]}
-        if path == "/apis":
-            return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [self._group(g, vs) for g, vs in groups.items()]}
-        if path == "/api/v1":
-            return self._resource_list("", "v1")
-        parts = [p for p in path.split("/") if p]
-        if len(parts) == 2 and parts[0] == "apis":
-            if parts[1] not in groups:
-                raise status.page_not_found()
-            return {"kind": "APIGroup", "apiVersion": "v1", **self._group(parts[1], groups[parts[1]])}
-        if len(parts) == 3 and parts[0] == "apis":
-            if parts[2] not in groups.get(parts[1], []):
-                raise status.page_not_found()
-            return self._resource_list(parts[1], parts[2])
-        return None
-
-    @staticmethod
-    def _group(name: str, versions: list[str]) -> dict[str, Any]:
-        gvs = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
-        return {"name": name, "versions": gvs, "preferredVersion": gvs[0]}
-
-    def _resource_list(self, group: str, version: str) -> dict[str, Any]:
-        entries = [e for r in self.store.served_catalogue().in_version(group, version) for e in r.discovery()]
-        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{group}/{version}" if group else version,
-                "resources": entries}
-
-    # -- watch --------------------------------------------------------------------------------
-    async def _watch(self, request: web.Request, t: Target, match: Callable[[dict[str, Any]], bool]) -> web.StreamResponse:
-        q = request.query
-        loop = asyncio.get_running_loop()
-        watcher = Watcher(t.resource, t.namespace, match, loop, asyncio.Queue())
-        with self.store.lock:
-            initial = [] if q.get("resourceVersion") not in (None, "", "0") else self.store.list(t.resource, t.namespace,
-                                                                                                 match)
-            self.store.subscribe(watcher)
-        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
-        resp.enable_chunked_encoding()
-        await resp.prepare(request)
-        timeout = float(q.get("timeoutSeconds") or 1800)
-        deadline = loop.time() + timeout
-        try:
-            for obj in initial:
-                await resp.write((json.dumps({"type": "ADDED", "object": obj}) + "\n").encode())
-            while (left := deadline - loop.time()) > 0:
-                try:
-                    event = await asyncio.wait_for(watcher.queue.get(), left)
-                except TimeoutError:
-                    break
-                if event is None:  # the server is stopping
-                    break
-                await resp.write((json.dumps(event) + "\n").encode())
-        except ConnectionResetError:
-            pass
-        finally:
-            self.store.unsubscribe(watcher)
-        with contextlib.suppress(ConnectionResetError):
-            await resp.write_eof()
-        return resp

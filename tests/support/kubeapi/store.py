@@ -8,14 +8,14 @@ Mirrors the generic registry of k8s.io/apiserver (pkg/registry/generic/registry/
 server-set ``uid``, ``creationTimestamp``, ``resourceVersion`` (one cluster-wide counter, as etcd's
 revision), ``generation``; 409 AlreadyExists on a taken name; 409 Conflict when an update carries
 a stale ``resourceVersion``; 404 NotFound; ``generateName``; RFC 1123 name and label-value
-validation (422 Invalid); custom resources checked against their CRD's openAPIV3Schema (422 Invalid:
+validation (422 Invalid); custom resources checked against their CRD's openAPIV3Schema (crd_schema.py, 422 Invalid:
 types, enums, required fields, patterns; unknown fields are kept where the real server prunes
 them); the status subresource split (writes to the main resource keep the
 stored status, ``/status`` writes change only status); namespaced creates into a missing
 namespace (404) or a terminating one (403, NamespaceLifecycle admission); namespace deletion
 removing everything in it, the namespace itself staying in phase Terminating for
 ``namespace_linger()`` observations (lifecycle.py), and a DELETE of a Terminating namespace
-answered 409 Conflict as pkg/registry/core/namespace/storage/storage.go answers it. Patches: JSON merge patch
+answered 409 Conflict as pkg/registry/core/namespace/storage/storage.go answers it. Patches (patching.py): JSON merge patch
 (RFC 7386), JSON patch (RFC 6902: add/remove/replace/test), and strategic merge patch and
 apply patch treated as merge patches (the real strategic merge merges lists such as containers
 by key; this one replaces lists). Strategic merge on custom resources is refused with 415 as
@@ -30,135 +30,34 @@ import asyncio
 import copy
 import datetime
 import itertools
-import json
 import random
-import re
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import jsonschema
-
 from . import status
+from .crd_schema import check_schema
+from .patching import patched
 from .resources import Catalogue, Resource
 from .selectors import Predicate
+from .validation_rules import (  # the apiserver's name rules and their texts, written once
+    DNS1123_LABEL,
+    DNS1123_SUBDOMAIN,
+    LABEL_MSG,
+    LABEL_NAMED,
+    LABEL_VALUE,
+    LABEL_VALUE_MSG,
+    SUBDOMAIN_MSG,
+)
 
 Key = tuple[str, str, str, str]  # group, plural, namespace ("" when cluster-scoped), name
 
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-LABEL_NAMED = {("", "namespaces"), ("", "services")}  # kinds whose names must be RFC 1123 labels
-MERGE_TYPES = ("application/merge-patch+json", "application/strategic-merge-patch+json", "application/apply-patch+yaml")
-CR_PATCH_TYPES = ["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"]
 
 
 def now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386: objects merge recursively, ``null`` removes, anything else replaces."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = dict(target) if isinstance(target, dict) else {}
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        else:
-            out[k] = merge_patch(out.get(k), v)
-    return out
-
-
-def _pointer(path: str) -> list[str]:
-    return [p.replace("~1", "/").replace("~0", "~") for p in path.split("/")[1:]]
-
-
-def json_patch(doc: Any, ops: list[dict]) -> Any:
-    """RFC 6902 add / remove / replace / test."""
-    doc = copy.deepcopy(doc)
-    for op in ops:
-        parts = _pointer(op["path"])
-        parent = doc
-        for p in parts[:-1]:
-            parent = parent[int(p)] if isinstance(parent, list) else parent[p]
-        last = parts[-1] if parts else ""
-        kind = op["op"]
-        try:
-            if kind == "test":
-                cur = parent[int(last)] if isinstance(parent, list) else parent[last]
-                if cur != op["value"]:
-                    raise status.ApiError(422, "Invalid", f"the server rejected our request due to an error in our request: "
-                                          f"testing value {op['path']} failed")
-            elif kind in ("add", "replace"):
-                if isinstance(parent, list):
-                    if last == "-":
-                        parent.append(op["value"])
-                    elif kind == "add":
-                        parent.insert(int(last), op["value"])
-                    else:
-                        parent[int(last)] = op["value"]
-                else:
-                    if kind == "replace" and last not in parent:
-                        raise KeyError(last)
-                    parent[last] = op["value"]
-            elif kind == "remove":
-                del parent[int(last) if isinstance(parent, list) else last]
-            else:
-                raise status.bad_request(f"Unexpected kind: {kind}")
-        except (KeyError, IndexError) as exc:
-            raise status.ApiError(422, "Invalid", f"the server rejected our request due to an error in our request: "
-                                  f"{kind} operation does not apply: doc is missing path: {op['path']!r}") from exc
-    return doc
-
-
-def _nullable(schema: Any) -> Any:
-    """OpenAPI v3 ``nullable: true`` as JSON Schema's ``type: [T, "null"]``."""
-    if isinstance(schema, list):
-        return [_nullable(s) for s in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {k: _nullable(v) for k, v in schema.items()}
-    if out.pop("nullable", False) and isinstance(out.get("type"), str):
-        out["type"] = [out["type"], "null"]
-    return out
-
-
-def check_schema(res: Resource, obj: dict[str, Any], name: str) -> None:
-    """422 Invalid when a custom resource breaks its CRD's openAPIV3Schema (types, enums, required,
-    patterns). Unknown fields pass: the real server prunes them, this one keeps them."""
-    if not res.custom or not res.schema:
-        return
-    body = {k: v for k, v in obj.items() if k != "metadata"}
-    schema = _nullable({k: v for k, v in res.schema.items() if k != "properties"} |
-                       {"properties": {k: v for k, v in (res.schema.get("properties") or {}).items() if k != "metadata"}})
-    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(body), key=lambda e: list(e.absolute_path))
-    if not errors:
-        return
-    causes, parts = [], []
-    for e in errors:
-        field = ".".join(str(p) for p in e.absolute_path)
-        if e.validator == "enum":
-            reason = "FieldValueNotSupported"
-            msg = f"Unsupported value: {json_dump(e.instance)}: supported values: " + \
-                  ", ".join(json_dump(v) for v in e.validator_value)
-        elif e.validator == "required":
-            reason, msg = "FieldValueRequired", "Required value"
-            missing = e.message.split("'")[1] if "'" in e.message else ""
-            field = f"{field}.{missing}" if field else missing
-        else:
-            reason, msg = "FieldValueInvalid", f"Invalid value: {json_dump(e.instance)}: {field} in body {e.message}"
-        causes.append({"reason": reason, "message": msg, "field": field})
-        parts.append(f"{field}: {msg}")
-    listed = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
-    raise status.ApiError(422, "Invalid", f'{res.kind}.{res.group} "{name}" is invalid: {listed}',
-                          {"name": name, "group": res.group, "kind": res.kind, "causes": causes})
-
-
-def json_dump(value: Any) -> str:
-    return json.dumps(value) if not isinstance(value, str) else f'"{value}"'
 
 
 @dataclass
@@ -196,6 +95,14 @@ class Store:
                                                                                   "customresourcedefinitions")]
                 self._catalogue = Catalogue(crds)
             return self._catalogue
+
+    def resource(self, api_version: str, plural: str) -> Resource:
+        """A kind the catalogue knows (built-in or from a CRD), by ``apiVersion`` and plural; the controllers'
+        lookup, so an unknown one is a bug in the emulator (AssertionError), not an API answer."""
+        group, _, version = api_version.rpartition("/")
+        res = self.catalogue().find(group, version, plural)
+        assert res is not None, plural
+        return res
 
     def served_catalogue(self) -> Catalogue:
         """What the API serves: the built-ins and the CRDs that are Established (the apiextensions
@@ -292,12 +199,7 @@ class Store:
                 obj.setdefault("status", {})["phase"] = "Active"
             for hook in self.on_create:
                 hook(res, obj)
-            meta["resourceVersion"] = self._next_rv()
-            self.objects[key] = obj
-            if (res.group, res.plural) == ("apiextensions.k8s.io", "customresourcedefinitions"):
-                self._catalogue = self._served = None
-            self._changed("ADDED", res, obj)
-            return self._view(res, obj)  # type: ignore[return-value]
+            return self._commit("ADDED", res, key, obj)
 
     def replace(self, res: Resource, namespace: str | None, name: str, obj: dict[str, Any],
                 subresource: str | None = None) -> dict[str, Any]:
@@ -325,17 +227,7 @@ class Store:
             old = self.objects.get(key)
             if old is None:
                 raise status.not_found(res.group, res.plural, name)
-            ctype = content_type.split(";")[0].strip()
-            if res.custom and ctype == "application/strategic-merge-patch+json":
-                raise status.unsupported_media(CR_PATCH_TYPES)
-            if ctype == "application/json-patch+json":
-                if not isinstance(body, list):
-                    raise status.bad_request("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
-                new = json_patch(self._view(res, old), body)
-            elif ctype in MERGE_TYPES:
-                new = merge_patch(self._view(res, old), body)
-            else:
-                raise status.unsupported_media(["application/json-patch+json", *MERGE_TYPES])
+            new = patched(res, self._view(res, old), body, content_type.split(";")[0].strip())
             return self._store_update(res, key, old, new, subresource)
 
     def _store_update(self, res: Resource, key: Key, old: dict, new: dict, subresource: str | None) -> dict[str, Any]:
@@ -358,12 +250,17 @@ class Store:
         if "generation" in meta and new.get("spec") != old.get("spec"):
             meta["generation"] += 1
         new["apiVersion"], new["kind"] = res.api_version, res.kind
-        meta["resourceVersion"] = self._next_rv()
-        self.objects[key] = new
+        return self._commit("MODIFIED", res, key, new)
+
+    def _commit(self, event: str, res: Resource, key: Key, obj: dict[str, Any]) -> dict[str, Any]:
+        """Store a created or updated object under a new resourceVersion, tell the watchers, return its view
+        (a CRD written changes what the catalogue serves)."""
+        obj["metadata"]["resourceVersion"] = self._next_rv()
+        self.objects[key] = obj
         if (res.group, res.plural) == ("apiextensions.k8s.io", "customresourcedefinitions"):
             self._catalogue = self._served = None
-        self._changed("MODIFIED", res, new)
-        return self._view(res, new)  # type: ignore[return-value]
+        self._changed(event, res, obj)
+        return self._view(res, obj)  # type: ignore[return-value]
 
     def delete(self, res: Resource, namespace: str | None, name: str) -> dict[str, Any]:
         """Removes the object and returns its last state (namespaces: in phase Terminating)."""
@@ -413,29 +310,19 @@ class Store:
             self._changed("DELETED", res, obj)
 
     def _validate(self, res: Resource, obj: dict[str, Any], name: str) -> None:
+        """Name and label values, worded as the apiserver's ValidateObjectMeta (validation_rules.py's texts)."""
         if not name:
             raise status.invalid(res.kind, res.group, "", "metadata.name", "",
                                  "name or generateName is required")
         as_label = (res.group, res.plural) in LABEL_NAMED
         if as_label and (len(name) > 63 or not DNS1123_LABEL.match(name)):
             raise status.invalid(res.kind, res.group, name, "metadata.name", name,
-                                 "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
-                                 "and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', "
-                                 "regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
-                                 + ("" if len(name) <= 63 else "; must be no more than 63 characters"))
+                                 LABEL_MSG + ("" if len(name) <= 63 else "; must be no more than 63 characters"))
         if not as_label and (len(name) > 253 or not DNS1123_SUBDOMAIN.match(name)) and ":" not in name:
-            raise status.invalid(res.kind, res.group, name, "metadata.name", name,
-                                 "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
-                                 "'-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', "
-                                 "regex used for validation is "
-                                 "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
+            raise status.invalid(res.kind, res.group, name, "metadata.name", name, SUBDOMAIN_MSG)
         for v in ((obj.get("metadata") or {}).get("labels") or {}).values():
             if not isinstance(v, str) or len(v) > 63 or not LABEL_VALUE.match(v):
-                raise status.invalid(res.kind, res.group, name, "metadata.labels", str(v),
-                                     "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' "
-                                     "or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or "
-                                     "'my_value',  or '12345', regex used for validation is "
-                                     "'(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')")
+                raise status.invalid(res.kind, res.group, name, "metadata.labels", str(v), LABEL_VALUE_MSG)
 
     # -- watches ------------------------------------------------------------------------------
     def _changed(self, kind: str, res: Resource, obj: dict[str, Any]) -> None:

@@ -81,12 +81,6 @@ class WorkloadControllers:
         self._busy = False
         store.on_change.append(self._react)
 
-    def _res(self, api_version: str, plural: str) -> Resource:
-        group, _, version = api_version.rpartition("/")
-        res = self.store.catalogue().find(group, version, plural)
-        assert res is not None, plural
-        return res
-
     # -- dispatch -----------------------------------------------------------------------------
     def _react(self, kind: str, res: Resource, obj: Obj) -> None:
         if self._busy:
@@ -157,7 +151,7 @@ class WorkloadControllers:
         return self._owned(namespace, kind, name)
 
     def _owned(self, namespace: str, kind: str, name: str) -> list[Obj]:
-        return self.store.list(self._res("v1", "pods"), namespace, lambda p: any(
+        return self.store.list(self.store.resource("v1", "pods"), namespace, lambda p: any(
             o.get("kind") == kind and o.get("name") == name for o in p["metadata"].get("ownerReferences") or []))
 
     def _replace_pods(self, owner: Obj, owner_kind: str, wanted: list[tuple[str, str | None]],
@@ -166,7 +160,7 @@ class WorkloadControllers:
         with ``one_step`` only one replacement (an outdated pod deleted, a wanted one created); the pods after."""
         meta = owner["metadata"]
         ns = meta["namespace"]
-        pods = self._res("v1", "pods")
+        pods = self.store.resource("v1", "pods")
         have = {p["metadata"]["name"]: p for p in self._owned(ns, owner_kind, meta["name"])}
         names = {n for n, _ in wanted}
         outdated = [p for n, p in sorted(have.items()) if n not in names]
@@ -209,7 +203,7 @@ class WorkloadControllers:
     def _daemonset(self, res: Resource, ds: Obj, one_step: bool = False, observe_only: bool = False) -> None:
         name = ds["metadata"]["name"]
         template = ((ds.get("spec") or {}).get("template") or {}).get("spec") or {}
-        nodes = [n for n in self.store.list(self._res("v1", "nodes"), None) if _tolerates(template, n)]
+        nodes = [n for n in self.store.list(self.store.resource("v1", "nodes"), None) if _tolerates(template, n)]
         gen = str(ds["metadata"].get("generation") or 1)
         wanted = [(self.daemon_pod_name(name, n["metadata"]["name"], int(gen)), n["metadata"]["name"]) for n in nodes]
         if observe_only:
@@ -270,12 +264,14 @@ class WorkloadControllers:
                 "spec": {"allowedUses": ["Workload", "Tunnel"], "blockSize": 26, "cidr": env["CALICO_IPV4POOL_CIDR"],
                          "ipipMode": env.get("CALICO_IPV4POOL_IPIP", "Never"),
                          "vxlanMode": env.get("CALICO_IPV4POOL_VXLAN", "Never"),
-                         "natOutgoing": True, "nodeSelector": "all()"}})
+                         # calico-node's startup: CALICO_IPV4POOL_NAT_OUTGOING, true unless "false"
+                         "natOutgoing": str(env.get("CALICO_IPV4POOL_NAT_OUTGOING", "true")).lower() != "false",
+                         "nodeSelector": "all()"}})
             pools = self.store.list(pool_res, None)
         spec = (pools[0].get("spec") or {}) if pools else {}
         mode = "ipip" if spec.get("ipipMode") in ("Always", "CrossSubnet") else \
             "vxlan" if spec.get("vxlanMode") in ("Always", "CrossSubnet") else "direct"
-        node_res = self._res("v1", "nodes")
+        node_res = self.store.resource("v1", "nodes")
         ready_on = {p["spec"].get("nodeName") for p in self._owned(ds["metadata"]["namespace"], "DaemonSet", "calico-node")
                     if _ready(p)}
         for node in self.store.list(node_res, None):
@@ -303,12 +299,12 @@ class WorkloadControllers:
     def _openelb_logs(self) -> None:
         if self.controllers.lb_impl != "openelb":
             return
-        pods = self._res("v1", "pods")
+        pods = self.store.resource("v1", "pods")
         speakers = self.store.list(pods, "openelb-system",
                                    lambda p: (p["metadata"].get("labels") or {}).get("component") == "speaker")
-        nodes = [n["metadata"]["name"] for n in self.store.list(self._res("v1", "nodes"), None)]
+        nodes = [n["metadata"]["name"] for n in self.store.list(self.store.resource("v1", "nodes"), None)]
         lines = []
-        for svc in self.store.list(self._res("v1", "services"), None):
+        for svc in self.store.list(self.store.resource("v1", "services"), None):
             for ing in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
                 vip = ing.get("ip")
                 endpoint_nodes = {p["spec"].get("nodeName") for p in self.controllers._endpoints(svc) if _ready(p)}

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import admission, apply, status, validation
+from .patching import patched
 from .rbac import Rbac, Subject
 from .resources import Resource
-from .store import CR_PATCH_TYPES, MERGE_TYPES, Store, json_patch, merge_patch
+from .store import Store
 
 APPLY_TYPE = "application/apply-patch+yaml"
 RBAC_WRITES = {"roles", "clusterroles", "rolebindings", "clusterrolebindings"}
@@ -106,7 +107,7 @@ class Writes:
                 if is_apply:  # the lenient path: an apply creates
                     return self.store.create(res, namespace, body), 201, []
                 raise status.not_found(res.group, res.plural, name)
-            new = self._patched(res, live, body, ctype)
+            new = patched(res, live, body, ctype)
             warned: list[str] = []
             if sub is None:
                 warned = self._validate(res, new, query)
@@ -114,19 +115,6 @@ class Writes:
                 if self.strict.server_side_apply:
                     apply.record_update(res, live, new, query.get("fieldManager") or apply.manager_from(user_agent))
             return self.store.replace(res, namespace, name, new, sub), 200, warned
-
-    @staticmethod
-    def _patched(res: Resource, live: dict[str, Any], body: Any, ctype: str) -> dict[str, Any]:
-        """The patch applied to the live object, as store.py's patch does (same media types and refusals)."""
-        if res.custom and ctype == "application/strategic-merge-patch+json":
-            raise status.unsupported_media(CR_PATCH_TYPES)
-        if ctype == "application/json-patch+json":
-            if not isinstance(body, list):
-                raise status.bad_request("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
-            return json_patch(live, body)
-        if ctype in MERGE_TYPES:
-            return merge_patch(live, body)
-        raise status.unsupported_media(["application/json-patch+json", *MERGE_TYPES])
 
     def _apply(self, res: Resource, namespace: str | None, name: str, body: Any, live: dict[str, Any] | None,
                who: Subject, query: Any) -> tuple[dict[str, Any], int, list[str]]:
