@@ -15,7 +15,7 @@ from netiso.model.addressing import resolve
 from netiso.model.loader import loads
 from netiso.model.render import service
 from netiso.model.types import KubeProxySpec
-from tests.model.test_loader_errors import assert_one_clean_message, run_explain
+from tests.model.test_loader_errors import assert_refused
 
 BASE = "name: t\nprojects: [{name: demo}]\nworkloads: [{name: web, project: demo, nodes: [worker]}]\n"
 
@@ -41,14 +41,7 @@ BAD = [
 @pytest.mark.parametrize(("extra", "field", "says"), BAD, ids=[b[1] + str(i) for i, b in enumerate(BAD)])
 def test_bad_knob_is_one_message_naming_the_field(tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: str,
                                                   field: str, says: tuple[str, ...]) -> None:
-    path = tmp_path / "bad.yaml"
-    path.write_text(BASE + extra, encoding="utf-8")
-    rc, err = run_explain(capsys, path)
-    assert rc == 2, err
-    line = assert_one_clean_message(err)
-    assert f"{path}: document 0 (t): {field}: " in line, line
-    for fragment in says:
-        assert fragment in line, line
+    assert_refused(tmp_path, capsys, BASE + extra, field, says)
 
 
 def test_defaults_are_kubeadms_and_knobs_reach_the_topology_and_the_rendered_service() -> None:

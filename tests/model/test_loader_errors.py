@@ -247,6 +247,19 @@ def assert_one_clean_message(err: str) -> str:
     return lines[0]
 
 
+def assert_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, field: str,
+                   says: tuple[str, ...]) -> None:
+    """``netiso explain`` of a one-document scenario ``t`` exits 2 with one line naming ``field`` and ``says``."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(text, encoding="utf-8")
+    rc, err = run_explain(capsys, path)
+    assert rc == 2, err
+    line = assert_one_clean_message(err)
+    assert f"{path}: document 0 (t): {field}: " in line, line
+    for fragment in says:
+        assert fragment in line, line
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_names_file_document_field_and_what_is_allowed(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                                   case: Case) -> None:

@@ -20,7 +20,7 @@ from netiso.model.render import service
 from netiso.oracle.paths import Origin, Packet, PathEngine
 from netiso.oracle.predict import predict_all
 from netiso.oracle.profile import DEFAULT_PROFILE
-from tests.model.test_loader_errors import assert_one_clean_message, run_explain
+from tests.model.test_loader_errors import assert_refused
 
 BUNDLED = Path(__file__).resolve().parents[2] / "scenarios" / "external-ips.yaml"
 BASE = ("name: t\ncluster: {clients: [alice]}\nprojects: [{name: demo}]\n"
@@ -51,14 +51,7 @@ BAD = [
 @pytest.mark.parametrize(("extra", "field", "says"), BAD, ids=[b[1] + str(i) for i, b in enumerate(BAD)])
 def test_bad_external_ip_is_one_message_naming_the_field(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                          extra: str, field: str, says: tuple[str, ...]) -> None:
-    path = tmp_path / "bad.yaml"
-    path.write_text(BASE + extra, encoding="utf-8")
-    rc, err = run_explain(capsys, path)
-    assert rc == 2, err
-    line = assert_one_clean_message(err)
-    assert f"{path}: document 0 (t): {field}: " in line, line
-    for fragment in says:
-        assert fragment in line, line
+    assert_refused(tmp_path, capsys, BASE + extra, field, says)
 
 
 def test_external_ips_reach_the_manifest_and_the_clients_routes() -> None:
