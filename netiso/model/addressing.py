@@ -90,7 +90,7 @@ def resolve(scenario: Scenario, facts: ClusterFacts | None = None) -> Topology:
     for w in scenario.workloads:
         for node in w.nodes:
             pods.append(PodInfo(w.project, w.name, node, pod_ip(node, f"pod:{w.project}/{w.name}@{node}"),
-                                dict(w.labels), w.ports))
+                                dict(w.labels), w.ports, host_ports=w.host_ports))
 
     # one controller per distinct (project, node, exposure, etp)
     controllers: dict[tuple[str, str, str, str], PodInfo] = {}

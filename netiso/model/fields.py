@@ -160,6 +160,39 @@ def ports(cur: Cursor, value: Any, default: tuple[Port, ...] = ()) -> tuple[Port
     return out
 
 
+def workload_ports(cur: Cursor, value: Any, default: tuple[Port, ...] = ()
+                   ) -> tuple[tuple[Port, ...], tuple[tuple[int, Port], ...]]:
+    """A workload's container ports: every :func:`port` form, plus ``{port: 80, hostPort: 8080}``.
+
+    ``hostPort`` opens the port on the node of each replica (the CNI portmap plugin's DNAT);
+    returned apart as ``(hostPort, container port)`` so that :class:`Port` keeps its meaning.
+    """
+    if value is None:
+        return default, ()
+    items = seq(cur, value, allow_empty=False)
+    out: list[Port] = []
+    hosts: list[tuple[int, Port]] = []
+    for i, v in enumerate(items):
+        icur = cur.at(i)
+        host = None
+        if isinstance(v, Mapping):
+            mapping(icur, v, ("port", "hostPort", "protocol", "name"), required=("port",))
+        if isinstance(v, Mapping) and "hostPort" in v:
+            host = v["hostPort"]
+            if isinstance(host, bool) or not isinstance(host, int) or not 1 <= host <= 65535:
+                icur.at("hostPort").fail(f"hostPort {describe(host)} is not a port number 1-65535")
+            v = {k: x for k, x in v.items() if k != "hostPort"}
+        p = port(icur, v)
+        out.append(p)
+        if host is not None:
+            if any(h == host and q.protocol == p.protocol for h, q in hosts):
+                icur.at("hostPort").fail(f"hostPort {host}/{p.protocol} is listed twice (one node port maps to one "
+                                         "container port)")
+            hosts.append((host, p))
+    _no_duplicates(cur, tuple(out))
+    return tuple(out), tuple(hosts)
+
+
 def _no_duplicates(cur: Cursor, ports: tuple[Port, ...]) -> None:
     seen: set[tuple[int, str]] = set()
     for i, p in enumerate(ports):

@@ -8,6 +8,9 @@ packet. Conventions (documented in docs/scenarios.md's extension notes):
 * ``healthcheck:P/S@N`` is node N's InternalIP at the Service's healthCheckNodePort (TCP);
 * ``externalip:P/S[@N]`` is the Service's first external IP and the service port; from a client
   the outside network routes it to node N (``entry_node``);
+* ``hostport:P/W@N`` is node N's InternalIP at the hostPort of the workload's chosen container
+  port (``port:`` names the container port; default its first port with a hostPort); the
+  replica on N answers on the container port (the CNI portmap plugin's DNAT);
 * ``ingress:P/I`` goes to the controller Service: NodePort on the controller's node (or
   ``@NODE``), or the VIP for a LoadBalancer controller; the Host header carries the host;
 * ``port:`` defaults to the service's (or workload's) first port; clients' echo servers listen
@@ -129,6 +132,13 @@ def resolve_flow(topo: Topology, flow: FlowSpec) -> FlowTarget:
         assert sp is not None and svc.external_ips, "validated by the loader"
         return FlowTarget(**common, dst_ip=svc.external_ips[0], dst_port=sp.port.port, protocol=sp.port.protocol,
                           port=sp.port, service=svc, entry_node=dst.node)
+    if dst.kind == "hostport":  # NODE's hostPort, DNATed by portmap to the replica on NODE
+        pod = first_replica(topo, dst.project, dst.name, dst.node)
+        host, cport = next((h, p) for h, p in pod.host_ports
+                           if flow.port is None or (p.port, p.protocol) == (flow.port.port, flow.port.protocol))
+        node = topo.nodes[dst.node]
+        return FlowTarget(**common, dst_ip=node.ip, dst_port=host, protocol=cport.protocol, port=cport,
+                          dst_pod=pod, entry_node=node.name)
     # ingress
     ing = topo.ingresses[f"{dst.project}/{dst.name}"]
     csvc = ing.controller.service

@@ -142,7 +142,7 @@ def workload_pod(pod: PodInfo) -> dict[str, Any]:
             "name": "netexec" if len(groups) == 1 else f"netexec-{i}",
             "image": AGNHOST_IMAGE,
             "args": args,
-            "ports": [_container_port(group[proto]) for proto in ("TCP", "UDP", "SCTP") if proto in group],
+            "ports": [_container_port(group[proto], pod) for proto in ("TCP", "UDP", "SCTP") if proto in group],
             "readinessProbe": {"httpGet": {"path": "/hostname", "port": http}, "periodSeconds": 2},
         })
     return _pod(pod, containers)
@@ -326,11 +326,15 @@ def _pod(pod: PodInfo, containers: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _container_port(port: Port) -> dict[str, Any]:
+def _container_port(port: Port, pod: PodInfo | None = None) -> dict[str, Any]:
+    """A container port; with the workload's ``hostPort`` for it (the kubelet hands it to portmap)."""
     entry: dict[str, Any] = {}
     if port.name:
         entry["name"] = port.name
     entry.update({"containerPort": port.port, "protocol": port.protocol})
+    host = next((h for h, p in pod.host_ports if p == port), None) if pod is not None else None
+    if host is not None:
+        entry["hostPort"] = host
     return entry
 
 

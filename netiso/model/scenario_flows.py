@@ -75,6 +75,8 @@ def read_flows(cur: Cursor, value: Any, s: Scenario) -> tuple[FlowSpec, ...]:
         elif dst.kind == "externalip":
             svc = find_service(dcur, s, dst.project, dst.name)
             check_external_ip_route(dcur, src.kind, src.name, dst.node, svc, s, routes)
+        elif dst.kind == "hostport":
+            check_host_port(dcur, fcur.at("port"), src, dst.project, dst.name, dst.node, item.get("port"), s)
         elif dst.kind == "ingress":
             ing = next((x for x in s.ingresses if x.project == dst.project and x.name == dst.name), None)
             if ing is None:
@@ -127,6 +129,30 @@ def check_external_ip_route(cur: Cursor, src_kind: str, src_name: str | None, no
     if routes.setdefault(key, node) != node:
         cur.fail(f"client:{src_name} already routes {svc.externalIPs[0]} via {routes[key]} (one route per address); "
                  f"use @{routes[key]}")
+
+
+def check_host_port(cur: Cursor, pcur: Cursor, src: Any, project: str | None, name: str | None, node: str | None,
+                    port: Any, s: Scenario) -> None:
+    """``hostport:P/W@NODE``: a workload port with a hostPort, on a node that runs a replica.
+
+    The portmap plugin opens the port on the pod's own node only. The hairpin case (a pod to
+    its own hostPort, which portmap masquerades) is not modelled: refused rather than guessed.
+    """
+    w = find_workload(cur, s, project, name, None)
+    node_ref(cur, node, s.cluster)
+    if not w.host_ports:
+        cur.fail(f"workload '{w.project}/{w.name}' has no hostPort (write a port as {{port: 8080, hostPort: 8080}})")
+    if node not in w.nodes:
+        cur.fail(f"workload '{w.project}/{w.name}' has no replica on '{node}': its hostPort is open only on its "
+                 f"pods' nodes ({', '.join(w.nodes)})")
+    if src.kind == "pod" and (src.project, src.name) == (w.project, w.name) and src.node in (None, node):
+        cur.fail("a pod to its own hostPort (portmap's hairpin masquerade) is not modelled; send from another pod, "
+                 "a node or a client")
+    if port is not None:
+        p = f.port(pcur, port)
+        if not any(q.port == p.port and q.protocol == p.protocol for _, q in w.host_ports):
+            pcur.fail(f"port: names the container port; workload '{w.project}/{w.name}' has no hostPort on {p} "
+                      f"(ports with a hostPort: {', '.join(str(q) for _, q in w.host_ports)})")
 
 
 def check_health_check(cur: Cursor, svc: ServiceSpec, node: str | None, s: Scenario) -> None:

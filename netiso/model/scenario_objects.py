@@ -221,11 +221,17 @@ def read_workloads(cur: Cursor, value: Any, cluster: ClusterSpec, projects: set[
             if n in nodes[:j]:
                 ncur.at(j).fail(f"node '{n}' listed twice (one replica is pinned to each listed node)")
         wlabels = f.labels(wcur.at("labels"), item.get("labels")) if "labels" in item else {"app": name}
-        ports = f.ports(wcur.at("ports"), item.get("ports"), DEFAULT_PORTS)
+        ports, host_ports = f.workload_ports(wcur.at("ports"), item.get("ports"), DEFAULT_PORTS)
         names = [p.name for p in ports if p.name]
         if len(names) != len(set(names)):
             wcur.at("ports").fail("port names must be unique within a workload")
-        out.append(WorkloadSpec(name, project, nodes, wlabels, ports))
+        for h, hp in host_ports:  # the scheduler never puts two pods with one hostPort on a node
+            other = next((w for w in out for n in nodes if n in w.nodes
+                          and any(x == h and q.protocol == hp.protocol for x, q in w.host_ports)), None)
+            if other is not None:
+                wcur.at("ports").fail(f"hostPort {h}/{hp.protocol} is already taken on a node of this workload by "
+                                      f"'{other.project}/{other.name}' (a node port maps to one pod)")
+        out.append(WorkloadSpec(name, project, nodes, wlabels, ports, host_ports))
     return tuple(out)
 
 

@@ -22,7 +22,8 @@ NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 SYMBOL_KINDS = ("client", "node", "tunnel", "pod", "ingress-controller")
 FROM_KINDS = ("client", "pod", "node")
-TO_KINDS = ("pod", "clusterip", "nodeport", "loadbalancer", "externalip", "healthcheck", "ingress", "client", "node")
+TO_KINDS = ("pod", "clusterip", "nodeport", "loadbalancer", "externalip", "healthcheck", "hostport", "ingress",
+            "client", "node")
 
 
 @dataclass(frozen=True)
@@ -107,13 +108,14 @@ def parse_endpoint(text: str) -> Symbol:
         return _split_ref(kind, rest, node_allowed=True)
     if kind in ("clusterip", "loadbalancer"):
         return _split_ref(kind, rest, node_allowed=False)
-    if kind in ("nodeport", "healthcheck"):  # healthcheck: NODE's kube-proxy health server for the Service
+    # healthcheck: NODE's kube-proxy health server for the Service; hostport: a workload's hostPort on NODE
+    if kind in ("nodeport", "healthcheck", "hostport"):
         return _split_ref(kind, rest, node_allowed=True, node_required=True)
     if kind in ("ingress", "externalip"):  # externalip: @NODE is where the outside network routes it
         return _split_ref(kind, rest, node_allowed=True)
     raise SymbolSyntaxError(
         f"unknown endpoint kind '{kind}:' (allowed: client:, pod:, node:, clusterip:, nodeport:, "
-        "loadbalancer:, externalip:, healthcheck:, ingress:)"
+        "loadbalancer:, externalip:, healthcheck:, hostport:, ingress:)"
     )
 
 

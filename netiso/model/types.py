@@ -189,6 +189,8 @@ class WorkloadSpec:
     nodes: tuple[str, ...]
     labels: Mapping[str, str]
     ports: tuple[Port, ...]
+    # (hostPort, container port): the node ports the CNI portmap plugin DNATs to each replica
+    host_ports: tuple[tuple[int, Port], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -338,6 +340,11 @@ class PodInfo:
     labels: Mapping[str, str]
     ports: tuple[Port, ...]
     role: str = "workload"  # workload | ingress-controller
+    host_ports: tuple[tuple[int, Port], ...] = ()  # (hostPort, container port), as on the workload
+
+    def host_port_for(self, port: int, protocol: str) -> Port | None:
+        """The container port that ``port``/``protocol`` on this pod's node is DNATed to (portmap)."""
+        return next((p for h, p in self.host_ports if h == port and p.protocol == protocol), None)
 
     @property
     def name(self) -> str:

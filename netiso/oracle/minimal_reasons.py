@@ -70,6 +70,8 @@ def context(pred: Prediction, pod: PodInfo) -> str:
     if t.dst_kind == "externalip" and svc is not None:
         entry = f" routed to {t.entry_node}" if t.entry_node else " from the sender's node"
         return f"external IP {t.dst_ip} of {svc.key} (ETP {svc.etp}){entry}{where}"
+    if t.dst_kind == "hostport":  # portmap's DNAT, no SNAT: the pod sees the sender
+        return f"hostPort {t.dst_port}/{t.protocol} of {pod.symbol} on {t.entry_node} (portmap DNAT, no SNAT)"
     if t.dst_kind == "loadbalancer" and svc is not None:
         return f"LoadBalancer {svc.key} (ETP {svc.etp}), VIP announced by {t.entry_node}{where}"
     if t.ingress is not None:

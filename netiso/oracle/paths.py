@@ -238,7 +238,28 @@ class PathEngine:
                  local: bool) -> Iterator[Outcome]:
         hook = "OUTPUT" if local else "PREROUTING"
         for branch_pkt, branch_hops, deferred in self._kube_proxy_nat(node, pkt, list(hops), hook, local):
+            if deferred is None and branch_pkt.dst in self._local_addrs(node):
+                branch_pkt = self._host_port_dnat(node, branch_pkt, branch_hops, hook)
             yield from self._route(node, branch_pkt, branch_hops, from_pod=from_pod, local=local, deferred=deferred)
+
+    def _host_port_dnat(self, node: NodeInfo, pkt: Packet, hops: list[str], hook: str) -> Packet:
+        """The CNI portmap plugin's DNAT of a hostPort to the pod on this node (CNI-HOSTPORT-DNAT).
+
+        Mirrors containernetworking/plugins plugins/meta/portmap/portmap.go: nat PREROUTING and
+        OUTPUT jump to CNI-HOSTPORT-DNAT for ``--dst-type LOCAL``, each pod's CNI-DN-x chain DNATs
+        ``--dport hostPort`` to podIP:containerPort. No SNAT for traffic from elsewhere (the pod
+        sees the client), so the pod's ingress policy sees the client and the container port.
+        The hairpin masquerade (a pod to its own hostPort) is refused by the loader.
+        """
+        for pod in self.topo.pods:
+            target = pod.host_port_for(pkt.dport, pkt.proto) if pod.node == node.name else None
+            if target is None:
+                continue
+            hops.append(Hop(f"{node.name}: nat {hook} CNI-HOSTPORT-DNAT (portmap): hostPort {pkt.dport}/{pkt.proto} "
+                            f"DNAT → {pod.symbol} ({pod.ip}:{target.port})",
+                            step=Step(node.symbol, "dnat", pkt.src, pod.ip, to=pod.symbol, rule="CNI-HOSTPORT-DNAT")))
+            return replace(pkt, dst=pod.ip, dport=target.port)
+        return pkt
 
     def _route(self, node: NodeInfo, pkt: Packet, hops: list[str], *, from_pod: PodInfo | None, local: bool,
                deferred: tuple[str, str] | None) -> Iterator[Outcome]:

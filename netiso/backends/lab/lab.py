@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from netiso.backends.lab import announce, calico, ingress, ipip, kubeproxy, topology, trace
+from netiso.backends.lab import announce, calico, ingress, ipip, kubeproxy, portmap, topology, trace
 from netiso.backends.lab.iptables import merge, render_restore
 from netiso.backends.lab.netns import RUN_FILES_DIR, LabUnavailable, require_root_and_tools
 from netiso.backends.lab.runs import Run
@@ -88,7 +88,8 @@ class Lab:
         def load(node: str) -> None:
             ns = self.net.nodes[node].netns  # type: ignore[union-attr]
             rs, ipsets = calico.render_calico(topo, node)
-            parts = [rs, kubeproxy.render_kube_proxy(topo, node), calico.render_forward_tail()]
+            parts = [rs, kubeproxy.render_kube_proxy(topo, node), portmap.render_portmap(topo, node),
+                     calico.render_forward_tail()]
             if self.trace_rules:
                 parts.append(trace.trace_rules(topo))
             doc = render_restore(merge(*parts))
