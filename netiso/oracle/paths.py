@@ -300,9 +300,8 @@ class PathEngine:
             if from_pod is not None:
                 d = self.policy.egress(from_pod, pkt.dst, dst_pod, pkt.dport, pkt.proto)
                 if not d.allowed:
-                    hops.append(Hop(f"{n}: FORWARD cali-from-wl-dispatch (egress of {from_pod.symbol}): {d.reason} → dropped",
-                                    step=Step(at, "policy", pkt.src, pkt.dst, verdict="dropped", direction="egress",
-                                              decision=d)))
+                    hops.append(_egress_dropped(n, at, f"FORWARD cali-from-wl-dispatch (egress of {from_pod.symbol})",
+                                                pkt, d))
                     yield Outcome("dropped", hops)
                     return
                 if d.isolated:
@@ -379,9 +378,7 @@ class PathEngine:
             # cali-wl-to-host: the pod's egress policy first (cali-from-wl-dispatch)
             d = self.policy.egress(from_pod, pkt.dst, None, pkt.dport, pkt.proto)
             if not d.allowed:
-                hops.append(Hop(f"{n}: INPUT cali-wl-to-host: {d.reason} → dropped",
-                                step=Step(at, "policy", pkt.src, pkt.dst, verdict="dropped", direction="egress",
-                                          decision=d)))
+                hops.append(_egress_dropped(n, at, "INPUT cali-wl-to-host", pkt, d))
                 yield Outcome("dropped", hops)
                 return
             action = self.topo.scenario.cluster.felix.defaultEndpointToHostAction
@@ -610,3 +607,9 @@ class PathEngine:
                 note += f"; {sticky}: later connections from {self._short(pkt.src)} return to it"
             step = Step(node.symbol, "dnat", pkt.src, ep.ip, to=ep.symbol, rule=sticky)
             yield replace(pkt, dst=ep.ip, dport=target, mark=mark), hops + [Hop(note, step=step)], None
+
+
+def _egress_dropped(node: str, at: str, where: str, pkt: Packet, d: Decision) -> Hop:
+    """The hop of a packet the sending pod's egress policy drops (in FORWARD or, towards its node, INPUT)."""
+    return Hop(f"{node}: {where}: {d.reason} → dropped",
+               step=Step(at, "policy", pkt.src, pkt.dst, verdict="dropped", direction="egress", decision=d))

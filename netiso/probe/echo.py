@@ -253,29 +253,40 @@ class EchoStats:
     udp_datagrams: int = 0
 
 
-class HttpEchoProtocol(asyncio.Protocol):
-    """One accepted connection: read one request head (and body), answer, close."""
+class TimedConnection(asyncio.Protocol):
+    """An accepted connection that is aborted when its request has not come within READ_TIMEOUT
+    (a probe that never sends must not pin a server's socket); shared by the echo and health servers."""
 
-    def __init__(self, hostname: str, stats: EchoStats) -> None:
-        self.hostname = hostname
-        self.stats = stats
+    def __init__(self) -> None:
         self.buf = bytearray()
         self.transport: asyncio.Transport | None = None
-        self.peer = ""
-        self.need = -1  # total bytes to read (head + body) once the head is parsed
-        self.request: HttpRequest | None = None
         self.timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        peer = transport.get_extra_info("peername")
-        self.peer = format_peer(peer) if peer else ""
         self.timer = asyncio.get_running_loop().call_later(READ_TIMEOUT, transport.abort)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.timer is not None:
             self.timer.cancel()
+
+
+class HttpEchoProtocol(TimedConnection):
+    """One accepted connection: read one request head (and body), answer, close."""
+
+    def __init__(self, hostname: str, stats: EchoStats) -> None:
+        super().__init__()
+        self.hostname = hostname
+        self.stats = stats
+        self.peer = ""
+        self.need = -1  # total bytes to read (head + body) once the head is parsed
+        self.request: HttpRequest | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        peer = transport.get_extra_info("peername")
+        self.peer = format_peer(peer) if peer else ""
 
     def data_received(self, data: bytes) -> None:
         assert self.transport is not None

@@ -20,7 +20,7 @@ import asyncio
 import json
 import socket
 
-from netiso.probe.echo import MAX_HEAD_BYTES, READ_TIMEOUT, EchoServer, find_head_end
+from netiso.probe.echo import MAX_HEAD_BYTES, EchoServer, TimedConnection, find_head_end
 
 
 def health_answer(namespace: str, name: str, local_endpoints: int) -> bytes:
@@ -38,23 +38,12 @@ def health_answer(namespace: str, name: str, local_endpoints: int) -> bytes:
     return head.encode("latin-1") + body
 
 
-class HealthProtocol(asyncio.Protocol):
+class HealthProtocol(TimedConnection):
     """One connection: read a request head, answer the Service's health, close."""
 
     def __init__(self, answer: bytes) -> None:
+        super().__init__()
         self.answer = answer
-        self.buf = bytearray()
-        self.transport: asyncio.Transport | None = None
-        self.timer: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.timer = asyncio.get_running_loop().call_later(READ_TIMEOUT, transport.abort)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
 
     def data_received(self, data: bytes) -> None:
         assert self.transport is not None

@@ -191,13 +191,16 @@ def section(measure: Any | None) -> list[str]:
                 continue
             measured = results[i].results if results is not None else None
             for j, pred in enumerate(predict_all(topo)):
-                line = f"  - `{value}`: `{pred.flow.src}` → `{pred.flow.dst}`: {_answer(pred)}"
-                if measured is None:
-                    line += "; not measured."
-                elif measured[j].match:
-                    line += f"; measured **{measured[j].obs.verdict}** on the lab (agrees)."
-                else:
-                    line += f"; lab: **{measured[j].obs.verdict}** ({'; '.join(measured[j].problems)})."
-                out.append(line)
+                out.append(f"  - `{value}`: `{pred.flow.src}` → `{pred.flow.dst}`: {_answer(pred)}"
+                           + measured_suffix(measured[j] if measured is not None else None))
     out.append("")
     return out
+
+
+def measured_suffix(result: Any) -> str:
+    """What the lab said of one flow, for a behaviour.md line (a FlowResult, or None when not measured)."""
+    if result is None:
+        return "; not measured."
+    if result.match:
+        return f"; measured **{result.obs.verdict}** on the lab (agrees)."
+    return f"; lab: **{result.obs.verdict}** ({'; '.join(result.problems)})."

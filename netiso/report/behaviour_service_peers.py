@@ -20,6 +20,7 @@ from netiso.model.addressing import resolve
 from netiso.model.loader import loads
 from netiso.model.types import Topology
 from netiso.oracle.predict import predict_all
+from netiso.report.behaviour_knobs import measured_suffix
 
 NAME = "behaviour-service-peer-target-port"
 TITLE = "## KubeSphere service-peer whitelists and `targetPort`"
@@ -85,14 +86,8 @@ def section(measure: Any | None) -> list[str]:
         why = (f"decided by `{pred.decided_by}`" if pred.decided_by else
                "no rule decides it: nothing listens on that pod port, the pod resets it" if pred.verdict == "refused"
                else "no rule decides it")
-        line = f"* `{pred.flow.src}` → `{pred.flow.dst}` ({t.port}{dnat}): predicted **{pred.verdict}**, {why}"
-        if measured is None:
-            line += "; not measured."
-        elif measured[i].match:
-            line += f"; measured **{measured[i].obs.verdict}** on the lab (agrees)."
-        else:
-            line += f"; lab: **{measured[i].obs.verdict}** ({'; '.join(measured[i].problems)})."
-        out.append(line)
+        out.append(f"* `{pred.flow.src}` → `{pred.flow.dst}` ({t.port}{dnat}): predicted **{pred.verdict}**, {why}"
+                   + measured_suffix(measured[i] if measured is not None else None))
     out.append("")
     return out
 

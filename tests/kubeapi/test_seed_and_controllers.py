@@ -213,6 +213,21 @@ def test_metallb_gives_a_vip_and_a_service_l2_status_for_the_hash_elected_node(f
     assert statuses[0]["metadata"]["labels"]["metallb.io/node"] == expected
 
 
+@pytest.mark.parametrize(("requested", "assigned"), [("172.18.255.207", "172.18.255.207"), ("203.0.113.9", None)])
+def test_metallb_honours_a_requested_vip_only_inside_its_pools(fake_cluster: FakeCluster, api, requested: str,
+                                                               assigned: str | None) -> None:
+    """A requested address outside every IPAddressPool stays pending (MetalLB's AllocationFailed), never granted."""
+    fake_cluster.seed(load_balancer="metallb")
+    v1 = client.CoreV1Api(api)
+    v1.create_namespace({"metadata": {"name": "nx-a"}})
+    v1.create_namespaced_pod("nx-a", agnhost("w1", "kind-worker", {"app": "web"}))
+    v1.create_namespaced_service("nx-a", {"metadata": {"name": "web", "annotations": {
+        "metallb.io/loadBalancerIPs": requested}}, "spec": {
+        "type": "LoadBalancer", "selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}})
+    ingress = v1.read_namespaced_service("web", "nx-a").status.load_balancer.ingress or []
+    assert [i.ip for i in ingress] == ([assigned] if assigned else [])
+
+
 def test_metallb_local_policy_announces_only_from_nodes_with_a_ready_endpoint(fake_cluster: FakeCluster, api) -> None:
     fake_cluster.seed(load_balancer="metallb")
     v1, co = client.CoreV1Api(api), client.CustomObjectsApi(api)

@@ -322,15 +322,13 @@ class Controllers:
         ann = svc["metadata"].get("annotations") or {}
         if self.lb_impl == "metallb":
             want = ann.get("metallb.io/loadBalancerIPs") or svc["spec"].get("loadBalancerIP")
-            if want:
-                return want.split(",")[0]
+            want = want.split(",")[0] if want else None
             pools = self.store.list(self.store.resource("metallb.io/v1beta1", "ipaddresspools"), None)
             ranges = [a for p in pools for a in p["spec"].get("addresses", [])]
         elif self.lb_impl == "openelb":
             if ann.get("lb.kubesphere.io/v1alpha1") != "openelb":
                 return None  # OpenELB handles only services that carry its annotation
-            if ann.get("eip.openelb.kubesphere.io/v1alpha1"):
-                return ann["eip.openelb.kubesphere.io/v1alpha1"]
+            want = ann.get("eip.openelb.kubesphere.io/v1alpha1")
             eips = self.store.list(self.store.resource("network.kubesphere.io/v1alpha2", "eips"), None)
             named = ann.get("eip.openelb.kubesphere.io/v1alpha2")
             eips = [e for e in eips if (e["metadata"]["name"] == named if named else
@@ -348,8 +346,10 @@ class Controllers:
             else:
                 candidates = iter(ipaddress.ip_network(r, strict=False).hosts())
             for ip in candidates:
-                if str(ip) not in used:
+                if str(ip) not in used and want in (None, str(ip)):
                     return str(ip)
+        # a requested address outside every pool (or held by another Service) is not assigned: the
+        # Service stays pending, as MetalLB's AllocationFailed / OpenELB's failed IPAM request leave it
         return None
 
     def _load_balance(self, svc: Obj) -> None:
