@@ -21,6 +21,7 @@ import ipaddress
 from dataclasses import replace
 
 from netiso.model import election
+from netiso.model.endpoint_states import announcing_counts
 from netiso.model.loader import pool_range
 from netiso.model.selectors import matches
 from netiso.model.symbols import parse_symbol
@@ -90,7 +91,7 @@ def resolve(scenario: Scenario, facts: ClusterFacts | None = None) -> Topology:
     for w in scenario.workloads:
         for node in w.nodes:
             pods.append(PodInfo(w.project, w.name, node, pod_ip(node, f"pod:{w.project}/{w.name}@{node}"),
-                                dict(w.labels), w.ports, host_ports=w.host_ports))
+                                dict(w.labels), w.ports, host_ports=w.host_ports, state=w.states.get(node, "ready")))
 
     # one controller per distinct (project, node, exposure, etp)
     controllers: dict[tuple[str, str, str, str], PodInfo] = {}
@@ -112,7 +113,7 @@ def resolve(scenario: Scenario, facts: ClusterFacts | None = None) -> Topology:
     services: dict[str, ServiceInfo] = {}
 
     def make_service(project: str, name: str, stype: str, etp: str, selector: dict[str, str],
-                     ports: tuple[Port, ...], role: str = "workload") -> ServiceInfo:
+                     ports: tuple[Port, ...], role: str = "workload", publish_not_ready: bool = False) -> ServiceInfo:
         nonlocal svc_index, node_port, hc_port
         if len(ports) > 1:  # Kubernetes requires names on multi-port Services (render names them alike)
             ports = tuple(p if p.name else replace(p, name=f"{p.protocol.lower()}-{p.port}") for p in ports)
@@ -142,17 +143,20 @@ def resolve(scenario: Scenario, facts: ClusterFacts | None = None) -> Topology:
             # the election hashes the names the cluster knows its nodes by
             real = {n: info.host_name for n, info in nodes.items()}
             back = {v: k for k, v in real.items()}
+            # the speakers read the endpoints' conditions, each its own way (netiso.model.endpoint_states)
+            impl = scenario.cluster.loadBalancer
             cands = tuple(back[c] for c in election.candidates(
                 scenario.cluster.loadBalancer, [(real[n.name], n.lb_excluded) for n in nodes.values()], etp,
-                [real[p.node] for p in endpoints]))
+                [real[p.node] for p in endpoints if announcing_counts(impl, p.state, publish_not_ready)]))
             elected = election.elect([real[c] for c in cands], lb_ip)
             lb_node = back[elected] if elected is not None else None
         return ServiceInfo(project, name, stype, etp, dict(selector), tuple(sports), cluster_ip, endpoints,
-                           lb_ip, hc, cands, lb_node, role)
+                           lb_ip, hc, cands, lb_node, role, publish_not_ready=publish_not_ready)
 
     for s in scenario.services:
         services[f"{s.project}/{s.name}"] = replace(
-            make_service(s.project, s.name, s.type, s.externalTrafficPolicy, dict(s.selector), s.ports),
+            make_service(s.project, s.name, s.type, s.externalTrafficPolicy, dict(s.selector), s.ports,
+                         publish_not_ready=s.publishNotReadyAddresses),
             itp=s.internalTrafficPolicy, affinity_timeout=s.sessionAffinityTimeout, external_ips=s.externalIPs)
     controller_infos: dict[tuple[str, str, str, str], ControllerInfo] = {}
     for key, pod in controllers.items():

@@ -46,6 +46,9 @@ def elect(candidates: Iterable[str], ip: str) -> str | None:
 def candidates(impl: str, nodes: Iterable[tuple[str, bool]], etp: str, endpoint_nodes: Iterable[str]) -> list[str]:
     """Nodes eligible to announce. ``nodes`` are (name, lb_excluded) pairs in cluster order.
 
+    ``endpoint_nodes``: nodes with an endpoint the implementation counts (MetalLB: ready or
+    serving; OpenELB: in the Endpoints' addresses; ``netiso.model.endpoint_states``).
+
     >>> nodes = [("control-plane", True), ("worker", False)]
     >>> candidates("metallb", nodes, "Cluster", []), candidates("openelb", nodes, "Cluster", [])
     ([], ['control-plane', 'worker'])

@@ -228,6 +228,8 @@ def service(svc: ServiceInfo, load_balancer: str, backend: str = "lab") -> dict[
         spec["loadBalancerSourceRanges"] = list(svc.source_ranges)
     if svc.external_ips:
         spec["externalIPs"] = list(svc.external_ips)
+    if svc.publish_not_ready:
+        spec["publishNotReadyAddresses"] = True
     if svc.affinity_timeout is not None:
         spec["sessionAffinity"] = "ClientIP"
         spec["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": svc.affinity_timeout}}

@@ -76,7 +76,7 @@ def read_flows(cur: Cursor, value: Any, s: Scenario) -> tuple[FlowSpec, ...]:
             svc = find_service(dcur, s, dst.project, dst.name)
             check_external_ip_route(dcur, src.kind, src.name, dst.node, svc, s, routes)
         elif dst.kind == "hostport":
-            check_host_port(dcur, fcur.at("port"), src, dst.project, dst.name, dst.node, item.get("port"), s)
+            check_host_port(dcur, fcur.at("port"), dst.project, dst.name, dst.node, item.get("port"), s)
         elif dst.kind == "ingress":
             ing = next((x for x in s.ingresses if x.project == dst.project and x.name == dst.name), None)
             if ing is None:
@@ -131,12 +131,12 @@ def check_external_ip_route(cur: Cursor, src_kind: str, src_name: str | None, no
                  f"use @{routes[key]}")
 
 
-def check_host_port(cur: Cursor, pcur: Cursor, src: Any, project: str | None, name: str | None, node: str | None,
+def check_host_port(cur: Cursor, pcur: Cursor, project: str | None, name: str | None, node: str | None,
                     port: Any, s: Scenario) -> None:
     """``hostport:P/W@NODE``: a workload port with a hostPort, on a node that runs a replica.
 
-    The portmap plugin opens the port on the pod's own node only. The hairpin case (a pod to
-    its own hostPort, which portmap masquerades) is not modelled: refused rather than guessed.
+    The portmap plugin opens the port on the pod's own node only. A pod may reach its own
+    hostPort (hairpin): portmap masquerades it to the node (oracle/paths.py ``_host_port_dnat``).
     """
     w = find_workload(cur, s, project, name, None)
     node_ref(cur, node, s.cluster)
@@ -145,9 +145,6 @@ def check_host_port(cur: Cursor, pcur: Cursor, src: Any, project: str | None, na
     if node not in w.nodes:
         cur.fail(f"workload '{w.project}/{w.name}' has no replica on '{node}': its hostPort is open only on its "
                  f"pods' nodes ({', '.join(w.nodes)})")
-    if src.kind == "pod" and (src.project, src.name) == (w.project, w.name) and src.node in (None, node):
-        cur.fail("a pod to its own hostPort (portmap's hairpin masquerade) is not modelled; send from another pod, "
-                 "a node or a client")
     if port is not None:
         p = f.port(pcur, port)
         if not any(q.port == p.port and q.protocol == p.protocol for _, q in w.host_ports):

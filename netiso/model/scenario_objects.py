@@ -8,13 +8,19 @@ peer, a pod symbol in a whitelist) are checked once every object is known.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from netiso.model import fields as f
 from netiso.model.fields import Cursor
+from netiso.model.service_knob_input import (
+    SERVICE_KNOBS,
+    read_external_ips,
+    read_service_knobs,
+    read_session_affinity,
+    read_states,
+)
 from netiso.model.symbols import SymbolSyntaxError, parse_symbol
 from netiso.model.tenancy import ISOLATE_POLICY, NSNP_PREFIX
 from netiso.model.types import (
@@ -209,7 +215,8 @@ def read_workloads(cur: Cursor, value: Any, cluster: ClusterSpec, projects: set[
     out: list[WorkloadSpec] = []
     for i, item in enumerate(f.seq(cur, value)):
         wcur = cur.at(i)
-        f.mapping(wcur, item, ("name", "project", "nodes", "labels", "ports"), required=("name", "project", "nodes"))
+        f.mapping(wcur, item, ("name", "project", "nodes", "labels", "ports", "state"),
+                  required=("name", "project", "nodes"))
         name = f.dns_name(wcur.at("name"), item["name"], "workload name")
         project = project_ref(wcur.at("project"), item["project"], projects)
         if any(w.name == name and w.project == project for w in out):
@@ -231,7 +238,8 @@ def read_workloads(cur: Cursor, value: Any, cluster: ClusterSpec, projects: set[
             if other is not None:
                 wcur.at("ports").fail(f"hostPort {h}/{hp.protocol} is already taken on a node of this workload by "
                                       f"'{other.project}/{other.name}' (a node port maps to one pod)")
-        out.append(WorkloadSpec(name, project, nodes, wlabels, ports, host_ports))
+        states = read_states(wcur.at("state"), item.get("state"), nodes)
+        out.append(WorkloadSpec(name, project, nodes, wlabels, ports, host_ports, states))
     return tuple(out)
 
 
@@ -258,92 +266,9 @@ def read_services(cur: Cursor, value: Any, cluster: ClusterSpec, projects: set[s
         ports = f.service_ports(scur.at("ports"), item.get("ports"), DEFAULT_PORTS)
         itp, ranges = read_service_knobs(scur, item, stype, cluster)
         out.append(ServiceSpec(name, project, selector, stype, etp, ports, itp, ranges,
-                               read_session_affinity(scur, item), read_external_ips(scur, item, out)))
+                               read_session_affinity(scur, item), read_external_ips(scur, item, out),
+                               f.boolean(scur.at("publishNotReadyAddresses"), item.get("publishNotReadyAddresses"))))
     return tuple(out)
-
-
-SERVICE_KNOBS = ("internalTrafficPolicy", "loadBalancerSourceRanges", "sessionAffinity", "sessionAffinityConfig",
-                 "externalIPs")
-# externalIPs netiso accepts: the documentation ranges (RFC 5737), routed nowhere on the internet and
-# inside no lab network, so a lab routes them to a node without ever reaching outside its namespaces.
-EXTERNAL_IP_RANGES = ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")
-
-
-def read_external_ips(scur: Cursor, item: Mapping[str, Any], earlier: list[ServiceSpec]) -> tuple[str, ...]:
-    """``externalIPs``: addresses kube-proxy captures for the Service on every node (any type).
-
-    Only the documentation ranges, each address on one Service (two Services on one IP and port
-    would be one kube-proxy rule shadowing the other).
-    """
-    if "externalIPs" not in item:
-        return ()
-    ecur = scur.at("externalIPs")
-    listed = f.seq(ecur, item["externalIPs"], allow_empty=False)
-    out: list[str] = []
-    for i, value in enumerate(listed):
-        text = f.string(ecur.at(i), value)
-        try:
-            addr = ipaddress.IPv4Address(text)
-        except ValueError:
-            ecur.at(i).fail(f"'{text}' is not an IPv4 address")
-        if not any(addr in ipaddress.ip_network(r) for r in EXTERNAL_IP_RANGES):
-            ecur.at(i).fail(f"'{text}': netiso takes external IPs from the documentation ranges "
-                            f"{', '.join(EXTERNAL_IP_RANGES)} (the lab routes them inside its namespaces)")
-        owner = next((s for s in earlier if text in s.externalIPs), None)
-        if text in out or owner is not None:
-            where = f"{owner.project}/{owner.name}" if owner else "this service"
-            ecur.at(i).fail(f"'{text}' is already an external IP of {where}")
-        out.append(text)
-    return tuple(out)
-AFFINITY_DEFAULT_TIMEOUT = 10800  # v1.DefaultClientIPServiceAffinitySeconds (3 hours)
-AFFINITY_MAX_TIMEOUT = 86400  # the API's limit (pkg/apis/core/validation: 0 < timeoutSeconds <= 86400)
-
-
-def read_session_affinity(scur: Cursor, item: Mapping[str, Any]) -> int | None:
-    """``sessionAffinity: ClientIP`` (+ ``sessionAffinityConfig.clientIP.timeoutSeconds``), as the API takes them.
-
-    Returns the stickiness timeout in seconds, None without affinity. The API rejects a config
-    without ``ClientIP`` affinity and a timeout outside 1..86400; so does netiso, at load time.
-    """
-    affinity = f.choice(scur.at("sessionAffinity"), item.get("sessionAffinity"), ("None", "ClientIP"), "None")
-    if "sessionAffinityConfig" not in item:
-        return AFFINITY_DEFAULT_TIMEOUT if affinity == "ClientIP" else None
-    ccur = scur.at("sessionAffinityConfig")
-    if affinity != "ClientIP":
-        ccur.fail("only applies with sessionAffinity: ClientIP (the API rejects it otherwise); add that or remove the key")
-    config = f.mapping(ccur, item["sessionAffinityConfig"], ("clientIP",), required=("clientIP",))
-    client = f.mapping(ccur.at("clientIP"), config["clientIP"], ("timeoutSeconds",))
-    timeout = client.get("timeoutSeconds", AFFINITY_DEFAULT_TIMEOUT)
-    if isinstance(timeout, bool) or not isinstance(timeout, int) or not 0 < timeout <= AFFINITY_MAX_TIMEOUT:
-        ccur.at("clientIP").at("timeoutSeconds").fail(
-            f"expected whole seconds, 1 to {AFFINITY_MAX_TIMEOUT}; got {f.describe(timeout)}")
-    return timeout
-
-
-def read_service_knobs(scur: Cursor, item: Mapping[str, Any], stype: str,
-                       cluster: ClusterSpec) -> tuple[str, tuple[str, ...]]:
-    """kube-proxy's per-Service knobs: ``internalTrafficPolicy`` and ``loadBalancerSourceRanges``.
-
-    Source ranges are CIDRs or the symbols ``client:NAME`` / ``node:NAME`` (``node:*``), resolved
-    like a whitelist ``cidr:`` peer (on a cluster: the client's and node's real addresses, known
-    before the Service is created); Kubernetes accepts them on any type but kube-proxy only applies
-    them to LoadBalancer IPs, so netiso refuses them elsewhere (a knob that cannot act).
-    """
-    itp = f.choice(scur.at("internalTrafficPolicy"), item.get("internalTrafficPolicy"), TRAFFIC_POLICIES, "Cluster")
-    ranges: tuple[str, ...] = ()
-    if "loadBalancerSourceRanges" in item:
-        rcur = scur.at("loadBalancerSourceRanges")
-        if stype != "LoadBalancer":
-            rcur.fail("only a LoadBalancer service's VIP is filtered by source ranges (kube-proxy's KUBE-FW "
-                      "chain); set type: LoadBalancer or remove the key")
-        listed = f.seq(rcur, item["loadBalancerSourceRanges"], allow_empty=False)
-        ranges = tuple(f.string(rcur.at(i), v) for i, v in enumerate(listed))
-        for i, text in enumerate(ranges):
-            check_cidr_symbol(rcur.at(i), text, cluster)
-            if parse_symbol(text).kind not in ("cidr", "client", "node"):
-                # a cluster learns pod and tunnel addresses only after the Service exists
-                rcur.at(i).fail(f"'{text}': source ranges take a CIDR, client:NAME or node:NAME")
-    return itp, ranges
 
 
 def read_ingresses(cur: Cursor, value: Any, cluster: ClusterSpec, projects: set[str],

@@ -12,6 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from netiso.model.endpoint_states import EndpointConditions, announcing_counts
+from netiso.model.endpoint_states import conditions as endpoint_conditions
+
 Encapsulation = Literal["direct", "ipip", "vxlan"]
 LoadBalancerImpl = Literal["metallb", "openelb", "none"]
 ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
@@ -191,6 +194,8 @@ class WorkloadSpec:
     ports: tuple[Port, ...]
     # (hostPort, container port): the node ports the CNI portmap plugin DNATs to each replica
     host_ports: tuple[tuple[int, Port], ...] = ()
+    # node -> the replica's endpoint state (netiso.model.endpoint_states.STATES); unlisted: "ready"
+    states: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -205,6 +210,7 @@ class ServiceSpec:
     loadBalancerSourceRanges: tuple[str, ...] = ()  # CIDRs (symbols resolved by the loader)
     sessionAffinityTimeout: int | None = None  # sessionAffinity ClientIP: timeoutSeconds; None: no affinity
     externalIPs: tuple[str, ...] = ()  # addresses kube-proxy captures for the Service (documentation ranges)
+    publishNotReadyAddresses: bool = False  # the EndpointSlice controller marks every endpoint ready
 
 
 @dataclass(frozen=True)
@@ -341,6 +347,9 @@ class PodInfo:
     ports: tuple[Port, ...]
     role: str = "workload"  # workload | ingress-controller
     host_ports: tuple[tuple[int, Port], ...] = ()  # (hostPort, container port), as on the workload
+    # ready | not-ready | terminating | terminating-not-ready (netiso.model.endpoint_states): the pod
+    # runs and listens in every state; only what controllers and kube-proxy make of it differs
+    state: str = "ready"
 
     def host_port_for(self, port: int, protocol: str) -> Port | None:
         """The container port that ``port``/``protocol`` on this pod's node is DNATed to (portmap)."""
@@ -416,6 +425,7 @@ class ServiceInfo:
     source_ranges: tuple[str, ...] = ()  # loadBalancerSourceRanges (CIDRs)
     affinity_timeout: int | None = None  # sessionAffinity ClientIP: timeoutSeconds (None: no affinity)
     external_ips: tuple[str, ...] = ()  # spec.externalIPs
+    publish_not_ready: bool = False  # spec.publishNotReadyAddresses
 
     @property
     def key(self) -> str:
@@ -431,8 +441,25 @@ class ServiceInfo:
     def endpoint_nodes(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(p.node for p in self.endpoints))
 
+    def conditions(self, pod: PodInfo) -> EndpointConditions:
+        """The EndpointSlice conditions of ``pod`` as an endpoint of this Service."""
+        return endpoint_conditions(pod.state, self.publish_not_ready)
+
+    def ready_endpoints_for(self, sp: ServicePortInfo) -> tuple[PodInfo, ...]:
+        """The endpoints whose ``ready`` condition is true (what ingress-nginx proxies to)."""
+        return tuple(p for p in self.endpoints_for(sp) if self.conditions(p).ready)
+
+    def announcing_nodes(self, impl: str) -> tuple[str, ...]:
+        """Nodes whose endpoints count for ``impl``'s VIP election (MetalLB / OpenELB read them differently)."""
+        return tuple(dict.fromkeys(p.node for p in self.endpoints
+                                   if announcing_counts(impl, p.state, self.publish_not_ready)))
+
     def endpoints_for(self, sp: ServicePortInfo) -> tuple[PodInfo, ...]:
-        """The endpoints of one Service port: the selected pods that resolve its targetPort."""
+        """The endpoints of one Service port: the selected pods that resolve its targetPort.
+
+        Every such pod is in the EndpointSlice whatever its state; what each consumer makes of
+        its conditions (ready / serving / terminating) is :mod:`netiso.model.endpoint_states`.
+        """
         return tuple(p for p in self.endpoints if sp.target_for(p) is not None)
 
 

@@ -21,8 +21,8 @@ Kinds (``str(Decision)`` is ``kind subject verdict``):
   kube-proxy's filter rules for traffic nothing DNATed; the subject is kube-proxy's own
   ServicePortName string.
 * ``masquerade kube-proxy`` (KUBE-POSTROUTING), ``masquerade nat-outgoing`` (Calico
-  natOutgoing), ``masquerade tunnel`` (Felix's tunnel-source rule): the SNAT that rewrote the
-  source.
+  natOutgoing), ``masquerade tunnel`` (Felix's tunnel-source rule), ``masquerade portmap`` (the CNI
+  portmap plugin's CNI-HOSTPORT-MASQ: a pod to its own hostPort): the SNAT that rewrote the source.
 * infrastructure drops that no scenario should hit: ``calico conntrack-invalid drop``,
   ``calico unknown-interface drop``, ``calico workload-encap drop``, ``calico tunnel-source drop``,
   ``kube-proxy conntrack-invalid drop``, ``kubelet localnet drop``.

@@ -16,7 +16,7 @@ the rule a real node would have used for it, exactly as the lab's rule comments 
 * ``filter`` steps (kube-proxy's filter verdict for what nothing DNATed): ``kube-proxy
   <ServicePortName> no-endpoints reject`` / ``no-local-endpoints drop`` / ``source-ranges drop``
   (KUBE-PROXY-FIREWALL: a source outside ``loadBalancerSourceRanges``);
-* ``snat`` steps: ``masquerade kube-proxy`` / ``nat-outgoing`` / ``tunnel``;
+* ``snat`` steps: ``masquerade kube-proxy`` / ``nat-outgoing`` / ``tunnel`` / ``portmap`` (hairpin);
 * a ``refuse`` step on a node (its own stack, nothing listens): ``host-stack node:<n>
   no-listener reject``; a ``drop`` step of Felix's ``cali-wl-to-host`` (endpoint-to-host action
   DROP): ``calico endpoint-to-host drop``;
@@ -75,7 +75,7 @@ class DecisionNamer:
             elif step.kind == "snat":
                 rule = step.rule or ""
                 who = ("kube-proxy" if rule.startswith("KUBE-") else "nat-outgoing" if "nat-outgoing" in rule
-                       else "tunnel")
+                       else "portmap" if rule.startswith("CNI-HOSTPORT") else "tunnel")
                 out.append(Decision("masquerade", who))
         if origin_pod is not None and not egress_seen:
             first = self._unreported_egress(origin_pod, dport, proto, dst_ip)

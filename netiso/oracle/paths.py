@@ -14,7 +14,8 @@ under the default profile (kube-proxy iptables + Calico iptables), in kernel ord
                          defaultEndpointToHostAction: ACCEPT ends INPUT before kube-proxy's rules)
   local delivery         a node address: its host-network server answers (``to: node:N`` flows,
                          flows.host_servers), else the node's stack refuses (RST / ICMP)
-  nat POSTROUTING        Calico natOutgoing, Felix tunnel MASQUERADE, KUBE-POSTROUTING MASQUERADE
+  nat POSTROUTING        Calico natOutgoing, Felix tunnel MASQUERADE, portmap's CNI-HOSTPORT-MASQ (hairpin),
+                         KUBE-POSTROUTING MASQUERADE
 
 Every decision appends a readable hop line with its reason. Where kube-proxy balances over
 several endpoints the walk branches, so one flow yields one :class:`Outcome` per endpoint.
@@ -44,6 +45,7 @@ class Packet:
     dport: int
     proto: str
     mark: bool = False  # kube-proxy's 0x4000 masquerade mark
+    hostport_mark: bool = False  # portmap's 0x2000 (CNI-HOSTPORT-SETMARK): a pod to its own hostPort (hairpin)
     src_alts: tuple[str, ...] = ()  # other addresses MASQUERADE may have picked (same-node delivery)
 
 
@@ -131,6 +133,10 @@ class PathEngine:
         self.dev = TUNNEL_DEV[topo.encapsulation]
         self.proxy = topo.scenario.cluster.kubeProxy
         self.host_servers = host_servers(topo)
+        # the pod block that holds an address, looked up per hop of every flow (an ip_network per
+        # node and lookup was a third of the oracle's time at 48 nodes)
+        self._blocks = [(ipaddress.ip_network(n.block), n) for n in topo.nodes.values()]
+        self._owners: dict[str, NodeInfo | None] = {}
 
     # ------------------------------------------------------------------ naming helpers
     def sym(self, ip: str) -> str:
@@ -148,8 +154,10 @@ class PathEngine:
         return {node.ip} | ({node.tunnel_ip} if node.tunnel_ip else set())
 
     def _block_owner(self, ip: str) -> NodeInfo | None:
-        addr = ipaddress.ip_address(ip)
-        return next((n for n in self.topo.nodes.values() if addr in ipaddress.ip_network(n.block)), None)
+        if ip not in self._owners:
+            addr = ipaddress.ip_address(ip)
+            self._owners[ip] = next((n for net, n in self._blocks if addr in net), None)
+        return self._owners[ip]
 
     # ------------------------------------------------------------------ entry points
     def walk(self, origin: Origin, pkt: Packet, via: str | None = None) -> list[Outcome]:
@@ -210,6 +218,8 @@ class PathEngine:
         elif lb is not None:
             if lb.lb_node is None:
                 why = ("no node has a ready endpoint" if not lb.endpoints else
+                       "no endpoint it counts (ready, or for MetalLB serving while terminating)"
+                       if not lb.announcing_nodes(self.topo.load_balancer) else
                        "no eligible node (externalTrafficPolicy Local and no endpoint on an announcing node)")
                 hops.append(Hop(f"client:{name}: ARP for VIP {dst} gets no answer: {self.topo.load_balancer} announces it "
                                 f"from no node ({why}) → dropped",
@@ -249,16 +259,24 @@ class PathEngine:
         OUTPUT jump to CNI-HOSTPORT-DNAT for ``--dst-type LOCAL``, each pod's CNI-DN-x chain DNATs
         ``--dport hostPort`` to podIP:containerPort. No SNAT for traffic from elsewhere (the pod
         sees the client), so the pod's ingress policy sees the client and the container port.
-        The hairpin masquerade (a pod to its own hostPort) is refused by the loader.
+        Hairpin (``snat: true``, Calico's conflist): a packet from the pod's own address (its
+        /32, Calico IPAM) is first marked 0x2000 (CNI-HOSTPORT-SETMARK), and CNI-HOSTPORT-MASQ
+        masquerades it in POSTROUTING (:meth:`_postrouting`) - after Calico's FORWARD policy,
+        which therefore sees the pod itself as the source.
         """
         for pod in self.topo.pods:
             target = pod.host_port_for(pkt.dport, pkt.proto) if pod.node == node.name else None
             if target is None:
                 continue
+            hairpin = pkt.src == pod.ip
+            if hairpin:
+                hops.append(Hop(f"{node.name}: nat {hook} CNI-DN (portmap): the source is {pod.symbol} itself "
+                                "(hairpin) → CNI-HOSTPORT-SETMARK marks 0x2000 for masquerade",
+                                step=Step(node.symbol, "note", pkt.src, pkt.dst, rule="CNI-HOSTPORT-SETMARK")))
             hops.append(Hop(f"{node.name}: nat {hook} CNI-HOSTPORT-DNAT (portmap): hostPort {pkt.dport}/{pkt.proto} "
                             f"DNAT → {pod.symbol} ({pod.ip}:{target.port})",
                             step=Step(node.symbol, "dnat", pkt.src, pod.ip, to=pod.symbol, rule="CNI-HOSTPORT-DNAT")))
-            return replace(pkt, dst=pod.ip, dport=target.port)
+            return replace(pkt, dst=pod.ip, dport=target.port, hostport_mark=hairpin)
         return pkt
 
     def _route(self, node: NodeInfo, pkt: Packet, hops: list[str], *, from_pod: PodInfo | None, local: bool,
@@ -455,6 +473,12 @@ class PathEngine:
                             step=Step(node.symbol, "snat", node.tunnel_ip or pkt.src, pkt.dst, via=out,
                                       rule="Felix tunnel MASQUERADE")))
             return replace(pkt, src=node.tunnel_ip or pkt.src, mark=False)
+        if pkt.hostport_mark:  # portmap prepends its jump to POSTROUTING; nothing else matches a hairpin
+            hops.append(Hop(f"{n}: POSTROUTING CNI-HOSTPORT-MASQ MASQUERADE (mark 0x2000, portmap hairpin) out {out} "
+                            f"picks {self._alts(addrs)}",
+                            step=Step(node.symbol, "snat", addrs[0], pkt.dst, tuple(addrs[1:]), via=out,
+                                      rule="CNI-HOSTPORT-MASQ")))
+            return replace(pkt, src=addrs[0], src_alts=tuple(addrs[1:]), hostport_mark=False)
         if pkt.mark:
             hops.append(Hop(f"{n}: POSTROUTING KUBE-POSTROUTING MASQUERADE (mark 0x4000) out {out} picks {self._alts(addrs)}",
                             step=Step(node.symbol, "snat", addrs[0], pkt.dst, tuple(addrs[1:]), via=out,
@@ -489,8 +513,9 @@ class PathEngine:
             sp = self._match_port(svc, pkt.dport, pkt.proto, node_port=False)
             if svc.cluster_ip == pkt.dst and sp is not None:
                 name = f"{svc.key}:{sp.port}"
-                if not svc.endpoints_for(sp):
-                    yield pkt, hops + [Hop(f"{n}: nat {hook} KUBE-SERVICES: no DNAT for {name} (cluster IP)",
+                if not knobs.categorize(svc, sp, n).has_any:
+                    yield pkt, hops + [Hop(f"{n}: nat {hook} KUBE-SERVICES: no DNAT for {name} (cluster IP)"
+                                           + _no_usable(svc, sp),
                                            step=Step(node.symbol, "service", pkt.src, pkt.dst,
                                                      rule=f"KUBE-SERVICES {svc.key}"))], (
                         "refused", f"KUBE-SERVICES: \"{name} has no endpoints\" → REJECT → refused")
@@ -505,7 +530,8 @@ class PathEngine:
                         "dropped", f"KUBE-SERVICES: \"{name} has no local endpoints\" → DROP → dropped")
                     return
                 mark = pkt.mark
-                note = f"{n}: nat {hook} KUBE-SERVICES → {chain} for {name} (cluster IP)"
+                note = f"{n}: nat {hook} KUBE-SERVICES → {chain} for {name} (cluster IP)" + _fallback(
+                    svc, sp, n, local=svc.itp == "Local")
                 if self.proxy.masqueradeAll:
                     mark = True
                     note += "; masqueradeAll → KUBE-MARK-MASQ"
@@ -520,7 +546,7 @@ class PathEngine:
             if svc.lb_ip and svc.lb_ip == pkt.dst and sp is not None:
                 name = f"{svc.key}:{sp.port}"
                 entry = f"load balancer IP {svc.lb_ip}"
-                if svc.source_ranges and svc.endpoints_for(sp):
+                if svc.source_ranges and knobs.categorize(svc, sp, n).has_any:
                     fw = Step(node.symbol, "service", pkt.src, pkt.dst, rule=f"KUBE-FW {svc.key}")
                     if not knobs.firewall_admits(svc, node, pkt.src):
                         yield pkt, hops + [Hop(f"{n}: nat {hook} {entry} → KUBE-FW for {name}: {self._short(pkt.src)} "
@@ -566,30 +592,33 @@ class PathEngine:
         name = f"{svc.key}:{sp.port}"
         head = f"{n}: nat {hook} {entry} → KUBE-EXT for {name} (ETP {svc.etp})"
         step = Step(node.symbol, "service", pkt.src, pkt.dst, rule=f"KUBE-EXT {svc.key} (ETP {svc.etp})")
-        if not svc.endpoints_for(sp):
-            yield pkt, hops + [Hop(head, step=step)], (
+        cats = knobs.categorize(svc, sp, n)
+        if not cats.has_any:
+            yield pkt, hops + [Hop(head + _no_usable(svc, sp), step=step)], (
                 "refused", f"KUBE-EXTERNAL-SERVICES: \"{name} has no endpoints\" → REJECT → refused")
             return
+        cluster = _fallback(svc, sp, n, local=False)
         if svc.etp == "Cluster":
             yield from self._to_endpoints(node, replace(pkt, mark=True), hops + [
-                Hop(head + " marks for masquerade (KUBE-MARK-MASQ)", step=step)], svc, sp, svc.endpoints_for(sp))
+                Hop(head + " marks for masquerade (KUBE-MARK-MASQ)" + cluster, step=step)], svc, sp, cats.cluster)
             return
         if self.in_pods(pkt.src) and self.proxy.detects_local:
             yield from self._to_endpoints(node, pkt, hops + [
-                Hop(head + ": pod source → KUBE-SVC (Cluster semantics, no SNAT)", step=step)], svc, sp, svc.endpoints_for(sp))
+                Hop(head + ": pod source → KUBE-SVC (Cluster semantics, no SNAT)" + cluster, step=step)],
+                svc, sp, cats.cluster)
             return
         if local or pkt.src in self._local_addrs(node):
             yield from self._to_endpoints(node, replace(pkt, mark=True), hops + [
-                Hop(head + ": source is a local address → KUBE-MARK-MASQ, KUBE-SVC (all endpoints)", step=step)],
-                svc, sp, svc.endpoints_for(sp))
+                Hop(head + ": source is a local address → KUBE-MARK-MASQ, KUBE-SVC (all endpoints)" + cluster,
+                    step=step)], svc, sp, cats.cluster)
             return
-        local_eps = tuple(p for p in svc.endpoints_for(sp) if p.node == n)
-        if not local_eps:
+        if not cats.local:
             yield pkt, hops + [Hop(head + f": no local endpoint on {n}, no DNAT", step=step)], (
                 "dropped", f"KUBE-EXTERNAL-SERVICES: \"{name} has no local endpoints\" → DROP → dropped")
             return
         yield from self._to_endpoints(node, pkt, hops + [
-            Hop(head + " → KUBE-SVL (local endpoints only, no SNAT)", step=step)], svc, sp, local_eps)
+            Hop(head + " → KUBE-SVL (local endpoints only, no SNAT)" + _fallback(svc, sp, n, local=True), step=step)],
+            svc, sp, cats.local)
 
     def _to_endpoints(self, node: NodeInfo, pkt: Packet, hops: list[str], svc: ServiceInfo, sp: ServicePortInfo,
                       endpoints: tuple[PodInfo, ...]) -> Iterator[tuple[Packet, list[str], None]]:
@@ -607,6 +636,22 @@ class PathEngine:
                 note += f"; {sticky}: later connections from {self._short(pkt.src)} return to it"
             step = Step(node.symbol, "dnat", pkt.src, ep.ip, to=ep.symbol, rule=sticky)
             yield replace(pkt, dst=ep.ip, dport=target, mark=mark), hops + [Hop(note, step=step)], None
+
+
+def _no_usable(svc: ServiceInfo, sp: ServicePortInfo) -> str:
+    """Why a Service with pods in its EndpointSlice still has no endpoints for kube-proxy ('' when it has no pods)."""
+    return (" (its endpoints are neither ready nor serving while terminating: none usable)"
+            if svc.endpoints_for(sp) else "")
+
+
+def _fallback(svc: ServiceInfo, sp: ServicePortInfo, node: str, local: bool) -> str:
+    """The note for kube-proxy falling back to serving terminating endpoints ('' when it uses ready ones)."""
+    cats = knobs.categorize(svc, sp, node)
+    if local and cats.local_fallback:
+        return f" (no ready endpoint on {node}: its serving terminating endpoints)"
+    if not local and cats.terminating_fallback:
+        return " (no ready endpoint anywhere: the serving terminating endpoints)"
+    return ""
 
 
 def _egress_dropped(node: str, at: str, where: str, pkt: Packet, d: Decision) -> Hop:

@@ -9,7 +9,6 @@ or timeout (``proxy_next_upstream error timeout``), so one reachable endpoint is
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -69,19 +68,17 @@ class Prediction:
         return values[0] if len(set(values)) == 1 else list(values)
 
 
-_NAMERS: dict[int, Any] = {}  # id(topology) -> its DecisionNamer, dropped with the topology
-
-
 def _namer(topo: Topology) -> Any:
     """One DecisionNamer per topology, shared by its predictions: a namer parses every NetworkPolicy
     of the topology, and one per flow made naming O(flows x policies) - 19 s of a 48-node, 9,776-flow
-    scenario's prediction (issue 16)."""
+    scenario's prediction (issue 16). Kept on the topology itself: a module-level map from the
+    topology's id held the namer, the namer its topology, and so every scenario of every run in a
+    process stayed alive (the finalizer that was to drop it never ran)."""
     from netiso.oracle.deciding import DecisionNamer
 
-    namer = _NAMERS.get(id(topo))
-    if namer is None or namer.topo is not topo:
-        namer = _NAMERS[id(topo)] = DecisionNamer(topo)
-        weakref.finalize(topo, _NAMERS.pop, id(topo), None)
+    namer = topo.__dict__.get("_decision_namer")
+    if namer is None:
+        namer = topo.__dict__["_decision_namer"] = DecisionNamer(topo)
     return namer
 
 
@@ -119,9 +116,12 @@ def _ingress_legs(engine: PathEngine, target: FlowTarget, first: list[Outcome]) 
             continue
         seen_by_nginx = leg1.seen
         backend: list[Outcome] = []
-        endpoints = ing.service.endpoints_for(ing.port)  # ingress-nginx reads the port's EndpointSlices
+        # ingress-nginx reads the port's EndpointSlices and keeps the endpoints whose ready condition is
+        # true (endpointslices.go getEndpointsFromSlices): no terminating fallback, unlike kube-proxy
+        endpoints = ing.service.ready_endpoints_for(ing.port)
         if not endpoints:
-            hops = leg1.hops + [Hop(f"{ctrl.symbol}: nginx has no endpoint for {ing.service.key} → 503",
+            unready = " (none ready)" if ing.service.endpoints_for(ing.port) else ""
+            hops = leg1.hops + [Hop(f"{ctrl.symbol}: nginx has no endpoint for {ing.service.key}{unready} → 503",
                                     step=Step(ctrl.symbol, "proxy", verdict="refused"))]
             out.append(Outcome("refused", hops, extra={"status": 503}))
             continue

@@ -22,13 +22,21 @@ one decision ``pkg/proxy/iptables/proxier.go`` (syncProxyRules) takes for it:
   any SNAT), so repeated connections from one source through one node stick.
 * ``healthCheckNodePort`` (ETP Local LoadBalancer): KUBE-NODEPORTS ACCEPTs it and kube-proxy's
   health server answers on every node (pkg/proxy/healthcheck/service_health.go): 200 with the
-  number of the Service's endpoints on that node, 503 with 0.
+  number of the Service's *ready* endpoints on that node (EndpointsMap.LocalReadyEndpoints),
+  503 with 0 — so a node whose only local endpoint is terminating answers 503 while its
+  KUBE-SVL still sends external traffic there.
+* endpoint states (``pkg/proxy/topology.go`` CategorizeEndpoints, read at
+  aroradaman/kubernetes@4177b600): cluster endpoints are the ready ones, or, when the Service
+  has none ready anywhere, the serving-and-terminating ones; a node's local endpoints are its
+  ready ones, else its serving-and-terminating ones; a Service with neither anywhere has no
+  endpoints (REJECT). The conditions come from ``netiso.model.endpoint_states``.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from netiso.model.types import KubeProxySpec, NodeInfo, PodInfo, ServiceInfo, ServicePortInfo, Topology
 
@@ -57,18 +65,46 @@ def accepts_node_ports(proxy: KubeProxySpec, ip: str) -> bool:
     return not proxy.nodePortAddresses or in_ranges(ip, proxy.nodePortAddresses)
 
 
-def internal_endpoints(svc: ServiceInfo, sp: ServicePortInfo, node: str) -> tuple[PodInfo, ...]:
-    """The endpoints the cluster IP reaches from ``node``: all, or this node's (ITP Local)."""
+@dataclass(frozen=True)
+class Categories:
+    """CategorizeEndpoints' answer for one service port on one node."""
+
+    cluster: tuple[PodInfo, ...]  # ready endpoints, else serving+terminating ones (Cluster policy)
+    local: tuple[PodInfo, ...]  # this node's ready endpoints, else its serving+terminating ones
+    terminating_fallback: bool  # cluster endpoints are terminating ones (no ready endpoint anywhere)
+    local_fallback: bool  # local endpoints are terminating ones (no ready endpoint on this node)
+
+    @property
+    def has_any(self) -> bool:
+        """hasAnyEndpoints: something usable anywhere (otherwise REJECT)."""
+        return bool(self.cluster)
+
+
+def categorize(svc: ServiceInfo, sp: ServicePortInfo, node: str) -> Categories:
+    """kube-proxy's endpoint categories of ``svc``'s port ``sp`` on ``node`` (topology hints aside)."""
     eps = svc.endpoints_for(sp)
-    return eps if svc.itp != "Local" else tuple(p for p in eps if p.node == node)
+    cond = {p.ip: svc.conditions(p) for p in eps}
+    ready = tuple(p for p in eps if cond[p.ip].ready)
+    fallback = tuple(p for p in eps if cond[p.ip].serving and cond[p.ip].terminating)
+    cluster = ready or fallback
+    local_ready = tuple(p for p in ready if p.node == node)
+    local_fallback = tuple(p for p in fallback if p.node == node)
+    return Categories(cluster, local_ready or local_fallback, not ready and bool(fallback),
+                      not local_ready and bool(local_fallback))
+
+
+def internal_endpoints(svc: ServiceInfo, sp: ServicePortInfo, node: str) -> tuple[PodInfo, ...]:
+    """The endpoints the cluster IP reaches from ``node``: the cluster ones, or this node's (ITP Local)."""
+    cats = categorize(svc, sp, node)
+    return cats.local if svc.itp == "Local" else cats.cluster
 
 
 def external_filter(svc: ServiceInfo, sp: ServicePortInfo, node: str, name: str) -> tuple[str, str] | None:
     """KUBE-EXTERNAL-SERVICES' verdict for external traffic nothing DNATed (None: no rule)."""
-    eps = svc.endpoints_for(sp)
-    if not eps:
+    cats = categorize(svc, sp, node)
+    if not cats.has_any:
         return "refused", f"KUBE-EXTERNAL-SERVICES: \"{name} has no endpoints\" → REJECT → refused"
-    if svc.etp == "Local" and not any(p.node == node for p in eps):
+    if svc.etp == "Local" and not cats.local:
         return "dropped", f"KUBE-EXTERNAL-SERVICES: \"{name} has no local endpoints\" → DROP → dropped"
     return None
 
@@ -99,5 +135,5 @@ def health_check(topo: Topology, node: NodeInfo, port: int, proto: str) -> tuple
         return None
     for svc in topo.services.values():
         if svc.type == "LoadBalancer" and svc.etp == "Local" and svc.health_check_node_port == port:
-            return svc, len({p.ip for p in svc.endpoints if p.node == node.name})
+            return svc, len({p.ip for p in svc.endpoints if p.node == node.name and svc.conditions(p).ready})
     return None

@@ -159,13 +159,55 @@ def packet_info(network: bytes, transport: bytes | None) -> PacketInfo | None:
                       iface_in=None, iface_out=None, seq=seq)
 
 
+_HEADS: dict[tuple[bytes | None, ...], tuple[str, str, str, int | None, str]] = {}
+MAX_HEADS = 1 << 14
+
+
 def decode_trace(payload: bytes) -> TraceEvent | None:
-    """One NFT_MSG_TRACE payload (after the nlmsghdr: nfgenmsg + attributes)."""
+    """One NFT_MSG_TRACE payload (after the nlmsghdr: nfgenmsg + attributes).
+
+    The rule part of an event (table, chain, type, handle, verdict) repeats across the ~60 events
+    of every traced probe, so it is decoded once per distinct raw form and then looked up (at 48
+    nodes the agent decodes ~650,000 events in a run; the per-event cost is its hot path).
+
+    >>> attr = lambda kind, value: struct.pack("HH", 4 + len(value), kind) + value + bytes(-len(value) % 4)
+    >>> verdict = attr(TRACE_VERDICT, attr(1, struct.pack("!i", 0)))
+    >>> head = attr(TRACE_TABLE, b"filter\\0") + attr(TRACE_CHAIN, b"FORWARD\\0") + attr(TRACE_TYPE, struct.pack("!I", 3))
+    >>> rule = attr(TRACE_RULE_HANDLE, struct.pack("!Q", 7)) + verdict
+    >>> body = bytes(4) + attr(TRACE_ID, bytes.fromhex("00c0ffee")) + head + rule
+    >>> e = decode_trace(body)
+    >>> e.trace_id, e.table, e.chain, e.kind, e.handle, e.verdict, e.packet
+    ('00c0ffee', 'filter', 'FORWARD', 'rule', 7, 'DROP', None)
+    >>> decode_trace(body) == e  # the second time from the cache
+    True
+    """
     if len(payload) < 4:
         return None
     attrs = attribute_map(payload, 4)
-    if TRACE_ID not in attrs or TRACE_TYPE not in attrs:
+    raw_id = attrs.get(TRACE_ID)
+    raw_type = attrs.get(TRACE_TYPE)
+    if raw_id is None or raw_type is None:
         return None
+    key = (attrs.get(TRACE_TABLE), attrs.get(TRACE_CHAIN), raw_type, attrs.get(TRACE_RULE_HANDLE),
+           attrs.get(TRACE_VERDICT), attrs.get(TRACE_POLICY))
+    head = _HEADS.get(key)
+    if head is None:
+        head = _decode_head(attrs)
+        if len(_HEADS) >= MAX_HEADS:
+            _HEADS.clear()
+        _HEADS[key] = head
+    table, chain, kind, handle, verdict = head
+    packet = None
+    network = attrs.get(TRACE_NETWORK_HEADER)
+    if network is not None:
+        packet = packet_info(network, attrs.get(TRACE_TRANSPORT_HEADER))
+    # the id's network-order bytes in hex: the same text as f"{id:08x}"
+    return TraceEvent(trace_id=raw_id[:4].hex(), table=table, chain=chain, kind=kind, handle=handle,
+                      verdict=verdict, packet=packet)
+
+
+def _decode_head(attrs: dict[int, bytes]) -> tuple[str, str, str, int | None, str]:
+    """(table, chain, kind, handle, verdict) of one event's attributes."""
     kind = TRACETYPE.get(struct.unpack("!I", attrs[TRACE_TYPE][:4])[0], "?")
     handle = struct.unpack("!Q", attrs[TRACE_RULE_HANDLE][:8])[0] if TRACE_RULE_HANDLE in attrs else None
     verdict = ""
@@ -181,14 +223,10 @@ def decode_trace(payload: bytes) -> TraceEvent | None:
         verdict = VERDICTS.get(struct.unpack("!I", attrs[TRACE_POLICY][:4])[0], "?")
     elif kind == "return":
         verdict = "RETURN"
-    packet = None
-    if TRACE_NETWORK_HEADER in attrs:
-        packet = packet_info(attrs[TRACE_NETWORK_HEADER], attrs.get(TRACE_TRANSPORT_HEADER))
     if kind == "rule" and handle is None and verdict == "CONTINUE":
         kind = "end"  # implicit return at the end of a chain: no rule matched
-    return TraceEvent(trace_id=f"{struct.unpack('!I', attrs[TRACE_ID][:4])[0]:08x}",
-                      table=_cstr(attrs.get(TRACE_TABLE, b"")), chain=_cstr(attrs.get(TRACE_CHAIN, b"")),
-                      kind=kind, handle=handle if kind == "rule" else None, verdict=verdict, packet=packet)
+    return (_cstr(attrs.get(TRACE_TABLE, b"")), _cstr(attrs.get(TRACE_CHAIN, b"")), kind,
+            handle if kind == "rule" else None, verdict)
 
 
 def decode_rule(payload: bytes) -> tuple[str, str, int, RuleInfo] | None:

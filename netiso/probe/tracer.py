@@ -75,6 +75,10 @@ class Monitor:
         self.refreshing = False
         self.dump: IO[str] | None = None
         self.upstream: dict[str, PacketInfo] = {}  # trace id -> a marked upstream SYN's packet (this netns)
+        # (table, chain, kind, handle, verdict) -> hop, valid for one ``rules`` dict: a probe's ~60
+        # events each become a hop, and the same few hundred hops repeat across every probe
+        self.hops: dict[tuple[str, str, str, int | None, str], TraceHop] = {}
+        self.hops_rules: dict[tuple[str, str, int], RuleInfo] | None = None
 
 
 class UpstreamWatch:
@@ -182,9 +186,15 @@ class Tracer:
 
     def _hop(self, mon: Monitor, event: TraceEvent, pkt: PacketInfo | None, tag: str = "") -> TraceHop:
         """The event as a hop with its rule's comment (refetched once when the rule is unknown), dumped if asked."""
-        if event.handle is not None and (event.table, event.chain, event.handle) not in mon.rules:
-            self._refresh(mon)
-        hop = hop_of(mon.node, event, mon.rules)
+        if mon.hops_rules is not mon.rules:
+            mon.hops = {}
+            mon.hops_rules = mon.rules
+        key = (event.table, event.chain, event.kind, event.handle, event.verdict)
+        hop = mon.hops.get(key)
+        if hop is None:
+            if event.handle is not None and (event.table, event.chain, event.handle) not in mon.rules:
+                self._refresh(mon)  # an unknown rule's hop (no comment) is cached until the new dump arrives
+            hop = mon.hops[key] = hop_of(mon.node, event, mon.rules)
         if mon.dump is not None:
             mon.dump.write(f"{event.trace_id} {event.table}:{event.chain}:{event.kind}:{event.handle}:{hop.verdict}"
                            f" {tag}{pkt!r} {hop.comment or ''}\n")

@@ -36,6 +36,7 @@ class Knob:
     clients: tuple[str, ...] = ("alice",)
     workloads: tuple[dict[str, Any], ...] = ()  # besides the probe pod on worker
     isolated: bool = True  # project shop isolated (False: the knob's own effect, no policy in the way)
+    answerers: bool = False  # the knob changes which endpoint answers: say it on each line
 
     @property
     def slug(self) -> str:
@@ -109,6 +110,25 @@ PROXY_KNOBS: tuple[Knob, ...] = (  # kube-proxy's knobs (netiso/oracle/proxy_kno
          ({"from": "client:alice", "to": "healthcheck:shop/web@worker2"},
           {"from": "client:alice", "to": "healthcheck:shop/web@worker"}),
          workloads=_WEB, isolated=False),
+    Knob("workloads[].state + services[].publishNotReadyAddresses",
+         "kube-proxy sends to ready endpoints, and only when a Service has none ready to the ones still serving "
+         "while terminating (per node the same under externalTrafficPolicy Local); endpoints neither ready nor "
+         "serving are none at all (REJECT), unless the Service publishes not-ready addresses (every endpoint ready). "
+         "The pods run and listen in every state; `web` is a NodePort with externalTrafficPolicy Local.",
+         tuple((label, {"workloads": [{"name": "web", "project": "shop", "nodes": ["worker", "worker2"],
+                                       **({"state": state} if state else {})}],
+                        "services": [_web(type="NodePort", externalTrafficPolicy="Local", **extra)]})
+               for label, state, extra in (
+                   ("all ready", None, {}),
+                   ("worker not-ready, worker2 terminating", {"worker": "not-ready", "worker2": "terminating"}, {}),
+                   ("worker not-ready, worker2 terminating-not-ready",
+                    {"worker": "not-ready", "worker2": "terminating-not-ready"}, {}),
+                   ("the same, publishNotReadyAddresses: true",
+                    {"worker": "not-ready", "worker2": "terminating-not-ready"}, {"publishNotReadyAddresses": True}))),
+         ({"from": "pod:shop/probe", "to": "clusterip:shop/web"},
+          {"from": "client:alice", "to": "nodeport:shop/web@worker2"}),
+         workloads=({"name": "web", "project": "shop", "nodes": ["worker", "worker2"]},), isolated=False,
+         answerers=True),
 )
 
 _EMPTY = {"name": "empty", "project": "shop", "selector": {"app": "nothing"}, "type": "NodePort"}
@@ -140,12 +160,13 @@ def scenario_dict(knob: Knob, index: int) -> dict[str, Any]:
     value, section = knob.values[index]
     cluster = dict(section)
     services = cluster.pop("services", list(knob.services))  # a Service knob's value sets its Services
+    workloads = cluster.pop("workloads", list(knob.workloads))  # and a workload knob's its workloads
     return {
         "name": f"behaviour-knob-{knob.slug}-{index}",
         "description": f"{knob.key}: {value}",
         "cluster": {"encapsulation": "vxlan", "clients": list(knob.clients), **cluster},
         "workspaces": [{"name": "ws", "projects": [{"name": "shop", "isolation": knob.isolated}]}],
-        "workloads": [{"name": "probe", "project": "shop", "nodes": ["worker"]}, *knob.workloads],
+        "workloads": [{"name": "probe", "project": "shop", "nodes": ["worker"]}, *workloads],
         "services": services,
         "flows": list(knob.flows),
     }
@@ -161,10 +182,12 @@ def topologies() -> list[tuple[Knob, str, Topology]]:
     return out
 
 
-def _answer(pred: Prediction) -> str:
+def _answer(pred: Prediction, answerers: bool = False) -> str:
     text = f"**{pred.verdict}**"
     if pred.verdict == "allowed" and pred.source:
         text += f", the server sees {' or '.join(f'`{s}`' for s in pred.source)}"
+    if answerers and pred.verdict == "allowed" and pred.answered_by:
+        text += f", answered by {' or '.join(f'`{a}`' for a in pred.answered_by)}"
     if pred.verdict == "allowed" and pred.health:
         text = f"**{pred.verdict}**, " + " or ".join(f"HTTP {st} with localEndpoints {n}" for st, n in pred.health)
     if pred.verdict == "allowed" and pred.flow.repeat > 1:
@@ -191,7 +214,7 @@ def section(measure: Any | None) -> list[str]:
                 continue
             measured = results[i].results if results is not None else None
             for j, pred in enumerate(predict_all(topo)):
-                out.append(f"  - `{value}`: `{pred.flow.src}` → `{pred.flow.dst}`: {_answer(pred)}"
+                out.append(f"  - `{value}`: `{pred.flow.src}` → `{pred.flow.dst}`: {_answer(pred, knob.answerers)}"
                            + measured_suffix(measured[j] if measured is not None else None))
     out.append("")
     return out

@@ -23,7 +23,7 @@ from netiso.cli import main
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "scenarios.md"
 LOADER_MODULES = [ROOT / "netiso" / "model" / n for n in ("loader.py", "scenario_objects.py", "scenario_flows.py",
-                                                           "fields.py")]
+                                                           "service_knob_input.py", "fields.py")]
 EXAMPLE_RE = re.compile(r"<!-- example: ([a-z0-9-]+)(?: exit: (\d))? -->\n```yaml\n(.*?)```", re.S)
 
 

@@ -24,7 +24,6 @@ BAD = [
     ("flows: [{from: client:alice, to: hostport:demo/probe@worker2}]\n", "flows[0].to", ("has no hostPort",)),
     ("flows: [{from: client:alice, to: hostport:demo/web@worker, port: 8081}]\n", "flows[0].port",
      ("no hostPort on 8081/TCP", "8080/TCP")),
-    ("flows: [{from: pod:demo/web, to: hostport:demo/web@worker}]\n", "flows[0].to", ("hairpin",)),
     ("flows: [{from: client:alice, to: hostport:demo/nothing@worker}]\n", "flows[0].to", ("unknown workload",)),
 ]
 BAD_WORKLOADS = [
@@ -73,3 +72,9 @@ def test_the_workload_pod_manifest_carries_the_host_port_on_its_container_port()
     ports = [p for c in workload_pod(pod)["spec"]["containers"] for p in c["ports"]]
     assert sorted(ports, key=lambda p: p["containerPort"]) == [
         {"containerPort": 8080, "protocol": "TCP", "hostPort": 9090}, {"containerPort": 8081, "protocol": "TCP"}]
+
+
+def test_a_pod_to_its_own_host_port_is_accepted_input() -> None:
+    """The hairpin flow (portmap masquerades it, oracle/paths.py) is a flow like any other."""
+    (s,) = loads(BASE + "flows: [{from: pod:demo/web, to: hostport:demo/web@worker}]\n")
+    assert [(f.src, f.dst) for f in s.flows] == [("pod:demo/web", "hostport:demo/web@worker")]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from netiso.backends.lab import calico, kubeproxy
+from netiso.backends.lab import calico, kubeproxy, portmap
 from netiso.backends.lab.iptables import merge, render_restore
 from netiso.model.addressing import load_topologies
 from netiso.model.types import Topology
@@ -29,7 +29,8 @@ def lab_tokens(topo: Topology) -> set[str]:
     out = set()
     for node in topo.nodes:
         rs, _ = calico.render_calico(topo, node)
-        doc = render_restore(merge(rs, kubeproxy.render_kube_proxy(topo, node), calico.render_forward_tail()))
+        doc = render_restore(merge(rs, kubeproxy.render_kube_proxy(topo, node), portmap.render_portmap(topo, node),
+                                   calico.render_forward_tail()))
         for comment in re.findall(r'--comment "([^"]*)"', doc):
             d = from_comment(comment)
             if d is not None:

@@ -57,3 +57,29 @@ def test_the_port_is_open_on_the_pods_node_only_and_maps_to_the_chosen_container
     ]
     # worker2's pod does not open worker's port: only the replica on the node is DNATed to
     assert any("DNAT → pod:demo/web@worker2" in h for h in preds[0].path)
+
+
+def test_a_pod_to_its_own_host_port_is_masqueraded_to_its_node_after_its_policy_saw_the_pod() -> None:
+    """portmap's hairpin (``snat: true``): CNI-HOSTPORT-SETMARK on the pod's own /32, DNAT back to it,
+    Calico's ingress policy in FORWARD sees the pod, CNI-HOSTPORT-MASQ then picks the node's address."""
+    (topo,) = load_topologies([str(BUNDLED)])
+    preds = {f"{p.flow.src} -> {p.flow.dst}": p for p in predict_all(topo)}
+    hairpin = preds["pod:shop/web@worker -> hostport:shop/web@worker"]
+    worker = topo.nodes["worker"]
+    assert hairpin.verdict == "allowed" and set(hairpin.outcomes[0].seen) == {worker.ip, worker.tunnel_ip}
+    assert hairpin.decided_by == "policy shop/nsnp-network-isolate ingress allow; masquerade portmap"
+    web = next(p for p in topo.pods if p.symbol == "pod:shop/web@worker")
+    policy = next(h for h in hairpin.path if "FORWARD ingress of pod:shop/web@worker" in h)
+    assert f"admits pod:shop/web@worker ({web.ip})" in policy  # the pod itself, not the node
+    order = [i for i, h in enumerate(hairpin.path) if "CNI-HOSTPORT-SETMARK" in h or "CNI-HOSTPORT-MASQ" in h]
+    assert len(order) == 2 and order[0] < hairpin.path.index(policy) < order[1]
+
+
+def test_only_the_pods_own_address_is_marked_for_the_hairpin_masquerade() -> None:
+    (topo,) = load_topologies([str(BUNDLED)])
+    web = next(p for p in topo.pods if p.symbol == "pod:shop/web@worker")
+    engine = PathEngine(topo, DEFAULT_PROFILE)
+    (alice,) = engine.walk(Origin("client", "alice"), Packet("", topo.nodes["worker"].ip, 9090, "TCP"))
+    assert not any("CNI-HOSTPORT-MASQ" in h for h in alice.hops) and alice.seen == (topo.clients["alice"].ip,)
+    (own,) = engine.walk(Origin("pod", web.symbol, web), Packet("", topo.nodes["worker"].ip, 9090, "TCP"))
+    assert web.ip not in own.seen

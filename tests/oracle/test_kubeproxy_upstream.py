@@ -90,9 +90,10 @@ def test_oracle_predicts_kube_proxys_own_packet_flow_expectations(case: Case) ->
 def test_the_upstream_set_is_whole_and_its_gaps_are_named() -> None:
     ids = [c.id for c in CASES]
     assert len(ids) == len(set(ids)), "one case per upstream test/case name"
-    assert len(CASES) >= 120
+    assert len(CASES) >= 170
     tests = {c.test for c in CASES}
     assert tests == {"TestInternalExternalMasquerade", "TestExternalTrafficPolicyLocal",
                      "TestExternalTrafficPolicyCluster", "TestLoadBalancer", "TestInternalTrafficPolicy",
-                     "TestNoEndpointsReject", "TestClusterIPGeneral", "TestNodePorts", "TestHealthCheckNodePort"}
+                     "TestNoEndpointsReject", "TestClusterIPGeneral", "TestNodePorts", "TestHealthCheckNodePort",
+                     "TestTerminatingEndpointsTrafficPolicyLocal", "TestTerminatingEndpointsTrafficPolicyCluster"}
     assert all(reason for reason in NOT_EXPRESSIBLE.values())

@@ -423,3 +423,22 @@ def test_judge_checks_the_explicit_expectation_on_top() -> None:
     obs_expected = Observation("allowed", source_ip="198.18.0.100", answered_by="pod:demo/web@worker")
     problems = judge(pred.topo, pred, obs_expected)
     assert len(problems) == 1 and "server saw" in problems[0], "the oracle still disagrees with that observation"
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def test_a_predicted_topology_is_freed_when_its_run_drops_it() -> None:
+    """Predictions share one decision namer per topology; a process that checks scenario after
+    scenario (``bench/scale.py``, an IDE, xdist workers) must not keep every topology alive
+    through it (a module-level cache once did: +110 MB per 48-node run)."""
+    import gc
+    import weakref
+
+    topo = topology(ingress_doc(isolation=True))
+    predictions = predict_all(topo)
+    assert any(p.outcome_decided_by for p in predictions)  # the namer was built and used
+    ref = weakref.ref(topo)
+    del topo, predictions
+    gc.collect()
+    assert ref() is None

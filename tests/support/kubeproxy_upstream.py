@@ -126,6 +126,52 @@ services:
 flows: []
 """
 
+# TestTerminatingEndpointsTrafficPolicyLocal/Cluster: one Service per upstream test case, its
+# EndpointSlice written as replicas in endpoint states (netiso.model.endpoint_states): "ready"
+# (Ready/Serving true), "terminating" (Ready false, Serving true, Terminating true) and
+# "terminating-not-ready" (all but Terminating false). testHostname is worker, "host-1" /
+# "another-host" worker2. Upstream's "external to LB" enters the node the tracer walks; a VIP is
+# announced only from a node with a usable endpoint (MetalLB), so the client reaches that node through
+# an external IP of the same Service routed to worker: LB IPs and external IPs both jump to the
+# Service's KUBE-EXT chain and meet the same KUBE-EXTERNAL-SERVICES rule (proxier.go syncProxyRules).
+_TERM_SETS = {  # suffix -> (ETP, [(workload, node, state)], external IP)
+    "local-ready": ("Local", [("a", "worker", "ready"), ("b", "worker", "ready"), ("c", "worker", "terminating"),
+                              ("d", "worker", "terminating-not-ready"), ("e", "worker2", "ready")], "203.0.113.21"),
+    "local-terminating": ("Local", [("b", "worker", "terminating"), ("c", "worker", "terminating"),
+                                    ("d", "worker", "terminating-not-ready"), ("e", "worker2", "ready")], "203.0.113.22"),
+    "local-remote": ("Local", [("e", "worker2", "terminating")], "203.0.113.23"),
+    "local-none": ("Local", [("e", "worker", "terminating-not-ready"), ("f", "worker2", "terminating-not-ready")],
+                   "203.0.113.24"),
+    "local-deleted": ("Local", [], "203.0.113.25"),
+    "cluster-ready": ("Cluster", [("a", "worker", "ready"), ("b", "worker", "ready"), ("c", "worker2", "terminating"),
+                                  ("d", "worker2", "terminating-not-ready"), ("e", "worker2", "ready")], "203.0.113.26"),
+    "cluster-terminating": ("Cluster", [("b", "worker", "terminating"), ("c", "worker", "terminating"),
+                                        ("d", "worker2", "terminating-not-ready"), ("e", "worker2", "terminating")],
+                            "203.0.113.27"),
+    "cluster-remote": ("Cluster", [("e", "worker2", "terminating")], "203.0.113.28"),
+    "cluster-none": ("Cluster", [("e", "worker", "terminating-not-ready"), ("f", "worker2", "terminating-not-ready")],
+                     "203.0.113.29"),
+    "cluster-deleted": ("Cluster", [], "203.0.113.30"),
+}
+
+
+def _terminating_doc() -> str:
+    workloads, services = [], []
+    for suffix, (etp, eps, ext_ip) in _TERM_SETS.items():
+        for name, node, state in eps:
+            states = "" if state == "ready" else f", state: {{{node}: {state}}}"
+            workloads.append(f"  - {{name: {suffix}-{name}, project: ns1, nodes: [{node}], labels: {{grp: {suffix}}},"
+                             f" ports: [80/TCP]{states}}}")
+        services.append(f"  - {{name: t-{suffix}, project: ns1, selector: {{grp: {suffix}}}, type: LoadBalancer, "
+                        f"externalTrafficPolicy: {etp}, ports: [80/TCP], externalIPs: [{ext_ip}]}}")
+    return ("name: up-terminating\n"
+            "description: kube-proxy proxier_test.go TestTerminatingEndpointsTrafficPolicyLocal/Cluster\n"
+            "cluster: {encapsulation: direct, loadBalancer: metallb, clients: [alice]}\n"
+            "projects: [{name: ns1}]\nworkloads:\n" + "\n".join(workloads)
+            + "\n  - {name: probe, project: ns1, nodes: [worker]}\nservices:\n" + "\n".join(services)
+            + "\nflows: []\n")
+
+
 LR = ("local", "remote")
 IEM = "TestInternalExternalMasquerade"
 
@@ -271,8 +317,47 @@ def _health_check_cases() -> list[Case]:
                  "healthcheck:ns1/svc2@worker", "ACCEPT")]
 
 
+def _terminating_cases() -> list[Case]:
+    """TestTerminatingEndpointsTrafficPolicyLocal/Cluster (proxier_test.go at the commit above): each
+    test case's two flows, and the two flows every case runs again after deleting its EndpointSlice."""
+    out: list[Case] = []
+    pod, ext = "pod:ns1/probe", "client:alice"
+    tables = {
+        "TestTerminatingEndpointsTrafficPolicyLocal": [
+            ("ready endpoints exist", "local-ready", ("local", "local2", "remote"), ("local", "local2"), False),
+            ("only terminating endpoints exist", "local-terminating", ("remote",), ("local", "local2"), False),
+            ("terminating endpoints on remote node", "local-remote", ("remote",), "DROP", False),
+            ("no usable endpoints on any node", "local-none", "REJECT", "REJECT", False),
+        ],
+        "TestTerminatingEndpointsTrafficPolicyCluster": [
+            ("ready endpoints exist", "cluster-ready", ("local", "local2", "remote"), ("local", "local2", "remote"), True),
+            ("only terminating endpoints exist", "cluster-terminating", ("local", "local2", "remote"),
+             ("local", "local2", "remote"), True),
+            ("terminating endpoints on remote node", "cluster-remote", ("remote",), ("remote",), True),
+            ("no usable endpoints on any node", "cluster-none", "REJECT", "REJECT", False),
+        ],
+    }
+    for test, rows in tables.items():
+        deleted = "local-deleted" if test.endswith("Local") else "cluster-deleted"
+        for case, suffix, to_cluster_ip, to_lb, masq in rows:
+            external = "external to LB, no locally-usable endpoints" if to_lb == "DROP" else (
+                "external to LB, no usable endpoints" if to_lb == "REJECT" and test.endswith("Local") else "external to LB")
+            internal = "pod to clusterIP, no usable endpoints" if (
+                to_cluster_ip == "REJECT" and test.endswith("Local")) else "pod to clusterIP"
+            out += [
+                Case(test, f"{case}: {internal}", "up-terminating", pod, f"clusterip:ns1/t-{suffix}", to_cluster_ip),
+                Case(test, f"{case}: {external}", "up-terminating", ext, f"externalip:ns1/t-{suffix}@worker", to_lb,
+                     masq and to_lb != "REJECT"),
+                Case(test, f"{case}: pod to clusterIP after endpoints deleted", "up-terminating", pod,
+                     f"clusterip:ns1/t-{deleted}", "REJECT"),
+                Case(test, f"{case}: external to LB after endpoints deleted", "up-terminating", ext,
+                     f"externalip:ns1/t-{deleted}@worker", "REJECT"),
+            ]
+    return out
+
+
 CASES: list[Case] = [*_iem_cases(), *_etp_cases(), *_lb_cases(), *_itp_cases(), *_no_endpoints_cases(),
-                     *_cluster_ip_cases(), *_nodeport_cases(), *_health_check_cases()]
+                     *_cluster_ip_cases(), *_nodeport_cases(), *_health_check_cases(), *_terminating_cases()]
 
 # Upstream packet-flow cases of the same tests that the scenario format cannot express, and why.
 NOT_EXPRESSIBLE: dict[str, str] = {
@@ -291,7 +376,6 @@ NOT_EXPRESSIBLE: dict[str, str] = {
         "a node has one address in the model (no secondary node IP); the bundled kube-proxy-masquerade-all "
         "scenario shows another node's address outside nodePortAddresses refused instead",
     "TestNodePorts: ipv6 cases": "IPv6 is not modelled",
-    "TestTerminatingEndpointsTrafficPolicyLocal/Cluster (all cases)": "no ready/terminating endpoint states in the model",
     "TestOverallIPTablesRules/TestTracePacket: health-check cases":
         "rule-dump comparisons, not packet flows (the bundled health-check-node-port scenario probes the port)",
 }
@@ -302,6 +386,7 @@ def scenario_yaml() -> str:
     docs = {name: _masq_doc(name, settings) for name, (_v, settings) in MASQ_VARIANTS.items()}
     docs["up-itp"] = ITP_DOC
     docs["up-nodeports"] = NODEPORTS_DOC
+    docs["up-terminating"] = _terminating_doc()
     flows: dict[str, list[str]] = {name: [] for name in docs}
     seen: set[tuple[str, str, str, str | None]] = set()
     for c in CASES:

@@ -48,12 +48,14 @@ ACCESS: tuple[Access, ...] = tuple(
     + _acc("list create delete", "clusterroles", "rbac.authorization.k8s.io")
     + _acc("list create delete", "clusterrolebindings", "rbac.authorization.k8s.io")
     + _acc("get create patch delete", "leases", "coordination.k8s.io")
+    + _acc("get", "daemonsets", "apps")  # calico-node's environment: Felix's settings (felix_settings.py)
 )
-# Calico's IPPools and BlockAffinities, in the API group the cluster serves them from (preflight asks
+# Calico's IPPools, BlockAffinities and FelixConfigurations, in the API group the cluster serves them from (preflight asks
 # discovery): crd.projectcalico.org (the classic manifests' CRDs) or projectcalico.org (native v3 CRDs,
 # or Calico's aggregated API server). rbac.yaml grants both; preflight checks the served one.
 CALICO_ACCESS: dict[str, tuple[Access, ...]] = {
-    group: tuple(_acc("list", "ippools", group) + _acc("list", "blockaffinities", group))
+    group: tuple(_acc("list", "ippools", group) + _acc("list", "blockaffinities", group)
+                 + _acc("list", "felixconfigurations", group))
     for group in ("projectcalico.org", "crd.projectcalico.org")
 }
 # Only needed for the scenario's load balancer (checked when a scenario has a LoadBalancer Service).
@@ -79,7 +81,7 @@ def access_for(load_balancer: str, calico_group: str | None = None, *, kubespher
     >>> [str(a) for a in access_for("openelb")][-2:]
     ['list eips (group network.kubesphere.io)', 'get pods/log']
     >>> [str(a) for a in access_for("none", "projectcalico.org")][-1]
-    'list blockaffinities (group projectcalico.org)'
+    'list felixconfigurations (group projectcalico.org)'
     """
     groups = [calico_group] if calico_group else list(CALICO_ACCESS)
     return [*ACCESS, *(a for g in groups for a in CALICO_ACCESS[g]), *LB_ACCESS.get(load_balancer, ()),

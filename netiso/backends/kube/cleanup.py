@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from netiso.backends.kube.client import Kube, KubeApiError
 from netiso.backends.kube.manifests import LEASE_SECONDS, micro_time
 from netiso.backends.kube.naming import LEASE_NAME, RUN_LABEL, RUN_RE, RunNames
+from netiso.backends.kube.pod_states import force_delete_stateful_pods
 
 log = logging.getLogger("netiso.kube")
 
@@ -95,6 +96,8 @@ def delete_run(kube: Kube, names: RunNames, *, wait_s: float = 120.0, poll_s: fl
         name = ns["metadata"]["name"]
         if ((ns.get("metadata") or {}).get("labels") or {}).get(RUN_LABEL) != names.run:
             continue  # belt and braces: the selector already guarantees it
+        # pods kept terminating by a long preStop sleep would hold the namespace for that long
+        lines += force_delete_stateful_pods(kube, name, names.selector)
         try:
             if kube.delete("v1", "Namespace", name):
                 lines.append(f"deleted namespace {name}")

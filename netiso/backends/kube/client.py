@@ -74,6 +74,8 @@ KINDS: dict[tuple[str, str], tuple[str, bool]] = {
     ("crd.projectcalico.org/v1", "BlockAffinity"): ("blockaffinities", False),
     ("projectcalico.org/v3", "IPPool"): ("ippools", False),  # native v3 CRDs (or Calico's aggregated API server)
     ("projectcalico.org/v3", "BlockAffinity"): ("blockaffinities", False),
+    ("crd.projectcalico.org/v1", "FelixConfiguration"): ("felixconfigurations", False),  # felix_settings.py
+    ("projectcalico.org/v3", "FelixConfiguration"): ("felixconfigurations", False),
     ("metallb.io/v1beta1", "IPAddressPool"): ("ipaddresspools", True),
     ("metallb.io/v1beta1", "L2Advertisement"): ("l2advertisements", True),
     ("metallb.io/v1beta1", "ServiceL2Status"): ("servicel2statuses", True),
@@ -253,11 +255,18 @@ class Kube:
             item.setdefault("kind", kind)
         return items
 
-    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
-        """Delete with background propagation; False when it was already gone."""
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None, *,
+               grace_period_seconds: int | None = None) -> bool:
+        """Delete with background propagation; False when it was already gone.
+
+        ``grace_period_seconds``: DeleteOptions.gracePeriodSeconds (0: a pod goes at once, whatever
+        its terminationGracePeriodSeconds or a running preStop hook); None: the object's own.
+        """
+        options: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        if grace_period_seconds is not None:
+            options["gracePeriodSeconds"] = grace_period_seconds
         try:
-            self.request("DELETE", path_of(api_version, kind, namespace, name),
-                         body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"},
+            self.request("DELETE", path_of(api_version, kind, namespace, name), body=options,
                          what=f"delete {kind} {_ref({'name': name, 'namespace': namespace})}")
             return True
         except KubeApiError as exc:

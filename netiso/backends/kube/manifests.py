@@ -66,6 +66,7 @@ from netiso.backends.kube.ingress_nginx import (
     ingress_access,
 )
 from netiso.backends.kube.naming import LEASE_NAME, RunNames
+from netiso.backends.kube.pod_states import shape_pod
 from netiso.model import render
 from netiso.model.flows import host_servers
 from netiso.model.symbols import parse_endpoint
@@ -414,6 +415,7 @@ def _workload_pod(pod: PodInfo, target: KubeTarget) -> dict[str, Any]:
     # Probes only need the pod's network; no API token, no service-link environment, quick deletion.
     obj["spec"].update({"automountServiceAccountToken": False, "enableServiceLinks": False,
                         "terminationGracePeriodSeconds": 1})
+    shape_pod(obj, pod)  # a not-ready / terminating replica (pod_states.py)
     return _stamp(obj, target.names, {ROLE_LABEL: "workload"})
 
 

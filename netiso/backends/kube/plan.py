@@ -34,6 +34,7 @@ from netiso.backends.kube.manifests import (
     phases,
 )
 from netiso.backends.kube.naming import RUN_LABEL, RunNames
+from netiso.backends.kube.pod_states import NOT_READY_STATES, TERMINATING_STATES, state_of
 from netiso.backends.kube.vips import REQUEST_ANNOTATIONS, VipChoice, choose_vips, lb_services
 from netiso.model.flows import resolve_flow
 from netiso.model.render import to_yaml, workload_pod
@@ -288,6 +289,7 @@ def plan_text(topo: Topology, target: KubeTarget, staged: Sequence[tuple[str, li
                   "Ready")
             w("   on timeout: GET /api/v1/namespaces/<ns>/events?fieldSelector=involvedObject.name=<pod> "
               "(the message names the pod and its last event)")
+            _endpoint_state_steps(w, step, objects)
             balanced = [o for o in objs if o["spec"].get("type") == "LoadBalancer"]
             if balanced:
                 step("wait: LoadBalancer addresses")
@@ -349,6 +351,24 @@ def _kubesphere_check(kubesphere: str | None) -> tuple[str, str]:
                 "kubesphere-config (kubesphere.yaml network.enableNetworkPolicy: true, nsnpOptions)")
     return ("not KubeSphere", "GET /apis (no tenant.kubesphere.io, no network.kubesphere.io namespacenetworkpolicies), "
                               "GET /api/v1/namespaces/kubesphere-system (absent): its controller owns nsnp-* policies")
+
+
+def _endpoint_state_steps(w: Callable[[str], None], step: _Steps, objects: list[dict[str, Any]]) -> None:
+    """The scenario's not-ready and terminating replicas (pod_states.py): what the run waits for and deletes."""
+    pods = [o for o in objects if o["kind"] == "Pod" and state_of(o) != "ready"]
+    for obj in pods:
+        if state_of(obj) in NOT_READY_STATES:
+            w(f"   ({obj['metadata']['namespace']}/{obj['metadata']['name']} is {state_of(obj)}: waited for as Running "
+              "and not Ready, its readiness probe on a port nothing listens on)")
+    doomed = [o for o in pods if state_of(o) in TERMINATING_STATES]
+    if doomed:
+        step("terminating replicas: graceful DELETE (preStop sleep holds them), then their EndpointSlices")
+        for obj in doomed:
+            w(f"   GET {api_path(obj, item=True)} (the preStop sleep hook must have survived: PodLifecycleSleepAction)")
+            w(f"   DELETE {api_path(obj, item=True)}")
+        w("   GET /apis/discovery.k8s.io/v1/namespaces/<ns>/endpointslices?labelSelector=kubernetes.io/service-name=<svc> "
+          "until each deleted pod's endpoint is terminating")
+        w("   (clean-up deletes them with gracePeriodSeconds 0 before their namespaces)")
 
 
 def _controller_wait(w: Callable[[str], None], step: _Steps, topo: Topology, names: RunNames) -> None:

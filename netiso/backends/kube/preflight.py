@@ -38,11 +38,12 @@ Each check reads the cluster the way an operator would check it by hand, and a f
 * namespaces in the way: a namespace netiso wants that exists without this run's label is a
   refusal: netiso never adopts or deletes what it did not create.
 
-Knowingly not checked here: Felix's ``defaultEndpointToHostAction`` (``cluster.felix``): the effective value
-is calico-node's environment (FELIX_DEFAULTENDPOINTTOHOSTACTION, calico.yaml sets ACCEPT) before any
-FelixConfiguration, and reading the DaemonSet needs a grant netiso does not ask for yet; a cluster whose
-value differs from the scenario's shows it as decidedBy/verdict mismatches of pod -> own-node flows.
-Nor (a live cluster shows them during realize): admission policies
+* Felix: ``defaultEndpointToHostAction`` on every node a scenario maps to is the scenario's
+  ``cluster.felix`` (felix_settings.py: calico-node's environment first, then the
+  FelixConfigurations ``node.<name>``, selector-scoped, ``default``, then Felix's built-in DROP,
+  as Felix resolves it).
+
+Knowingly not checked here (a live cluster shows them during realize): admission policies
 that reject hostNetwork/privileged pods (Pod Security is set ``privileged`` on the run's
 system namespace only), image pull access, NetworkPolicy enforcement actually being on.
 """
@@ -60,6 +61,7 @@ from netiso.backends.base import BackendOptions, BackendUnavailable
 from netiso.backends.kube import kubesphere_controller
 from netiso.backends.kube.access import ACCESS, CALICO_ACCESS, KUBESPHERE_ACCESS, LB_ACCESS, Access
 from netiso.backends.kube.client import Kube, KubeApiError
+from netiso.backends.kube.felix_settings import Setting, check_felix_settings
 from netiso.backends.kube.naming import RUN_LABEL, RunNames
 from netiso.backends.kube.proxy_settings import check_proxy_settings
 from netiso.model.symbols import parse_endpoint
@@ -122,6 +124,7 @@ class Findings:
     unmapped_clients: dict[str, list[str]] = field(default_factory=dict)  # scenario -> client names
     notes: list[str] = field(default_factory=list)
     kubesphere: kubesphere_controller.KubeSphereInfo | None = None  # --kubesphere controller: the cluster's
+    felix: dict[str, Setting] = field(default_factory=dict)  # cluster node -> Felix's defaultEndpointToHostAction
 
 
 # --------------------------------------------------------------------------- the checks
@@ -438,6 +441,7 @@ def run_preflight(kube: Kube, topos: Sequence[Topology], options: BackendOptions
                 "reported skipped (map each with --client NAME='COMMAND PREFIX', e.g. 'docker exec -i c1')")
         check_names(topo, names_for(topo), findings.node_maps[topo.name])
         check_namespaces(kube, names_for(topo), topo)
+    findings.felix = check_felix_settings(kube, calico, topos, findings.node_maps)
     return findings
 
 

@@ -61,6 +61,7 @@ from netiso.backends.kube.evidence import MismatchEvidence
 from netiso.backends.kube.manifests import KubeTarget
 from netiso.backends.kube.naming import RunNames
 from netiso.backends.kube.observing import ObservationMapping
+from netiso.backends.kube.pod_states import Terminations
 from netiso.backends.kube.preflight import check_namespaces
 from netiso.backends.kube.probe_running import (
     ClientCommandError,
@@ -137,7 +138,8 @@ def _holder() -> str:
     return f"netiso@{socket.gethostname()}/{os.getpid()}"
 
 
-class KubeRealization(ClientHosts, ObservationMapping, MismatchEvidence, ReadinessWaits, PolicyPhase, Realization):
+class KubeRealization(ClientHosts, ObservationMapping, MismatchEvidence, ReadinessWaits, Terminations, PolicyPhase,
+                      Realization):
     """One scenario on the cluster, from :meth:`build` until :meth:`down`."""
 
     def __init__(self, backend: RealizingBackend, planned: Topology, names: RunNames) -> None:
@@ -198,6 +200,7 @@ class KubeRealization(ClientHosts, ObservationMapping, MismatchEvidence, Readine
             t0 = time.perf_counter()
             self.backend.progress(f"{self.planned.name}: waiting for pods to be Ready (run {self.names.run})")
             self.wait_pods_ready()
+            self.terminate_pods()  # the scenario's terminating replicas (pod_states.py)
             self.wait_lb_ips()
             self.timings["ready_s"] = time.perf_counter() - t0
             client_ips = self.client_addresses()

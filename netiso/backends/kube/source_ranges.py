@@ -5,7 +5,7 @@ learns the real addresses (ClusterFacts) only once pods are Ready. A source rang
 client or a node, whose addresses do not depend on anything netiso creates: the clients answer
 through their command (``ip route get``) and the nodes' InternalIPs are in preflight's
 findings. So the ranges are resolved from those before the Services step; the loader accepts
-no other symbols there (``scenario_objects.read_service_knobs``).
+no other symbols there (``service_knob_input.read_service_knobs``).
 """
 
 from __future__ import annotations

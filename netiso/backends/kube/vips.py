@@ -134,7 +134,7 @@ def choose_vips(planned: Topology, node_map: Mapping[str, str], excluded: Mappin
     out: dict[str, VipChoice] = {}
     for svc in lb_services(planned):
         nodes = [(node_map[n], bool(excluded.get(n, False))) for n in planned.nodes]
-        eligible = election.candidates(impl, nodes, svc.etp, [node_map[p.node] for p in svc.endpoints])
+        eligible = election.candidates(impl, nodes, svc.etp, [node_map[n] for n in svc.announcing_nodes(impl)])
         wanted = node_map[svc.lb_node] if svc.lb_node else None
         vip = election.find_vip(election.pool_addresses(ranges, avoid_buggy=avoid_buggy), used, eligible, wanted)
         reason = None

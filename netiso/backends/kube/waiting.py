@@ -6,7 +6,8 @@ its state, and its last Event (``kubectl describe`` would show the same). Polled
 bounded by :class:`~netiso.backends.kube.realization.Timeouts`: a pod is Pending for a while on any
 cluster (scheduling, image pull), so one read is never the answer. Ready means the pod's ``Ready``
 condition, not its phase: a Running pod whose readiness probe fails is not Ready (and would not be an
-endpoint). A mixin of ``KubeRealization``:
+endpoint) - which is exactly what a scenario's ``not-ready`` replica must be, so it is waited for as
+Running and not Ready instead. A mixin of ``KubeRealization``:
 it reads ``kube``, ``names``, ``timeouts``, ``planned``, ``applied`` and ``backend`` from it.
 """
 
@@ -19,6 +20,7 @@ from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wa
 
 from netiso.backends.base import BackendUnavailable
 from netiso.backends.kube.discovery import lb_ip
+from netiso.backends.kube.pod_states import NOT_READY_STATES, running_not_ready, state_of
 
 
 class ReadinessWaits:
@@ -35,22 +37,29 @@ class ReadinessWaits:
         return [(o["metadata"]["namespace"], o["metadata"]["name"]) for o in self.applied if o["kind"] == "Pod"]
 
     def wait_pods_ready(self) -> None:
+        """Every pod Ready, except the replicas a scenario makes ``not-ready`` (pod_states.py): those
+        must be Running with their readiness probe failing, i.e. started and not Ready."""
         wanted = self._pods()
+        unready = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in self.applied
+                   if o["kind"] == "Pod" and state_of(o) in NOT_READY_STATES}
         state: dict[tuple[str, str], dict[str, Any]] = {}
 
-        def not_ready() -> list[tuple[str, str]]:
+        def not_there() -> list[tuple[str, str]]:
             for ns in sorted({ns for ns, _ in wanted}):
                 for pod in self.kube.list("v1", "Pod", ns, label_selector=self.names.selector):
                     state[(ns, pod["metadata"]["name"])] = pod
-            return [key for key in wanted if not _ready(state.get(key))]
+            return [key for key in wanted
+                    if not (running_not_ready(state.get(key)) if key in unready else _ready(state.get(key)))]
 
-        pending = self._wait(not_ready, self.timeouts.pods_ready)
+        pending = self._wait(not_there, self.timeouts.pods_ready)
         if pending:
             ns, name = pending[0]
+            wish = ("Running with its readiness probe failing (the scenario's not-ready replica)"
+                    if (ns, name) in unready else "Ready")
             raise BackendUnavailable(
-                f"pod {ns}/{name} is not Ready after {self.timeouts.pods_ready:g} s ({pod_state(state.get((ns, name)))}); "
-                f"last event: {self.last_event(ns, name)}"
-                + (f"; also not Ready: {', '.join(f'{n}/{p}' for n, p in pending[1:])}" if len(pending) > 1 else ""))
+                f"pod {ns}/{name} is not {wish} after {self.timeouts.pods_ready:g} s "
+                f"({pod_state(state.get((ns, name)))}); last event: {self.last_event(ns, name)}"
+                + (f"; also waiting for: {', '.join(f'{n}/{p}' for n, p in pending[1:])}" if len(pending) > 1 else ""))
 
     def wait_lb_ips(self) -> None:
         wanted = [(self.names.namespace(s.project), s.name) for s in self.planned.services.values()

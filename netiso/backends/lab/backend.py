@@ -127,13 +127,15 @@ class LabRealization(Realization):
 
     def serve_health_checks(self) -> None:
         """kube-proxy's health server on every node for every ETP Local LoadBalancer Service, answering
-        with that node's local endpoint count (netiso.probe.health mirrors service_health.go)."""
+        with that node's local endpoint count (netiso.probe.health mirrors service_health.go): the
+        *ready* ones only (proxier.go hands the server EndpointsMap.LocalReadyEndpoints), so a node
+        whose only endpoint is terminating answers 503 while its rules still send traffic there."""
         for svc in self.topo.services.values():
             if svc.type != "LoadBalancer" or svc.etp != "Local" or not svc.health_check_node_port:
                 continue
             for name in self.topo.nodes:
                 ns = self.lab.net.ns_of(f"node:{name}")
-                count = len({p.ip for p in svc.endpoints if p.node == name})
+                count = len({p.ip for p in svc.endpoints if p.node == name and svc.conditions(p).ready})
                 self.server.serve(ns, svc.health_check_node_port, "TCP", hostname=f"node:{name}",
                                   health={"namespace": svc.project, "name": svc.name, "localEndpoints": count})
                 self._served.append(ns)

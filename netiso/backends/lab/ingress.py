@@ -145,10 +145,17 @@ def _check_path(path: Path) -> str:
     return str(path)
 
 
+def _ready_endpoints(ing: IngressInfo) -> list[PodInfo]:
+    """The Service port's endpoints whose ``ready`` condition is true: ingress-nginx skips the others
+    (internal/ingress/controller/endpointslices.go getEndpointsFromSlices; terminating or not-ready
+    pods are never an upstream, unless publishNotReadyAddresses makes them ready)."""
+    return [p for p in ing.service.endpoints_for(ing.port) if ing.service.conditions(p).ready]
+
+
 def _upstream_servers(ing: IngressInfo, tries: int, retry_same_endpoint: bool) -> list[str]:
-    """``ip:targetPort`` of every endpoint of the Service port (ingress-nginx reads the EndpointSlices,
+    """``ip:targetPort`` of every ready endpoint of the Service port (ingress-nginx reads the EndpointSlices,
     so a named targetPort is resolved per pod); repeated to ``tries`` peers when retries may re-pick one."""
-    servers = [f"{p.ip}:{ing.port.target_for(p)}" for p in ing.service.endpoints_for(ing.port)]
+    servers = [f"{p.ip}:{ing.port.target_for(p)}" for p in _ready_endpoints(ing)]
     if retry_same_endpoint and servers:
         servers = servers * math.ceil(tries / len(servers))  # whole copies keep the weights equal
     return servers
@@ -158,7 +165,7 @@ def _location(ing: IngressInfo, indent: str) -> list[str]:
     """The proxy location of one Ingress (503 when its Service has no endpoints)."""
     target = f" targetPort {ing.port.target}" if ing.port.port.target is not None else ""
     head = f"{indent}# ingress {ing.key} -> service {ing.service.key} port {ing.port.port.port}{target}"
-    if not ing.service.endpoints_for(ing.port):
+    if not _ready_endpoints(ing):
         return [head, f"{indent}location / {{ return 503; }}"]
     return [head, f"{indent}location / {{", f"{indent}    proxy_pass http://{upstream_name(ing)};", f"{indent}}}"]
 

@@ -15,6 +15,8 @@ like a real node's. The packet flow they build::
     KUBE-SVC-x  ! -s podCIDR -> KUBE-MARK-MASQ (masqueradeAll: every source; no detector: no rule),
                 then 1/n, 1/(n-1) ... -> KUBE-SEP-y
     KUBE-SVL-x  the same over the endpoints on THIS node only (externalTrafficPolicy / internalTrafficPolicy Local)
+                (endpoints: the ready ones; with none ready, the serving terminating ones: cluster-wide for
+                 KUBE-SVC, per node for KUBE-SVL; neither anywhere is "no endpoints")
     KUBE-FW-x   -s <each source range> -> KUBE-EXT-x; the rest falls through (filter KUBE-PROXY-FIREWALL DROPs)
     KUBE-EXT-x  Cluster: -> KUBE-MARK-MASQ, -> KUBE-SVC-x (always SNAT)
                 Local:   pods -> KUBE-SVC-x (only with the local-traffic detector); host-originated -> MASQ + KUBE-SVC-x;
@@ -153,8 +155,8 @@ class PortPlan:
     name: str  # "ns/svc:port" or "ns/svc"
     protocol: str  # lower case, as in the rules
     chains: ServiceChains
-    endpoints: tuple[PodInfo, ...]  # sorted as kube-proxy sorts them
-    local_endpoints: tuple[PodInfo, ...]
+    endpoints: tuple[PodInfo, ...]  # cluster endpoints (ready, else serving terminating), sorted as kube-proxy sorts
+    local_endpoints: tuple[PodInfo, ...]  # this node's ready endpoints, else its serving terminating ones
     node_port: int | None
     lb_ip: str | None
     external_local: bool  # externally reachable and externalTrafficPolicy Local
@@ -183,6 +185,14 @@ class PortPlan:
     def uses_local_chain(self) -> bool:
         """KUBE-SVL exists: local endpoints and a Local policy in use (UsesLocalEndpoints)."""
         return bool(self.local_endpoints) and (self.internal_local or self.external_local)
+
+    @property
+    def reachable(self) -> tuple[PodInfo, ...]:
+        """allLocallyReachableEndpoints: the KUBE-SEP chains this node needs (cluster and local merged
+        when the local ones are a terminating fallback the cluster list lacks)."""
+        picked = (self.endpoints if self.uses_cluster_chain else ()) + (
+            self.local_endpoints if self.uses_local_chain else ())
+        return tuple(sorted({p.ip: p for p in picked}.values(), key=self.endpoint))
 
     @property
     def uses_firewall(self) -> bool:
@@ -240,11 +250,30 @@ def endpoint_chain(service: ServiceInfo, port: ServicePortInfo, endpoint_ip: str
     return "KUBE-SEP-" + port_proto_hash(name, proto, f"{endpoint_ip}:{port_number}")
 
 
+def categorize_endpoints(service: ServiceInfo, slice_eps: tuple[PodInfo, ...],
+                         node: str) -> tuple[tuple[PodInfo, ...], tuple[PodInfo, ...]]:
+    """(cluster, local) endpoints from the EndpointSlice's conditions, as pkg/proxy/topology.go
+    CategorizeEndpoints picks them (no topology hints): the ready endpoints, and only when there
+    is none the ready-to-serve terminating ones; per node the same choice over its own."""
+    ready: list[PodInfo] = []
+    serving_terminating: list[PodInfo] = []
+    for pod in slice_eps:
+        c = service.conditions(pod)
+        if c.ready:
+            ready.append(pod)
+        elif c.serving and c.terminating:
+            serving_terminating.append(pod)
+    cluster = ready if ready else serving_terminating
+    local = [p for p in ready if p.node == node] or [p for p in serving_terminating if p.node == node]
+    return tuple(cluster), tuple(local)
+
+
 def plan_port(service: ServiceInfo, port: ServicePortInfo, node: str) -> PortPlan:
     """Classify one service port for ``node`` the way proxier.go's CategorizeEndpoints does."""
     # one endpoint per address; a pod that lacks a named targetPort is no endpoint of this port
     by_ip = {p.ip: p for p in service.endpoints_for(port)}
-    eps = tuple(sorted(by_ip.values(), key=lambda p: f"{p.ip}:{port.target_for(p)}"))
+    slice_eps = tuple(sorted(by_ip.values(), key=lambda p: f"{p.ip}:{port.target_for(p)}"))
+    eps, local = categorize_endpoints(service, slice_eps, node)
     external_types = ("NodePort", "LoadBalancer")
     node_port = port.node_port if service.type in external_types else None
     lb_ip = service.lb_ip if service.type == "LoadBalancer" else None
@@ -256,12 +285,12 @@ def plan_port(service: ServiceInfo, port: ServicePortInfo, node: str) -> PortPla
         protocol=port.port.protocol.lower(),
         chains=service_chains(service, port),
         endpoints=eps,
-        local_endpoints=tuple(p for p in eps if p.node == node),
+        local_endpoints=local,
         node_port=node_port,
         lb_ip=lb_ip,
         external_local=accessible and service.etp == "Local",
         health_check_node_port=service.health_check_node_port if service.type == "LoadBalancer" else None,
-        endpoint_chains={p.ip: endpoint_chain(service, port, p.ip, port.target_for(p)) for p in eps},
+        endpoint_chains={p.ip: endpoint_chain(service, port, p.ip, port.target_for(p)) for p in slice_eps},
         internal_local=service.itp == "Local",
         source_ranges=service.source_ranges if lb_ip is not None else (),
         affinity_timeout=service.affinity_timeout,
@@ -392,7 +421,7 @@ def _service_port_rules(rs: RuleSet, plan: PortPlan, pod_cidr: str, cfg: KubePro
     if not plan.has_endpoints:
         return  # no nat chains at all for a service without endpoints
 
-    reachable = plan.endpoints if plan.uses_cluster_chain else plan.local_endpoints
+    reachable = plan.reachable
     for chain in (((ch.ext,) if plan.externally_accessible else ()) + ((ch.fw,) if plan.uses_firewall else ())
                   + ((ch.svc,) if plan.uses_cluster_chain else ()) + ((ch.svl,) if plan.uses_local_chain else ())):
         nat.chain(chain)

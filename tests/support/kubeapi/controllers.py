@@ -40,9 +40,13 @@ Mirrors, applied synchronously when an object is written:
 Pods created through the API start later: Pending (scheduled, ``ContainerCreating``, no pod IP, a
 Normal ``Pulling`` Event) until lifecycle.py has counted enough reads of them (``starting``); a
 never-ready pod fails by its reason: an image pull (Pending, waiting), ``Unhealthy`` (Running, its
-readiness probe failing: Ready False) or ``FailedScheduling`` (no node, Event from the
-default-scheduler, for a pod not pinned by ``nodeName``). EndpointSlice endpoints of a pod being
-deleted gracefully are ``terminating`` and not ``ready``.
+readiness probe failing: Ready False; so does an agnhost pod whose readiness probe asks a port its
+netexec does not listen on, as the kubelet's probe would meet a refused connection) or
+``FailedScheduling`` (no node, Event from the default-scheduler, for a pod not pinned by ``nodeName``).
+EndpointSlice endpoints of a pod being deleted
+gracefully are ``terminating`` and not ``ready``, and ``serving`` while the pod is Ready; with
+``publishNotReadyAddresses`` every endpoint is ``ready`` (staging/src/k8s.io/endpointslice/utils.go
+podToEndpoint); the emulated MetalLB counts an endpoint that is ready or serving (EndpointCanServe).
 
 Knowingly differs: a pod's start is counted in reads, not seconds, and no image is pulled; pods
 of Deployments/DaemonSets are not created by the fake (seed them or create pods directly) unless
@@ -68,6 +72,27 @@ EXCLUDE_LB = "node.kubernetes.io/exclude-from-external-load-balancers"
 
 def _ready(pod: Obj) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in (pod.get("status") or {}).get("conditions", []))
+
+
+def _probe_refused(pod: Obj) -> tuple[str, str] | None:
+    """The kubelet's answer to a readiness probe on a port nothing in the pod listens on (connection
+    refused: the pod runs but never becomes Ready), else None. Judged only for pods made of agnhost
+    ``netexec``/``pause`` containers, whose listeners are known from their arguments (netexec binds
+    its ``--http-port`` on TCP; pause nothing); what other images listen on is not the emulator's to guess."""
+    containers = (pod.get("spec") or {}).get("containers") or []
+    if not containers or any((c.get("args") or [""])[0] not in ("netexec", "pause") for c in containers):
+        return None
+    listening = {int(a.split("=", 1)[1]) for c in containers for a in c.get("args") or []
+                 if a.startswith("--http-port=")}
+    names = {cp.get("name"): cp.get("containerPort") for c in containers for cp in c.get("ports") or []}
+    for c in containers:
+        get = (c.get("readinessProbe") or {}).get("httpGet") or {}
+        port = names.get(get.get("port"), get.get("port"))
+        if get and port not in listening:
+            ip = (pod.get("status") or {}).get("podIP") or "<pod IP>"
+            return ("Unhealthy", f'Readiness probe failed: Get "http://{ip}:{port}{get.get("path", "/")}": '
+                                 f"dial tcp {ip}:{port}: connect: connection refused")
+    return None
 
 
 def _announces(namespace: str | None, name: str) -> Callable[[Obj], bool]:
@@ -96,6 +121,9 @@ class Controllers:
         self.starting: set[tuple[str | None, str]] = set()
         self.start_later: Callable[[Obj], bool] = lambda _pod: False
         self.lb_impl: str | None = None  # "metallb" | "openelb" | None: no LoadBalancer implementation
+        # PodLifecycleSleepAction on (beta, default on from 1.30); False: an API server that drops the
+        # preStop sleep hook of a created pod as a disabled field (1.29, the gate off by default)
+        self.sleep_action = True
         self._busy = False
         store.on_create.append(self._admit)
         store.on_change.append(self._react)
@@ -103,6 +131,13 @@ class Controllers:
     # -- on create: fill what scheduler/kubelet/allocators fill --------------------------------
     def _admit(self, res: Resource, obj: Obj) -> None:
         if (res.group, res.plural) == ("", "pods"):
+            if not self.sleep_action:
+                for c in (obj.get("spec") or {}).get("containers") or []:
+                    hook = (c.get("lifecycle") or {}).get("preStop") or {}
+                    if "sleep" in hook:  # dropped with its handler: the pod has no preStop hook at all
+                        c["lifecycle"].pop("preStop")
+                        if not c["lifecycle"]:
+                            c.pop("lifecycle")
             self._run_pod(obj)
         elif (res.group, res.plural) == ("", "services"):
             self._allocate_service(obj)
@@ -164,6 +199,7 @@ class Controllers:
         host_ip = _internal_ip(node) or ""
         if failure is None and (meta.get("namespace"), meta["name"]) in self.starting:
             failure = ("Pulling", f'Pulling image "{(containers or [{}])[0].get("image", "")}"')
+        failure = failure or _probe_refused(pod)  # once started, the kubelet probes it
         unhealthy = failure is not None and failure[0] == "Unhealthy"  # running, its readiness probe failing
         ready = failure is None
         running = ready or unhealthy
@@ -294,8 +330,9 @@ class Controllers:
                                for cp in c.get("ports") or [] if cp.get("name") == target), None)
             entry = {"name": p.get("name", ""), "port": target, "protocol": p.get("protocol", "TCP")}
             ports.append(entry)
+        publish = bool(svc["spec"].get("publishNotReadyAddresses"))  # podToEndpoint: ready = pna || (serving && !term)
         endpoints = [{"addresses": [p["status"]["podIP"]],
-                      "conditions": {"ready": _ready(p) and not p["metadata"].get("deletionTimestamp"),
+                      "conditions": {"ready": publish or (_ready(p) and not p["metadata"].get("deletionTimestamp")),
                                      "serving": _ready(p), "terminating": bool(p["metadata"].get("deletionTimestamp"))},
                       "nodeName": p["spec"].get("nodeName"),
                       "targetRef": {"kind": "Pod", "namespace": ns, "name": p["metadata"]["name"],
@@ -367,7 +404,9 @@ class Controllers:
     def _l2_status(self, svc: Obj, ip: str) -> None:
         res = self.store.resource("metallb.io/v1beta1", "servicel2statuses")
         ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
-        ready_nodes = {p["spec"].get("nodeName") for p in self._endpoints(svc) if _ready(p)}
+        # epslices.EndpointCanServe: ready (always so with publishNotReadyAddresses) or serving
+        publish = bool(svc["spec"].get("publishNotReadyAddresses"))
+        ready_nodes = {p["spec"].get("nodeName") for p in self._endpoints(svc) if publish or _ready(p)}
         eligible = [n["metadata"]["name"] for n in self._nodes() if EXCLUDE_LB not in (n["metadata"].get("labels") or {})]
         if svc["spec"].get("externalTrafficPolicy") == "Local":
             eligible = [n for n in eligible if n in ready_nodes]

@@ -21,13 +21,28 @@ from . import status
 from .resources import Resource
 
 
+def go_pattern(pattern: str) -> str:
+    """A Go (RE2) pattern as Python's ``re`` reads it: RE2 takes a flag group such as ``(?i)`` anywhere
+    and applies it to the rest of the expression; Python wants global flags first. Calico's CRDs write
+    ``^(?i)(Drop|Accept|Return)?$``.
+
+    >>> go_pattern("^(?i)(Drop|Accept|Return)?$")
+    '(?i)^(Drop|Accept|Return)?$'
+    """
+    if pattern.startswith("^(?i)"):
+        return "(?i)^" + pattern[len("^(?i)"):]
+    return pattern
+
+
 def _nullable(schema: Any) -> Any:
-    """OpenAPI v3 ``nullable: true`` as JSON Schema's ``type: [T, "null"]``."""
+    """OpenAPI v3 ``nullable: true`` as JSON Schema's ``type: [T, "null"]`` (and Go patterns as Python's)."""
     if isinstance(schema, list):
         return [_nullable(s) for s in schema]
     if not isinstance(schema, dict):
         return schema
     out = {k: _nullable(v) for k, v in schema.items()}
+    if isinstance(out.get("pattern"), str):
+        out["pattern"] = go_pattern(out["pattern"])
     if out.pop("nullable", False) and isinstance(out.get("type"), str):
         out["type"] = [out["type"], "null"]
     return out

@@ -21,8 +21,10 @@ Mirrors (each step named after the upstream component that takes it):
   ``Pulling`` Event) for ``pod_start`` observations, then Running and Ready;
 * graceful deletion (k8s.io/apiserver pkg/registry/rest/delete.go BeforeDelete, pod strategy
   CheckGracefulDelete): a deleted pod keeps existing with ``deletionTimestamp`` and
-  ``deletionGracePeriodSeconds: 30`` (its EndpointSlice endpoint ``terminating``) for ``pod_grace``
-  observations, and a DELETE meanwhile answers the pod again;
+  ``deletionGracePeriodSeconds`` (DeleteOptions', else the pod's terminationGracePeriodSeconds, else
+  30; its EndpointSlice endpoint ``terminating``) for ``pod_grace`` observations, longer by its
+  preStop sleep hook (the kubelet runs it before stopping the containers, pkg/kubelet/lifecycle
+  handlers.go), and a DELETE meanwhile answers the pod again; ``gracePeriodSeconds: 0`` deletes at once;
 * namespace controller + pkg/registry/core/namespace/storage/storage.go: a deleted namespace stays in
   phase Terminating with ``deletionTimestamp`` for ``namespace_finalize`` observations; a DELETE
   meanwhile answers 409 Conflict (see store.py); creates in it answer 403 (NamespaceLifecycle);
@@ -65,6 +67,7 @@ class Timing:
 
     pod_start: int = 2  # reads of a new pod (or of its workload) while it is Pending
     pod_grace: int = 2  # reads of a deleted pod while it is Terminating
+    prestop_second: int = 1  # further reads per second of a preStop sleep hook (bounded by the grace period)
     namespace_finalize: int = 3  # reads of a deleted namespace while it is Terminating
     crd_establish: int = 2  # reads of a new CRD (or of its group) before it is Established
     rollout: bool = True  # workloads roll out one pod per read instead of at their write
@@ -76,6 +79,12 @@ class Timing:
         """Everything at once, as the emulator behaved before it had time."""
         return cls(pod_start=0, pod_grace=0, namespace_finalize=0, crd_establish=0, rollout=False, exec_frames=1,
                    exec_frame_gap_s=0.0)
+
+
+def _prestop_sleep(pod: Obj) -> int:
+    """The longest ``lifecycle.preStop.sleep.seconds`` of the pod's containers (0 without one)."""
+    return max((int((((c.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}).get("seconds", 0))
+                for c in (pod.get("spec") or {}).get("containers") or []), default=0)
 
 
 def established(crd: Obj) -> bool:
@@ -150,17 +159,30 @@ class Lifecycle:
             self.left.pop(Store.key(res, obj["metadata"].get("namespace"), obj["metadata"]["name"]), None)
 
     # -- graceful pod deletion (called by the server's DELETE) --------------------------------
-    def delete_pod(self, res: Resource, namespace: str, name: str) -> Obj | None:
-        """Begin graceful deletion; the pod as the DELETE answers it, or None when it goes at once."""
+    def delete_pod(self, res: Resource, namespace: str, name: str, options: Obj | None = None) -> Obj | None:
+        """Begin graceful deletion; the pod as the DELETE answers it, or None when it goes at once.
+
+        The grace period is DeleteOptions ``gracePeriodSeconds``, else the pod's
+        ``terminationGracePeriodSeconds`` (default 30); 0 deletes at once, also a pod already
+        terminating (what ``kubectl delete --force --grace-period=0`` sends). A container's
+        ``preStop: {sleep: {seconds: S}}`` hook (PodLifecycleSleepAction) keeps the kubelet from
+        stopping it for S seconds, at most the grace period: the pod stays Terminating (Ready, so its
+        slice endpoint ``serving``) for ``prestop_second`` observations per such second on top of
+        ``pod_grace``.
+        """
         with self.store.lock:
             pod = self.store.get(res, namespace, name)
-            if pod is None or self.timing.pod_grace <= 0:
+            grace = (options or {}).get("gracePeriodSeconds")
+            if grace is None:
+                grace = (pod or {}).get("spec", {}).get("terminationGracePeriodSeconds", 30)
+            if pod is None or self.timing.pod_grace <= 0 or grace == 0:
+                self.left.pop(Store.key(res, namespace, name), None)
                 return None
             key = Store.key(res, namespace, name)
             if pod["metadata"].get("deletionTimestamp"):
                 return pod  # already terminating: a repeated DELETE answers the pod again
-            pod["metadata"].update(deletionTimestamp=now(), deletionGracePeriodSeconds=30)
-            self.left[key] = ("grace", self.timing.pod_grace)
+            pod["metadata"].update(deletionTimestamp=now(), deletionGracePeriodSeconds=grace)
+            self.left[key] = ("grace", self.timing.pod_grace + min(_prestop_sleep(pod), grace) * self.timing.prestop_second)
             return self.store.replace(res, namespace, name, pod)
 
     # -- observations -------------------------------------------------------------------------

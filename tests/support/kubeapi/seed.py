@@ -28,7 +28,9 @@ Mirrors (shapes checked against upstream sources):
   735 kB, is not vendored): names, scope and version are upstream's, the schemas are not.
 * kube-system as kind + the Calico manifest leave it: ConfigMap ``kube-proxy`` with ``config.conf``
   (a KubeProxyConfiguration with ``mode`` written explicitly) and ``kubeconfig.conf``; DaemonSets
-  ``kube-proxy`` and ``calico-node`` with one hostNetwork pod per node; Deployment
+  ``kube-proxy`` and ``calico-node`` with one hostNetwork pod per node (calico-node's container
+  carries the vendored calico.yaml's ``envFrom``/``env``, FELIX_DEFAULTENDPOINTTOHOSTACTION=ACCEPT
+  among them) and FelixConfiguration ``default`` as calico-node's startup writes it; Deployment
   ``calico-kube-controllers``; Service ``kube-dns`` (10.96.0.10, selector ``k8s-app: kube-dns``,
   ports dns 53/UDP, dns-tcp 53/TCP, metrics 9153/TCP) and its CoreDNS pods.
 * MetalLB's native manifest (v0.15/v0.16): namespace ``metallb-system``, the metallb.io CRDs (IPAddressPool,
@@ -63,6 +65,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
+
+from .felix_seed import calico_node_env, felix_default_config
 
 Obj = dict[str, Any]
 ADDONS = Path(__file__).resolve().parents[3] / "cluster-configs" / "addons"
@@ -165,14 +169,20 @@ def _suffix(*parts: str) -> str:
 
 
 def _daemonset(cluster: Seedable, name: str, namespace: str, labels: dict[str, str], image: str,
-               nodes: Sequence[str], host_network: bool = True, container: str | None = None) -> None:
+               nodes: Sequence[str], host_network: bool = True, container: str | None = None,
+               env_from: Sequence[Obj] = (), env: Sequence[Obj] = ()) -> None:
     n = len(nodes)
+    spec_container: Obj = {"name": container or name, "image": image}
+    if env_from:
+        spec_container["envFrom"] = [dict(e) for e in env_from]
+    if env:
+        spec_container["env"] = [dict(e) for e in env]
     cluster.add({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": name, "namespace": namespace,
                                                                              "labels": dict(labels)},
                  "spec": {"selector": {"matchLabels": dict(labels)},
                           "template": {"metadata": {"labels": dict(labels)},
                                        "spec": {"hostNetwork": host_network, "tolerations": [{"operator": "Exists"}],
-                                                "containers": [{"name": container or name, "image": image}]}}},
+                                                "containers": [spec_container]}}},
                  "status": {"currentNumberScheduled": n, "desiredNumberScheduled": n, "numberAvailable": n,
                             "numberMisscheduled": 0, "numberReady": n, "observedGeneration": 1,
                             "updatedNumberScheduled": n}})
@@ -356,8 +366,10 @@ def seed_cluster(cluster: Seedable, *, encapsulation: str = "vxlan", load_balanc
                               "ipipMode": "Always" if encapsulation == "ipip" else "Never",
                               "vxlanMode": "Always" if encapsulation == "vxlan" else "Never",
                               "natOutgoing": True, "nodeSelector": "all()"}})
+        env_from, env = calico_node_env()
         _daemonset(cluster, "calico-node", "kube-system", {"k8s-app": "calico-node"},
-                   f"quay.io/calico/node:{calico_version}", nodes)
+                   f"quay.io/calico/node:{calico_version}", nodes, env_from=env_from, env=env)
+        cluster.add(felix_default_config(calico_api))
         _deployment(cluster, "calico-kube-controllers", "kube-system", {"k8s-app": "calico-kube-controllers"},
                     f"quay.io/calico/kube-controllers:{calico_version}", first_worker)
     else:

@@ -362,7 +362,8 @@ class KubeApiServer:
         if verb == "delete":
             graceful = None
             if (res.group, res.plural) == ("", "pods") and self.lifecycle is not None:
-                graceful = self.lifecycle.delete_pod(res, t.namespace or "", t.name or "")
+                graceful = self.lifecycle.delete_pod(res, t.namespace or "", t.name or "",
+                                                     body if isinstance(body, dict) else None)
             obj = graceful or self.store.delete(res, t.namespace, t.name or "")
             if (res.group, res.plural) in RETURNS_DELETED:
                 return self._json(obj)

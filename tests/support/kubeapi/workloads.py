@@ -26,7 +26,8 @@ each read replaces one pod (its new pod starting over later reads) and recompute
   ``projectcalico.org/IPv4Address`` and, per the pool's mode, ``IPv4IPIPTunnelAddr`` or
   ``IPv4VXLANTunnelAddr`` + ``VXLANTunnelMACAddr`` (the node's podCIDR network address: the fake
   scheduler's convention, real Calico takes one from its IPAM block), and turns the nodes' ``Ready``
-  condition True (the kubelet reports NetworkReady once the CNI config exists).
+  condition True (the kubelet reports NetworkReady once the CNI config exists); creates FelixConfiguration
+  ``default`` as its startup does (felix_seed.py).
 * MetalLB/OpenELB: the load-balancer emulation of controllers.py starts serving when the add-on's
   controller Deployment is Available (``controller`` in metallb-system, ``openelb-controller`` in
   openelb-system). OpenELB's layer2 speakers log ``[<node>] wins the right to announce the IP
@@ -48,6 +49,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .controllers import Controllers, _internal_ip, _ready
+from .felix_seed import felix_default_config
 from .resources import Resource
 from .store import Store, now
 
@@ -268,6 +270,9 @@ class WorkloadControllers:
                          "natOutgoing": str(env.get("CALICO_IPV4POOL_NAT_OUTGOING", "true")).lower() != "false",
                          "nodeSelector": "all()"}})
             pools = self.store.list(pool_res, None)
+        felix_res = self.store.catalogue().find("crd.projectcalico.org", "v1", "felixconfigurations")
+        if felix_res is not None and not any(f["metadata"]["name"] == "default" for f in self.store.list(felix_res, None)):
+            self.store.create(felix_res, None, felix_default_config("crd.projectcalico.org/v1"))  # startup.go
         spec = (pools[0].get("spec") or {}) if pools else {}
         mode = "ipip" if spec.get("ipipMode") in ("Always", "CrossSubnet") else \
             "vxlan" if spec.get("vxlanMode") in ("Always", "CrossSubnet") else "direct"
