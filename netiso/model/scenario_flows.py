@@ -136,7 +136,7 @@ def check_host_port(cur: Cursor, pcur: Cursor, project: str | None, name: str | 
     """``hostport:P/W@NODE``: a workload port with a hostPort, on a node that runs a replica.
 
     The portmap plugin opens the port on the pod's own node only. A pod may reach its own
-    hostPort (hairpin): portmap masquerades it to the node (oracle/paths.py ``_host_port_dnat``).
+    hostPort (hairpin): portmap masquerades it to the node (oracle/host_port_nat.py, oracle/source_nat.py).
     """
     w = find_workload(cur, s, project, name, None)
     node_ref(cur, node, s.cluster)

@@ -5,7 +5,8 @@ under the default profile (kube-proxy iptables + Calico iptables), in kernel ord
 
   nat PREROUTING/OUTPUT  kube-proxy: KUBE-SERVICES -> [KUBE-FW] -> KUBE-EXT (mark) -> KUBE-SVC/SVL -> KUBE-SEP
                          (cluster IP, LB IP, NodePort, external IP)
-                         (DNAT); the Service and kube-proxy knobs are decided in proxy_knobs.py
+                         (DNAT; service_nat.py); the Service and kube-proxy knobs are decided in proxy_knobs.py;
+                         then portmap's CNI-HOSTPORT-DNAT for a hostPort (host_port_nat.py)
   routing                local address (INPUT) / local pod (cali*) / remote block (tunnel or eth0) / node net
   filter FORWARD/INPUT   Calico first: sender pod's egress policy, receiver pod's ingress policy;
                          then kube-proxy filter: KUBE-PROXY-FIREWALL DROP (source ranges),
@@ -13,9 +14,15 @@ under the default profile (kube-proxy iptables + Calico iptables), in kernel ord
                          INPUT from a local pod: cali-wl-to-host (egress policy, then Felix's
                          defaultEndpointToHostAction: ACCEPT ends INPUT before kube-proxy's rules)
   local delivery         a node address: its host-network server answers (``to: node:N`` flows,
-                         flows.host_servers), else the node's stack refuses (RST / ICMP)
+                         flows.host_servers), else the node's stack refuses (RST / ICMP) (local_delivery.py)
   nat POSTROUTING        Calico natOutgoing, Felix tunnel MASQUERADE, portmap's CNI-HOSTPORT-MASQ (hairpin),
-                         KUBE-POSTROUTING MASQUERADE
+                         KUBE-POSTROUTING MASQUERADE (source_nat.py)
+
+This module holds the walk itself: where a packet starts (a client, a pod, a node's host
+network), the routing decision on each node and Calico's FORWARD policy; each stage that
+mirrors one component's chains lives in its own module, mixed into :class:`PathEngine`. The
+records a walk writes (:class:`Packet`, :class:`Hop`, :class:`Step`, :class:`Outcome`, ...)
+live in hops.py and are importable from here too.
 
 Every decision appends a readable hop line with its reason. Where kube-proxy balances over
 several endpoints the walk branches, so one flow yields one :class:`Outcome` per endpoint.
@@ -26,138 +33,26 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
-from netiso.model.addressing import symbols_of
-from netiso.model.flows import host_servers
-from netiso.model.types import NodeInfo, PodInfo, ServiceInfo, ServicePortInfo, Topology
-from netiso.oracle import proxy_knobs as knobs
-from netiso.oracle.netpol import Decision, PolicyEngine
-from netiso.oracle.profile import Profile
+from netiso.model.types import NodeInfo, PodInfo
+from netiso.oracle.hops import Hop, Origin, Outcome, Packet, PolicyCheck, Step, egress_dropped
+from netiso.oracle.host_port_nat import HostPortNat
+from netiso.oracle.local_delivery import LocalDelivery
+from netiso.oracle.path_state import TUNNEL_DEV
+from netiso.oracle.service_nat import ServiceNat
+from netiso.oracle.source_nat import SourceNat
 
-TUNNEL_DEV = {"ipip": "tunl0", "vxlan": "vxlan.calico", "direct": "eth0"}
-
-
-@dataclass(frozen=True)
-class Packet:
-    src: str
-    dst: str
-    dport: int
-    proto: str
-    mark: bool = False  # kube-proxy's 0x4000 masquerade mark
-    hostport_mark: bool = False  # portmap's 0x2000 (CNI-HOSTPORT-SETMARK): a pod to its own hostPort (hairpin)
-    src_alts: tuple[str, ...] = ()  # other addresses MASQUERADE may have picked (same-node delivery)
+# the names this module has always offered (predict, minimal, deciding, the reports and tests import them)
+__all__ = ["TUNNEL_DEV", "Hop", "Origin", "Outcome", "Packet", "PathEngine", "PolicyCheck", "Step"]
 
 
-@dataclass(frozen=True)
-class PolicyCheck:
-    """An ingress policy decision taken on the way: who was protected and what source it saw."""
+class PathEngine(ServiceNat, HostPortNat, SourceNat, LocalDelivery):
+    """Walk packets through a resolved topology (one engine per scenario).
 
-    pod: PodInfo
-    src_ip: str
-    src_pod: PodInfo | None
-    port: int
-    protocol: str
-    decision: Decision
-
-
-@dataclass(frozen=True)
-class Step:
-    """What a hop did, in structure: where it happened, which kind of step, the packet after it.
-
-    Read by the path diagrams (netiso/report/diagram.py) so they never parse the hop text. Kinds:
-    send, arp, service (kube-proxy matched a service, no DNAT yet), dnat, snat, policy, filter
-    (kube-proxy's filter verdict), tunnel / forward (to the next node), deliver, refuse, drop,
-    proxy (ingress-nginx), note.
+    Its state (topology, profile, policy engine) and the address look-ups come from
+    :class:`~netiso.oracle.path_state.EngineState`, the base of every part mixed in here.
     """
-
-    at: str  # symbol of the place: client:alice, node:w1, pod:ns/name@w1
-    kind: str
-    src: str | None = None  # the packet's source address after this step
-    dst: str | None = None  # ... and its destination
-    alts: tuple[str, ...] = ()  # other sources MASQUERADE may have picked
-    to: str | None = None  # tunnel / forward / arp: the next place's symbol
-    via: str | None = None  # tunnel / forward: the device (tunl0, vxlan.calico, eth0)
-    verdict: str | None = None  # set when the walk ends here: allowed | dropped | refused
-    direction: str | None = None  # policy: ingress | egress
-    decision: Decision | None = None  # policy: the decision taken
-    rule: str | None = None  # service / snat / filter: the chain or rule that acted, e.g. "KUBE-POSTROUTING"
-
-
-class Hop(str):
-    """A hop line; one that reports an ingress policy decision also carries it as ``check``.
-
-    A plain ``str`` everywhere (JSON, reports); consumers that reason about *why* a flow was
-    admitted or dropped (minimal-config) read ``check`` instead of parsing the text, diagrams
-    read ``step``.
-    """
-
-    check: PolicyCheck | None
-    step: Step | None
-
-    def __new__(cls, text: str, check: PolicyCheck | None = None, step: Step | None = None) -> Hop:
-        hop = super().__new__(cls, text)
-        hop.check = check
-        hop.step = step
-        return hop
-
-
-@dataclass
-class Outcome:
-    """One way a connection attempt ends."""
-
-    verdict: str  # allowed | dropped | refused
-    hops: list[str]
-    receiver: str | None = None  # symbol of who answered (pod or client)
-    seen: tuple[str, ...] = ()  # source IPs the receiver may see
-    endpoint: PodInfo | None = None
-    extra: dict[str, object] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Origin:
-    kind: str  # client | pod | node
-    name: str  # client or node name; pod: symbol
-    pod: PodInfo | None = None
-
-
-class PathEngine:
-    """Walk packets through a resolved topology (one engine per scenario)."""
-
-    def __init__(self, topo: Topology, profile: Profile) -> None:
-        self.topo = topo
-        self.profile = profile
-        self.pod_net = ipaddress.ip_network(topo.pod_network)
-        self.node_net = ipaddress.ip_network(topo.node_network)
-        self.policy = PolicyEngine(topo.policies, topo.namespaces, describe_ip=self._short)
-        self.dev = TUNNEL_DEV[topo.encapsulation]
-        self.proxy = topo.scenario.cluster.kubeProxy
-        self.host_servers = host_servers(topo)
-        # the pod block that holds an address, looked up per hop of every flow (an ip_network per
-        # node and lookup was a third of the oracle's time at 48 nodes)
-        self._blocks = [(ipaddress.ip_network(n.block), n) for n in topo.nodes.values()]
-        self._owners: dict[str, NodeInfo | None] = {}
-
-    # ------------------------------------------------------------------ naming helpers
-    def sym(self, ip: str) -> str:
-        names = symbols_of(self.topo, ip)
-        return f"{names[0]} ({ip})" if names else ip
-
-    def _short(self, ip: str) -> str:
-        names = symbols_of(self.topo, ip)
-        return names[0] if names else ip
-
-    def in_pods(self, ip: str) -> bool:
-        return ipaddress.ip_address(ip) in self.pod_net
-
-    def _local_addrs(self, node: NodeInfo) -> set[str]:
-        return {node.ip} | ({node.tunnel_ip} if node.tunnel_ip else set())
-
-    def _block_owner(self, ip: str) -> NodeInfo | None:
-        if ip not in self._owners:
-            addr = ipaddress.ip_address(ip)
-            self._owners[ip] = next((n for net, n in self._blocks if addr in net), None)
-        return self._owners[ip]
 
     # ------------------------------------------------------------------ entry points
     def walk(self, origin: Origin, pkt: Packet, via: str | None = None) -> list[Outcome]:
@@ -251,34 +146,6 @@ class PathEngine:
             if deferred is None and branch_pkt.dst in self._local_addrs(node):
                 branch_pkt = self._host_port_dnat(node, branch_pkt, branch_hops, hook)
             yield from self._route(node, branch_pkt, branch_hops, from_pod=from_pod, local=local, deferred=deferred)
-
-    def _host_port_dnat(self, node: NodeInfo, pkt: Packet, hops: list[str], hook: str) -> Packet:
-        """The CNI portmap plugin's DNAT of a hostPort to the pod on this node (CNI-HOSTPORT-DNAT).
-
-        Mirrors containernetworking/plugins plugins/meta/portmap/portmap.go: nat PREROUTING and
-        OUTPUT jump to CNI-HOSTPORT-DNAT for ``--dst-type LOCAL``, each pod's CNI-DN-x chain DNATs
-        ``--dport hostPort`` to podIP:containerPort. No SNAT for traffic from elsewhere (the pod
-        sees the client), so the pod's ingress policy sees the client and the container port.
-        Hairpin (``snat: true``, Calico's conflist): a packet from the pod's own address (its
-        /32, Calico IPAM) is first marked 0x2000 (CNI-HOSTPORT-SETMARK), and CNI-HOSTPORT-MASQ
-        masquerades it in POSTROUTING (:meth:`_postrouting`) - after Calico's FORWARD policy,
-        which therefore sees the pod itself as the source.
-        """
-        for pod in self.topo.pods:
-            target = pod.host_port_for(pkt.dport, pkt.proto) if pod.node == node.name else None
-            if target is None:
-                continue
-            hairpin = pkt.src == pod.ip
-            if hairpin:
-                hops.append(Hop(f"{node.name}: nat {hook} CNI-DN (portmap): the source is {pod.symbol} itself "
-                                "(hairpin) → CNI-HOSTPORT-SETMARK marks 0x2000 for masquerade",
-                                step=Step(node.symbol, "note", pkt.src, pkt.dst, rule="CNI-HOSTPORT-SETMARK")))
-            hops.append(Hop(f"{node.name}: nat {hook} CNI-HOSTPORT-DNAT (portmap): hostPort {pkt.dport}/{pkt.proto} "
-                            f"DNAT → {pod.symbol} ({pod.ip}:{target.port})",
-                            step=Step(node.symbol, "dnat", pkt.src, pod.ip, to=pod.symbol, rule="CNI-HOSTPORT-DNAT")))
-            return replace(pkt, dst=pod.ip, dport=target.port, hostport_mark=hairpin)
-        return pkt
-
     def _route(self, node: NodeInfo, pkt: Packet, hops: list[str], *, from_pod: PodInfo | None, local: bool,
                deferred: tuple[str, str] | None) -> Iterator[Outcome]:
         n = node.name
@@ -318,7 +185,7 @@ class PathEngine:
             if from_pod is not None:
                 d = self.policy.egress(from_pod, pkt.dst, dst_pod, pkt.dport, pkt.proto)
                 if not d.allowed:
-                    hops.append(_egress_dropped(n, at, f"FORWARD cali-from-wl-dispatch (egress of {from_pod.symbol})",
+                    hops.append(egress_dropped(n, at, f"FORWARD cali-from-wl-dispatch (egress of {from_pod.symbol})",
                                                 pkt, d))
                     yield Outcome("dropped", hops)
                     return
@@ -379,282 +246,3 @@ class PathEngine:
             hops.append(Hop(f"client:{client.name} answers; it sees {self.sym(pkt.src)}",
                             step=Step(client.symbol, "deliver", pkt.src, pkt.dst, verdict="allowed")))
             yield Outcome("allowed", hops, receiver=client.symbol, seen=(pkt.src,))
-
-    def _input(self, node: NodeInfo, pkt: Packet, hops: list[str], *, from_pod: PodInfo | None,
-               deferred: tuple[str, str] | None) -> Iterator[Outcome]:
-        """filter INPUT, in the order Felix and kube-proxy leave it: Felix's ``cali-INPUT`` first.
-
-        Felix inserts its jump at the top of INPUT (ChainInsertMode Insert) and keeps it there;
-        kube-proxy's jumps (KUBE-PROXY-FIREWALL, KUBE-NODEPORTS, KUBE-EXTERNAL-SERVICES) come
-        after. A pod's packet to its own node (``-i cali+``) goes to ``cali-wl-to-host``: the
-        pod's egress policy, then ``defaultEndpointToHostAction`` - ACCEPT ends INPUT there (the
-        host stack answers; kube-proxy's REJECT of a NodePort without endpoints never runs),
-        RETURN goes on to kube-proxy's rules, DROP drops. Anything else falls through cali-INPUT.
-        """
-        n, at = node.name, node.symbol
-        if from_pod is not None:
-            # cali-wl-to-host: the pod's egress policy first (cali-from-wl-dispatch)
-            d = self.policy.egress(from_pod, pkt.dst, None, pkt.dport, pkt.proto)
-            if not d.allowed:
-                hops.append(_egress_dropped(n, at, "INPUT cali-wl-to-host", pkt, d))
-                yield Outcome("dropped", hops)
-                return
-            action = self.topo.scenario.cluster.felix.defaultEndpointToHostAction
-            if action == "DROP":
-                hops.append(Hop(f"{n}: INPUT cali-wl-to-host: defaultEndpointToHostAction DROP (pod → its own node) "
-                                "→ dropped",
-                                step=Step(at, "drop", pkt.src, pkt.dst, verdict="dropped", rule="cali-wl-to-host")))
-                yield Outcome("dropped", hops)
-                return
-            if action == "ACCEPT":
-                hops.append(Hop(f"{n}: INPUT cali-wl-to-host: defaultEndpointToHostAction ACCEPT: the host stack "
-                                "takes it (kube-proxy's INPUT rules come after Felix's and never see it)",
-                                step=Step(at, "note", pkt.src, pkt.dst)))
-                deferred = None
-        if deferred:
-            hops.append(Hop(f"{n}: INPUT {deferred[1]}",
-                            step=Step(at, "filter", pkt.src, pkt.dst, verdict=deferred[0],
-                                      rule=deferred[1].split(":", 1)[0])))
-            yield Outcome(deferred[0], hops)
-            return
-        health = knobs.health_check(self.topo, node, pkt.dport, pkt.proto)
-        if health is not None:
-            svc, count = health
-            status = 200 if count else 503
-            hops.append(Hop(f"{n}: INPUT KUBE-NODEPORTS accepts {svc.key}'s health check node port; kube-proxy's "
-                            f"health server answers {status} (localEndpoints {count} on {n})",
-                            step=Step(at, "deliver", pkt.src, pkt.dst, verdict="allowed", rule="KUBE-NODEPORTS")))
-            yield Outcome("allowed", hops, receiver=at, seen=(pkt.src, *pkt.src_alts),
-                          extra={"status": status, "local_endpoints": count})
-            return
-        if any(p.port == pkt.dport and p.protocol == pkt.proto for p in self.host_servers.get(n, ())):
-            seen = (pkt.src, *pkt.src_alts)
-            hops.append(Hop(f"{at}: its host-network server on {pkt.dport}/{pkt.proto} answers; it sees "
-                            f"{' or '.join(self.sym(x) for x in seen)} (no workload policy guards the host)",
-                            step=Step(at, "deliver", pkt.src, pkt.dst, pkt.src_alts, verdict="allowed")))
-            yield Outcome("allowed", hops, receiver=at, seen=seen)
-            return
-        hops.append(Hop(f"{n}: nothing listens on {self._short(pkt.dst)} {pkt.dport}/{pkt.proto} → "
-                        f"{'RST' if pkt.proto == 'TCP' else 'ICMP port unreachable'} → refused (the node's own stack)",
-                        step=Step(at, "refuse", pkt.src, pkt.dst, verdict="refused")))
-        yield Outcome("refused", hops)
-
-    def _deliver_pod(self, pod: PodInfo, pkt: Packet, hops: list[str]) -> Outcome:
-        serves = any(p.port == pkt.dport and p.protocol == pkt.proto for p in pod.ports)
-        if not serves:
-            hops.append(Hop(f"{pod.symbol}: nothing listens on {pkt.dport}/{pkt.proto} → "
-                            f"{'RST' if pkt.proto == 'TCP' else 'ICMP port unreachable'} → refused",
-                            step=Step(pod.symbol, "refuse", pkt.src, pkt.dst, verdict="refused")))
-            return Outcome("refused", hops)
-        seen = (pkt.src, *pkt.src_alts)
-        hops.append(Hop(f"{pod.symbol} answers; it sees {' or '.join(self.sym(s) for s in seen)}",
-                        step=Step(pod.symbol, "deliver", pkt.src, pkt.dst, pkt.src_alts, verdict="allowed")))
-        return Outcome("allowed", hops, receiver=pod.symbol, seen=seen, endpoint=pod)
-
-    # ------------------------------------------------------------------ NAT
-    def _postrouting(self, node: NodeInfo, pkt: Packet, out: str, hops: list[str], *, local: bool,
-                     from_pod: PodInfo | None) -> Packet:
-        n = node.name
-        addrs = self._out_addresses(node, out)
-        if (self.topo.scenario.cluster.natOutgoing
-                and self.in_pods(pkt.src) and not self.in_pods(pkt.dst) and pkt.src not in self._local_addrs(node)
-                and not (self.profile.nat_outgoing_excludes_hosts and self._is_host(pkt.dst))):
-            hops.append(Hop(f"{n}: POSTROUTING cali-nat-outgoing (natOutgoing: pod source, destination outside the "
-                            f"pools) MASQUERADE out {out} picks {self._alts(addrs)}",
-                            step=Step(node.symbol, "snat", addrs[0], pkt.dst, tuple(addrs[1:]), via=out,
-                                      rule="cali-nat-outgoing")))
-            return replace(pkt, src=addrs[0], src_alts=tuple(addrs[1:]), mark=False)
-        # Felix's cali-POSTROUTING (natOutgoing, then the tunnel rule) is hooked before KUBE-POSTROUTING:
-        # a host-originated packet leaving through the tunnel is masqueraded by Felix even when
-        # kube-proxy marked it (same address either way; the trace shows which rule did it).
-        if (out in ("tunl0", "vxlan.calico") and local and pkt.src in self._local_addrs(node)
-                and pkt.src != node.tunnel_ip):
-            hops.append(Hop(f"{n}: POSTROUTING Felix tunnel rule MASQUERADE picks {self.sym(node.tunnel_ip or '')}",
-                            step=Step(node.symbol, "snat", node.tunnel_ip or pkt.src, pkt.dst, via=out,
-                                      rule="Felix tunnel MASQUERADE")))
-            return replace(pkt, src=node.tunnel_ip or pkt.src, mark=False)
-        if pkt.hostport_mark:  # portmap prepends its jump to POSTROUTING; nothing else matches a hairpin
-            hops.append(Hop(f"{n}: POSTROUTING CNI-HOSTPORT-MASQ MASQUERADE (mark 0x2000, portmap hairpin) out {out} "
-                            f"picks {self._alts(addrs)}",
-                            step=Step(node.symbol, "snat", addrs[0], pkt.dst, tuple(addrs[1:]), via=out,
-                                      rule="CNI-HOSTPORT-MASQ")))
-            return replace(pkt, src=addrs[0], src_alts=tuple(addrs[1:]), hostport_mark=False)
-        if pkt.mark:
-            hops.append(Hop(f"{n}: POSTROUTING KUBE-POSTROUTING MASQUERADE (mark 0x4000) out {out} picks {self._alts(addrs)}",
-                            step=Step(node.symbol, "snat", addrs[0], pkt.dst, tuple(addrs[1:]), via=out,
-                                      rule="KUBE-POSTROUTING")))
-            return replace(pkt, src=addrs[0], src_alts=tuple(addrs[1:]), mark=False)
-        return pkt
-
-    def _alts(self, addrs: list[str]) -> str:
-        return " or ".join(self.sym(a) for a in addrs)
-
-    def _is_host(self, ip: str) -> bool:
-        return any(n.ip == ip for n in self.topo.nodes.values())
-
-    def _out_addresses(self, node: NodeInfo, out: str) -> list[str]:
-        if out == "eth0":
-            return [node.ip]
-        if out in ("tunl0", "vxlan.calico"):
-            return [node.tunnel_ip or node.ip]
-        # a cali* veth has no IPv4: inet_select_addr takes the first global address of the node
-        picks = []
-        for kind in self.profile.local_masquerade_sources:
-            ip = node.ip if kind == "node" else node.tunnel_ip
-            if ip and ip not in picks:
-                picks.append(ip)
-        return picks
-
-    def _kube_proxy_nat(self, node: NodeInfo, pkt: Packet, hops: list[str], hook: str,
-                        local: bool) -> Iterator[tuple[Packet, list[str], tuple[str, str] | None]]:
-        """kube-proxy's nat table; yields (packet, hops, deferred filter verdict) per endpoint branch."""
-        n = node.name
-        for svc in self.topo.services.values():
-            sp = self._match_port(svc, pkt.dport, pkt.proto, node_port=False)
-            if svc.cluster_ip == pkt.dst and sp is not None:
-                name = f"{svc.key}:{sp.port}"
-                if not knobs.categorize(svc, sp, n).has_any:
-                    yield pkt, hops + [Hop(f"{n}: nat {hook} KUBE-SERVICES: no DNAT for {name} (cluster IP)"
-                                           + _no_usable(svc, sp),
-                                           step=Step(node.symbol, "service", pkt.src, pkt.dst,
-                                                     rule=f"KUBE-SERVICES {svc.key}"))], (
-                        "refused", f"KUBE-SERVICES: \"{name} has no endpoints\" → REJECT → refused")
-                    return
-                eps = knobs.internal_endpoints(svc, sp, n)
-                chain = "KUBE-SVL" if svc.itp == "Local" else "KUBE-SVC"
-                if not eps:  # internalTrafficPolicy Local, no endpoint on this node
-                    yield pkt, hops + [Hop(f"{n}: nat {hook} KUBE-SERVICES: internalTrafficPolicy Local and no endpoint "
-                                           f"on {n}, no DNAT for {name} (cluster IP)",
-                                           step=Step(node.symbol, "service", pkt.src, pkt.dst,
-                                                     rule=f"KUBE-SERVICES {svc.key}"))], (
-                        "dropped", f"KUBE-SERVICES: \"{name} has no local endpoints\" → DROP → dropped")
-                    return
-                mark = pkt.mark
-                note = f"{n}: nat {hook} KUBE-SERVICES → {chain} for {name} (cluster IP)" + _fallback(
-                    svc, sp, n, local=svc.itp == "Local")
-                if self.proxy.masqueradeAll:
-                    mark = True
-                    note += "; masqueradeAll → KUBE-MARK-MASQ"
-                elif self.proxy.detects_local and not self.in_pods(pkt.src):
-                    mark = True
-                    note += "; source outside the pod CIDR → KUBE-MARK-MASQ"
-                yield from self._to_endpoints(node, replace(pkt, mark=mark),
-                                              hops + [Hop(note, step=Step(node.symbol, "service", pkt.src, pkt.dst,
-                                                                        rule=f"{chain} {svc.key}"))],
-                                              svc, sp, eps)
-                return
-            if svc.lb_ip and svc.lb_ip == pkt.dst and sp is not None:
-                name = f"{svc.key}:{sp.port}"
-                entry = f"load balancer IP {svc.lb_ip}"
-                if svc.source_ranges and knobs.categorize(svc, sp, n).has_any:
-                    fw = Step(node.symbol, "service", pkt.src, pkt.dst, rule=f"KUBE-FW {svc.key}")
-                    if not knobs.firewall_admits(svc, node, pkt.src):
-                        yield pkt, hops + [Hop(f"{n}: nat {hook} {entry} → KUBE-FW for {name}: {self._short(pkt.src)} "
-                                               f"is outside loadBalancerSourceRanges ({', '.join(svc.source_ranges)}), "
-                                               "no DNAT", step=fw)], knobs.firewall_drop(name)
-                        return
-                    hops = hops + [Hop(f"{n}: nat {hook} {entry} → KUBE-FW for {name}: source in "
-                                       f"loadBalancerSourceRanges → KUBE-EXT", step=fw)]
-                yield from self._ext(node, pkt, hops, svc, sp, entry, hook, local)
-                return
-            if pkt.dst in svc.external_ips and sp is not None:  # no source ranges here: KUBE-FW is the VIP's
-                yield from self._ext(node, pkt, hops, svc, sp, f"external IP {pkt.dst}", hook, local)
-                return
-        if pkt.dst in self._local_addrs(node) or (local and pkt.dst in self._local_addrs(node)):
-            for svc in self.topo.services.values():
-                sp = self._match_port(svc, pkt.dport, pkt.proto, node_port=True)
-                if sp is not None and not knobs.accepts_node_ports(self.proxy, pkt.dst):
-                    name = f"{svc.key}:{sp.port}"
-                    yield pkt, hops + [Hop(f"{n}: nat {hook} KUBE-SERVICES: {self._short(pkt.dst)} is not in "
-                                           f"nodePortAddresses ({', '.join(self.proxy.nodePortAddresses)}), no jump to "
-                                           "KUBE-NODEPORTS, no DNAT",
-                                           step=Step(node.symbol, "service", pkt.src, pkt.dst,
-                                                     rule=f"KUBE-SERVICES {svc.key}"))], knobs.external_filter(
-                        svc, sp, n, name)
-                    return
-                if sp is not None:
-                    yield from self._ext(node, pkt, hops, svc, sp, f"NodePort {sp.node_port} "
-                                         "(KUBE-SERVICES: dst-type LOCAL → KUBE-NODEPORTS)", hook, local)
-                    return
-        yield pkt, hops, None
-
-    @staticmethod
-    def _match_port(svc: ServiceInfo, dport: int, proto: str, node_port: bool) -> ServicePortInfo | None:
-        for sp in svc.ports:
-            number = sp.node_port if node_port else sp.port.port
-            if number == dport and sp.port.protocol == proto:
-                return sp
-        return None
-
-    def _ext(self, node: NodeInfo, pkt: Packet, hops: list[str], svc: ServiceInfo, sp: ServicePortInfo,
-             entry: str, hook: str, local: bool) -> Iterator[tuple[Packet, list[str], tuple[str, str] | None]]:
-        n = node.name
-        name = f"{svc.key}:{sp.port}"
-        head = f"{n}: nat {hook} {entry} → KUBE-EXT for {name} (ETP {svc.etp})"
-        step = Step(node.symbol, "service", pkt.src, pkt.dst, rule=f"KUBE-EXT {svc.key} (ETP {svc.etp})")
-        cats = knobs.categorize(svc, sp, n)
-        if not cats.has_any:
-            yield pkt, hops + [Hop(head + _no_usable(svc, sp), step=step)], (
-                "refused", f"KUBE-EXTERNAL-SERVICES: \"{name} has no endpoints\" → REJECT → refused")
-            return
-        cluster = _fallback(svc, sp, n, local=False)
-        if svc.etp == "Cluster":
-            yield from self._to_endpoints(node, replace(pkt, mark=True), hops + [
-                Hop(head + " marks for masquerade (KUBE-MARK-MASQ)" + cluster, step=step)], svc, sp, cats.cluster)
-            return
-        if self.in_pods(pkt.src) and self.proxy.detects_local:
-            yield from self._to_endpoints(node, pkt, hops + [
-                Hop(head + ": pod source → KUBE-SVC (Cluster semantics, no SNAT)" + cluster, step=step)],
-                svc, sp, cats.cluster)
-            return
-        if local or pkt.src in self._local_addrs(node):
-            yield from self._to_endpoints(node, replace(pkt, mark=True), hops + [
-                Hop(head + ": source is a local address → KUBE-MARK-MASQ, KUBE-SVC (all endpoints)" + cluster,
-                    step=step)], svc, sp, cats.cluster)
-            return
-        if not cats.local:
-            yield pkt, hops + [Hop(head + f": no local endpoint on {n}, no DNAT", step=step)], (
-                "dropped", f"KUBE-EXTERNAL-SERVICES: \"{name} has no local endpoints\" → DROP → dropped")
-            return
-        yield from self._to_endpoints(node, pkt, hops + [
-            Hop(head + " → KUBE-SVL (local endpoints only, no SNAT)" + _fallback(svc, sp, n, local=True), step=step)],
-            svc, sp, cats.local)
-
-    def _to_endpoints(self, node: NodeInfo, pkt: Packet, hops: list[str], svc: ServiceInfo, sp: ServicePortInfo,
-                      endpoints: tuple[PodInfo, ...]) -> Iterator[tuple[Packet, list[str], None]]:
-        for ep in endpoints:
-            mark = pkt.mark
-            target = sp.target_for(ep)
-            assert target is not None, "endpoints_for keeps the pods that resolve the targetPort"
-            note = (f"{node.name}: KUBE-SEP DNAT → {ep.symbol} ({ep.ip}:{target})"
-                    + (f" [1 of {len(endpoints)} endpoints, random]" if len(endpoints) > 1 else ""))
-            if pkt.src == ep.ip:
-                mark = True
-                note += "; hairpin (source is the endpoint) → KUBE-MARK-MASQ"
-            sticky = knobs.affinity_rule(svc)
-            if sticky:
-                note += f"; {sticky}: later connections from {self._short(pkt.src)} return to it"
-            step = Step(node.symbol, "dnat", pkt.src, ep.ip, to=ep.symbol, rule=sticky)
-            yield replace(pkt, dst=ep.ip, dport=target, mark=mark), hops + [Hop(note, step=step)], None
-
-
-def _no_usable(svc: ServiceInfo, sp: ServicePortInfo) -> str:
-    """Why a Service with pods in its EndpointSlice still has no endpoints for kube-proxy ('' when it has no pods)."""
-    return (" (its endpoints are neither ready nor serving while terminating: none usable)"
-            if svc.endpoints_for(sp) else "")
-
-
-def _fallback(svc: ServiceInfo, sp: ServicePortInfo, node: str, local: bool) -> str:
-    """The note for kube-proxy falling back to serving terminating endpoints ('' when it uses ready ones)."""
-    cats = knobs.categorize(svc, sp, node)
-    if local and cats.local_fallback:
-        return f" (no ready endpoint on {node}: its serving terminating endpoints)"
-    if not local and cats.terminating_fallback:
-        return " (no ready endpoint anywhere: the serving terminating endpoints)"
-    return ""
-
-
-def _egress_dropped(node: str, at: str, where: str, pkt: Packet, d: Decision) -> Hop:
-    """The hop of a packet the sending pod's egress policy drops (in FORWARD or, towards its node, INPUT)."""
-    return Hop(f"{node}: {where}: {d.reason} → dropped",
-               step=Step(at, "policy", pkt.src, pkt.dst, verdict="dropped", direction="egress", decision=d))

@@ -192,9 +192,11 @@ class Tracer:
         key = (event.table, event.chain, event.kind, event.handle, event.verdict)
         hop = mon.hops.get(key)
         if hop is None:
+            hop = hop_of(mon.node, event, mon.rules)
             if event.handle is not None and (event.table, event.chain, event.handle) not in mon.rules:
-                self._refresh(mon)  # an unknown rule's hop (no comment) is cached until the new dump arrives
-            hop = mon.hops[key] = hop_of(mon.node, event, mon.rules)
+                self._refresh(mon)  # an unknown rule: not cached, so that its next event asks again
+            else:
+                mon.hops[key] = hop
         if mon.dump is not None:
             mon.dump.write(f"{event.trace_id} {event.table}:{event.chain}:{event.kind}:{event.handle}:{hop.verdict}"
                            f" {tag}{pkt!r} {hop.comment or ''}\n")

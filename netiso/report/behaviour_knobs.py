@@ -151,6 +151,19 @@ KNOBS: tuple[Knob, ...] = (
           ("false, clientsRouteToPods false", {"natOutgoing": False, "clientsRouteToPods": False})),
          ({"from": "pod:shop/probe", "to": "client:alice"},
           {"from": "pod:shop/probe", "to": "node:worker2", "port": "8080/TCP"})),
+    Knob("workloads[].ports[].hostPort",
+         "the CNI portmap plugin DNATs the node's hostPort to the pod on that node only, without SNAT of its "
+         "own: the project's isolation decides on the address the packet arrives with. alice keeps hers "
+         "(outside the project: dropped); a pod of the same project on another node is masqueraded by "
+         "natOutgoing on its way to the node address (outside the IP pools), so isolation sees its node "
+         "and drops it too; the pod reaching its own hostPort (hairpin) is masqueraded to its node by "
+         "portmap, after its own policy saw (and admitted) the pod itself.",
+         (("9090 -> container port 8080, project shop isolated", {}),),
+         ({"from": "client:alice", "to": "hostport:shop/web@worker2"},
+          {"from": "pod:shop/probe", "to": "hostport:shop/web@worker2"},
+          {"from": "pod:shop/web@worker2", "to": "hostport:shop/web@worker2"}),
+         workloads=({"name": "web", "project": "shop", "nodes": ["worker2"],
+                     "ports": [{"port": 8080, "hostPort": 9090}]},)),
     *PROXY_KNOBS,
 )
 

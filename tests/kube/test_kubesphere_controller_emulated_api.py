@@ -172,3 +172,31 @@ def test_preflight_detects_version_and_isolation_emulated_api(fake_cluster: Any,
         assert reason is None
     else:
         assert reason is not None and words in reason
+
+
+def test_snat_node_ips_the_nodes_lack_are_named_with_the_command_that_sets_them_emulated_api(fake_cluster: Any) -> None:
+    """netiso never annotates nodes it did not create: without the admin's annotation the controller
+    writes no node rule (the diff shows it) and the warning names the ``kubectl annotate`` that would
+    make the cluster match; after doing exactly that, no warning and no difference."""
+    import re
+    import shlex
+
+    seed_cluster(fake_cluster)
+    topo = _topo("kubesphere-cluster-settings.yaml")
+    install(fake_cluster, allowed_ingress_namespaces=tuple(NAMES.namespace(n) for n in
+                                                          topo.scenario.cluster.kubesphere.allowed_ingress_namespaces))
+    node_map = {"control-plane": "kind-control-plane", "worker": "kind-worker", "worker2": "kind-worker2"}
+    kube, expected = _realize(fake_cluster, topo)
+    note = ksc.snat_ips_note(ksc.cluster_snat_ips(kube.list("v1", "Node")), topo, node_map)
+    assert note is not None and "on no node" in note
+    observed, _settled = _observed(kube, topo, expected)
+    findings = ksc.diff_policies(expected, observed, NAMES)  # each isolated project's isolation policy
+    assert findings and {(f.name, f.problem) for f in findings} == {("nsnp-network-isolate", "differs")}
+    commands = re.findall(r"kubectl annotate node (\S+) (\S+)=('[^']*') --overwrite", note)
+    assert [(node, key) for node, key, _ in commands] == [("kind-worker2", SNAT)]  # tunnel:worker2 is worker2's
+    admin = Kube.connect(str(fake_cluster.kubeconfig))
+    for node, key, value in commands:  # what the admin does, as the note says
+        admin.patch("v1", "Node", node, {"metadata": {"annotations": {key: shlex.split(value)[0]}}})
+    assert ksc.snat_ips_note(ksc.cluster_snat_ips(kube.list("v1", "Node")), topo, node_map) is None
+    observed, settled = _observed(kube, topo, expected)
+    assert settled and ksc.diff_policies(expected, observed, NAMES) == []

@@ -72,3 +72,53 @@ def test_the_agent_client_reads_a_line_of_many_megabytes_and_the_lines_around_it
         agent.proc.wait(timeout=10)
         assert agent.proc.stdout is not None
         agent.proc.stdout.close()
+
+
+def test_an_unknown_rule_asks_for_a_new_dump_at_each_event_until_one_knows_it() -> None:
+    """A dump that failed (or raced the reload) leaves the rules as they were: the next event of
+    the unknown rule must ask again rather than keep a comment-less hop for the rest of the run."""
+    tracer = Tracer(FakeThreads())  # type: ignore[arg-type]
+    mon = Monitor("nx-n-worker", "worker", None, dict(RAW))  # type: ignore[arg-type]
+    asked: list[str] = []
+    tracer._refresh = lambda m: asked.append(m.netns)  # type: ignore[method-assign]
+    assert hop_comments(tracer, mon, "0000000a") == [None, None]
+    assert hop_comments(tracer, mon, "0000000b") == [None, None]
+    assert asked == ["nx-n-worker", "nx-n-worker"]
+    mon.rules = {**RAW, RULE: RuleInfo("known at last", False)}
+    assert hop_comments(tracer, mon, "0000000c") == [None, "known at last"]
+    assert len(asked) == 2
+
+
+def _attr(kind: int, value: bytes) -> bytes:
+    import struct
+
+    return struct.pack("HH", 4 + len(value), kind) + value + bytes(-len(value) % 4)
+
+
+def test_decoded_events_differ_in_everything_their_raw_rule_part_differs_in() -> None:
+    """The decoder reuses the rule part of events seen before: two events of one rule must still
+    keep their own verdict, type and chain, and their own trace id and packet."""
+    import struct
+
+    from netiso.probe import nftrace as nt
+
+    def event(tid: str, chain: bytes, kind: int, code: int | None, handle: int | None = 7) -> nt.TraceEvent:
+        body = bytes(4) + _attr(nt.TRACE_ID, bytes.fromhex(tid)) + _attr(nt.TRACE_TABLE, b"filter\0")
+        body += _attr(nt.TRACE_CHAIN, chain) + _attr(nt.TRACE_TYPE, struct.pack("!I", kind))
+        if handle is not None:
+            body += _attr(nt.TRACE_RULE_HANDLE, struct.pack("!Q", handle))
+        if code is not None:
+            body += _attr(nt.TRACE_VERDICT, _attr(1, struct.pack("!i", code)))
+        got = nt.decode_trace(body)
+        assert got is not None
+        return got
+
+    drop, accept = event("00000001", b"FORWARD\0", 3, 0), event("00000002", b"FORWARD\0", 3, 1)
+    assert (drop.verdict, accept.verdict, drop.trace_id, accept.trace_id) == ("DROP", "ACCEPT", "00000001", "00000002")
+    other_chain = event("00000003", b"INPUT\0", 3, 0)
+    assert (other_chain.chain, other_chain.verdict) == ("INPUT", "DROP")
+    end = event("00000004", b"FORWARD\0", 3, -1, handle=None)
+    assert (end.kind, end.handle, end.verdict) == ("end", None, "CONTINUE")
+    policy = event("00000005", b"FORWARD\0", 1, None, handle=None)
+    assert policy.kind == "policy"
+    assert event("00000006", b"FORWARD\0", 3, 0) == nt.TraceEvent("00000006", "filter", "FORWARD", "rule", 7, "DROP", None)

@@ -42,6 +42,7 @@ class PolicyPhase:
     timeouts: Any
     timings: dict[str, float]
     backend: Any
+    node_map: dict[str, str]  # scenario node -> cluster node
     controller_diff: list[ksc.PolicyFinding] | None = None  # None: not in controller mode (or not built yet)
 
     if TYPE_CHECKING:
@@ -58,9 +59,11 @@ class PolicyPhase:
             self._step("policies", policies)
             return
         info = self.backend.findings.kubesphere if self.backend.findings else None
-        note = ksc.allowed_namespaces_note(info, self.topo, self.names)
-        if note:
-            self.topo.warnings.append(note)
+        nodes = self.kube.list("v1", "Node")  # generateNodeRule's input: every node's snat-node-ips
+        for note in (ksc.allowed_namespaces_note(info, self.topo, self.names),
+                     ksc.snat_ips_note(ksc.cluster_snat_ips(nodes), self.topo, self.node_map)):
+            if note:
+                self.topo.warnings.append(note)
         self._step("kubesphere", [*ksc.controller_objects(self.topo, self.names),
                                   *ksc.raw_policies(self.topo, policies)])
         expected = ksc.expected_policies(self.topo, self.names)

@@ -26,8 +26,10 @@ phase ``policies``, waits, diffs, and hands the findings to the result document
 (``controllerDiff``); the probes then measure what the controller wrote while the oracle keeps
 predicting from netiso's compiler, so a difference that changes a flow is also a mismatch.
 
-Knowingly missing: patching nodes for ``cluster.kubesphere.snatNodeIPs`` (a cluster admin's
-annotation; without it the controller writes no node rule and the diff says so).
+``cluster.kubesphere.snatNodeIPs`` is a cluster admin's node annotation: netiso does not write it
+(it never changes what it did not create); :func:`snat_ips_note` warns, with the ``kubectl
+annotate`` commands, when the nodes' annotations are not the scenario's, and the diff shows the
+node rule that then differs.
 """
 
 from __future__ import annotations
@@ -141,6 +143,67 @@ def allowed_namespaces_note(info: KubeSphereInfo | None, topo: Topology, names: 
             f"project (kubesphere-config network.nsnpOptions.allowedIngressNamespaces), the scenario says "
             f"{', '.join(wanted) or 'none'}: set cluster.kubesphere.allowedIngressNamespaces in the scenario to "
             "predict this cluster")
+
+
+SNAT_ANNOTATION = "kubesphere.io/snat-node-ips"
+
+
+def cluster_snat_ips(nodes: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Each node's ``kubesphere.io/snat-node-ips`` addresses, as generateNodeRule reads them
+    (release-3.4 nsnetworkpolicy_controller.go: every node's annotation, split on ``;``).
+
+    >>> cluster_snat_ips([{"metadata": {"name": "w1", "annotations": {SNAT_ANNOTATION: "10.0.0.1;10.0.0.2"}}},
+    ...                   {"metadata": {"name": "w2"}}])
+    {'w1': ['10.0.0.1', '10.0.0.2']}
+    """
+    out: dict[str, list[str]] = {}
+    for node in nodes:
+        meta = node.get("metadata") or {}
+        value = (meta.get("annotations") or {}).get(SNAT_ANNOTATION) or ""
+        ips = [ip.strip() for ip in value.split(";") if ip.strip()]
+        if ips:
+            out[str(meta.get("name"))] = ips
+    return out
+
+
+def snat_ips_note(annotated: Mapping[str, Sequence[str]], topo: Topology, node_map: Mapping[str, str]) -> str | None:
+    """A warning when the cluster's snat-node-ips annotations are not the scenario's ``snatNodeIPs``.
+
+    The controller builds the isolation policy's node rule from every node's annotation; netiso
+    does not write annotations on nodes it did not create (a cluster admin's setting), so a
+    difference shows in ``nsnp-network-isolate`` and this names the command that would make the
+    cluster match the scenario (``topo``: as realized, with the cluster's node addresses).
+
+    >>> from types import SimpleNamespace as NS
+    >>> topo = NS(scenario=NS(cluster=NS(kubesphere=NS(snat_node_ips=("node:worker",)))),
+    ...           nodes={"worker": NS(name="worker", ip="172.18.0.3", tunnel_ip=None)}, clients={}, pods=[],
+    ...           ingresses={})
+    >>> note = snat_ips_note({}, topo, {"worker": "kind-worker"})
+    >>> "kubectl annotate node kind-worker kubesphere.io/snat-node-ips='172.18.0.3' --overwrite" in note
+    True
+    >>> snat_ips_note({"kind-worker": ["172.18.0.3"]}, topo, {"worker": "kind-worker"}) is None
+    True
+    """
+    from netiso.model.addressing import snat_node_ips
+
+    wanted = snat_node_ips(topo)  # type: ignore[arg-type]
+    have = sorted({ip for ips in annotated.values() for ip in ips})
+    if sorted(set(wanted)) == have:
+        return None
+    per_node: dict[str, list[str]] = {}
+    for ip in wanted:  # each address on the node that owns it, literal addresses on the first node
+        owner = next((n.name for n in topo.nodes.values() if ip in (n.ip, n.tunnel_ip)), None)
+        cluster_node = node_map.get(owner or "") or next(iter(node_map.values()), "NODE")
+        per_node.setdefault(cluster_node, []).append(ip)
+    commands = "; ".join(f"kubectl annotate node {node} {SNAT_ANNOTATION}='{';'.join(ips)}' --overwrite"
+                         for node, ips in per_node.items())
+    where = ", ".join(f"{node}: {';'.join(ips)}" for node, ips in sorted(annotated.items())) or "no node"
+    return (f"the cluster's nodes carry {SNAT_ANNOTATION} on {where}; the scenario's cluster.kubesphere.snatNodeIPs "
+            f"says {', '.join(wanted) or 'none'}: "
+            + (f"{commands} (and remove it from other nodes), " if wanted else
+               f"remove the annotation (kubectl annotate node NODE {SNAT_ANNOTATION}-), ")
+            + "or change the scenario; KubeSphere's controller writes the node rule of nsnp-network-isolate from "
+            "every node's annotation, netiso does not annotate nodes it did not create")
 
 
 # --------------------------------------------------------------------------- wait and compare
@@ -271,6 +334,7 @@ def _get(kube: Kube, api_version: str, kind: str, name: str, namespace: str) -> 
         raise
 
 
-__all__ = ["WORKSPACE_API", "KubeSphereInfo", "PolicyFinding", "allowed_namespaces_note", "canonical", "check",
-           "controller_objects", "detect", "diff_policies", "expected_policies", "observed_policies",
-           "prefixed_scenario", "raw_policies", "refusal", "wait_for_policies"]
+__all__ = ["SNAT_ANNOTATION", "WORKSPACE_API", "KubeSphereInfo", "PolicyFinding", "allowed_namespaces_note",
+           "canonical", "check", "cluster_snat_ips", "controller_objects", "detect", "diff_policies",
+           "expected_policies", "observed_policies", "prefixed_scenario", "raw_policies", "refusal", "snat_ips_note",
+           "wait_for_policies"]
