@@ -124,6 +124,20 @@ class Prober(Protocol):
 ProberFactory = Callable[[], Prober]
 
 
+@dataclass(frozen=True)
+class ClientCommands:
+    """The external clients one scenario's flows run from on a cluster backend.
+
+    ``commands``: client name -> command prefix (``--client NAME=COMMAND``); ``without_pod_routes``:
+    those whose host has no route to pod IPs. Per scenario because kind gives a
+    ``cluster.clientsRouteToPods: false`` scenario other containers (unrouted twins) than the
+    routed ones a ``true`` scenario of the same cluster uses at the same time.
+    """
+
+    commands: dict[str, str]
+    without_pod_routes: tuple[str, ...] = ()
+
+
 @dataclass
 class BackendOptions:
     """Everything the command line / pytest options say about the backend (one place for both).
@@ -141,6 +155,8 @@ class BackendOptions:
     clients: dict[str, str] = field(default_factory=dict)  # client name -> command prefix
     # --client-no-pod-routes: mapped clients whose host has no route to pod IPs (default: it has)
     clients_without_pod_routes: tuple[str, ...] = ()
+    # kind: the clients of each scenario (its unrouted twins for clientsRouteToPods: false); None: the two above
+    clients_for: Callable[[Topology], ClientCommands] | None = None
     image_registry: str | None = None
     keep_cluster: bool = False  # kind
     dry_run: bool = False
@@ -150,6 +166,12 @@ class BackendOptions:
     # (None: netiso writes them itself and refuses a KubeSphere cluster)
     kubesphere: str | None = None
     progress: Callable[[str], None] | None = None  # one line per milestone (cluster up, installs, waits)
+
+    def clients_of(self, topo: Topology) -> ClientCommands:
+        """The clients ``topo``'s flows run from: ``clients_for``'s answer, else the command line's."""
+        if self.clients_for is not None:
+            return self.clients_for(topo)
+        return ClientCommands(dict(self.clients), tuple(self.clients_without_pod_routes))
 
 
 class Realization(abc.ABC):

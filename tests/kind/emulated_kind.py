@@ -88,8 +88,8 @@ class EmulatedNetwork:
         if t.dst_ip is None or t.protocol not in ("TCP", "UDP"):
             return None
         origin = t.origin_name if t.origin_kind == "pod" else f"{t.origin_kind}:{t.origin_name}"
-        if origin.startswith("client:"):
-            where = f"netiso-{self.run_id}-{origin.split(':', 1)[1]}"
+        if origin.startswith("client:"):  # the container this realization was handed (a twin for clientsRouteToPods: false)
+            where = real.clients[origin.split(":", 1)[1]].split()[-1]
         else:
             where = "/".join(real.exec_target(origin))
         return f"{where}|{t.dst_ip}|{t.dst_port}|{t.protocol}"

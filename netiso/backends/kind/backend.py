@@ -11,6 +11,14 @@ network, and hand the cluster to a kube backend built with that cluster's kubeco
 node map (scenario node -> ``<cluster>-worker`` ...) and client command prefixes
 (``docker exec -i netiso-<run>-<client>``). Preflight and realization are the kube backend's.
 
+Clients and ``cluster.clientsRouteToPods``: the client containers are routed to every node's pod
+block (``cluster.py``), the premise of a ``true`` scenario. A ``false`` scenario is handed, through
+``BackendOptions.clients_for``, unrouted twins of its clients (started the first time such a
+scenario of the group is realized, removed with the others), so its client -> pod flows are probed
+instead of skipped, while ``true`` scenarios of the same cluster, side by side with ``--jobs``, keep
+the routed containers. A ``--client NAME=COMMAND`` of the user's wins over both, with its
+``--client-no-pod-routes``.
+
 Why a factory seam (``kube_factory``): the kube backend is the part that speaks the Kubernetes
 API; the kind backend's own job ends at the ``kind``/``docker`` processes and the add-on
 install, and its tests run against stand-in executables with a stand-in kube backend.
@@ -33,7 +41,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from netiso.backends.base import NODE_TRACE_KEY, Backend, BackendOptions, BackendUnavailable, Realization
+from netiso.backends.base import (
+    NODE_TRACE_KEY,
+    Backend,
+    BackendOptions,
+    BackendUnavailable,
+    ClientCommands,
+    Realization,
+)
 from netiso.backends.kind.addons import InstallPlan, install_plan
 from netiso.backends.kind.cluster import ClientContainers, KindCluster, kind_subnet
 from netiso.backends.kind.configs import (
@@ -199,6 +214,7 @@ class KindBackend(Backend):
             session.realized.add(topo.name)
         try:
             assert session.kube is not None
+            self._start_twins(session, topo)
             inner = session.kube.realize(topo)
             self._route_clients(session, inner)
         except Exception:
@@ -213,9 +229,40 @@ class KindBackend(Backend):
             NodeTracer(self.tools, self._node_names(session, inner)),
         )
 
+    def _start_twins(self, session: _Session, topo: Topology) -> None:
+        """A ``clientsRouteToPods: false`` scenario's unrouted twins (clients the user did not map),
+        started once per session; a failure is the environment's (exit 2)."""
+        if topo.scenario.cluster.clientsRouteToPods:
+            return
+        wanted = [c for c in topo.clients if c not in self.options.clients]
+        with self._lock:  # one docker run per twin even when scenarios are realized side by side
+            missing = [c for c in wanted if c not in session.clients.unrouted]
+            if not missing:
+                return
+            try:
+                self.tools.timed(f"clients: unrouted twins of {', '.join(missing)}",
+                                 lambda: session.clients.start(missing, routed=False))
+            except ToolError as exc:
+                raise BackendUnavailable(str(exc)) from None
+
+    def _clients_of(self, session: _Session, topo: Topology) -> ClientCommands:
+        """What the kube backend runs ``topo``'s client flows from (``BackendOptions.clients_for``):
+        the routed containers, or for ``clientsRouteToPods: false`` the twins; ``--client`` wins."""
+        user = self.options.clients
+        routed = {**session.clients.commands(), **user}
+        declared = tuple(self.options.clients_without_pod_routes)
+        if topo.scenario.cluster.clientsRouteToPods:
+            return ClientCommands(routed, declared)
+        with self._lock:
+            twins = {c: cmd for c, cmd in session.clients.unrouted_commands(list(topo.clients)).items() if c not in user}
+        return ClientCommands({**routed, **twins}, tuple(dict.fromkeys([*twins, *declared])))
+
     def _route_clients(self, session: _Session, inner: Realization) -> None:
-        """The clients' routes to each node's discovered pod block (ClientContainers.route_to_pods);
+        """The clients' routes to each node's discovered pod block (ClientContainers.route_to_pods),
+        for a scenario whose clients route to pods (a ``false`` one runs from twins, never routed);
         a failure takes the realization down and is the environment's (exit 2)."""
+        if not inner.topo.scenario.cluster.clientsRouteToPods:
+            return
         routes = [(n.block, n.ip) for n in inner.topo.nodes.values() if n.block]
         try:
             session.clients.route_to_pods(list(inner.topo.clients), routes)
@@ -290,6 +337,7 @@ class KindBackend(Backend):
                 context=cluster.context,
                 node_map=session.nodes,
                 clients={**clients.commands(), **self.options.clients},
+                clients_for=lambda topo: self._clients_of(session, topo),
             )
             session.kube = self.kube_factory(kube_options)
             session.kube.preflight(group.topos)

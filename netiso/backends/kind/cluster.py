@@ -212,6 +212,12 @@ class KindCluster:
         )
 
 
+# A twin's name: the client's container name and this suffix. Client names never hold "_"
+# (netiso.model.symbols.NAME_RE), so no client's own container can be named like another's twin;
+# the name keeps the ``netiso-<run>-`` prefix and the run label of every other client container.
+UNROUTED_SUFFIX = "_unrouted"
+
+
 @dataclass
 class ClientContainers:
     """One agnhost container per external client on the ``kind`` network (``netiso-<run>-<client>``).
@@ -225,48 +231,61 @@ class ClientContainers:
     (``cluster.clientsRouteToPods: true``) is an external router that knows every node's pod block.
     The containers get ``NET_ADMIN`` and, once the blocks are discovered, ``ip route replace
     <block> via <node IP>`` per node (:meth:`route_to_pods`): that router, inside the client.
+
+    A ``clientsRouteToPods: false`` scenario gets *unrouted twins* instead
+    (``netiso-<run>-<client>_unrouted``, same hostname, same run label, started the first time such
+    a scenario needs them): without ``NET_ADMIN`` and never given a route, they are kind's network
+    as it is. Twins, not routes removed per scenario: with ``--jobs`` > 1 a ``true`` scenario of the
+    same cluster probes from the routed containers at the same time.
     """
 
     run_id: str
     image: str
     tools: Tools
     network: str = KIND_NETWORK
-    started: dict[str, str] = field(default_factory=dict)  # client -> container name
+    started: dict[str, str] = field(default_factory=dict)  # client -> container name (routed)
+    unrouted: dict[str, str] = field(default_factory=dict)  # client -> its unrouted twin
 
-    def container(self, client: str) -> str:
-        return f"netiso-{self.run_id}-{client}"
+    def container(self, client: str, *, routed: bool = True) -> str:
+        name = f"netiso-{self.run_id}-{client}"
+        return name if routed else name + UNROUTED_SUFFIX
 
-    def run_argv(self, client: str) -> list[str]:
+    def run_argv(self, client: str, *, routed: bool = True) -> list[str]:
+        own = (["--cap-add", "NET_ADMIN"] if routed  # its own routes to the pod blocks (route_to_pods)
+               else ["--label", "netiso.io/pod-routes=false"])  # a twin: no capability to route, no route
         return [
             "docker", "run", "-d",
             "--network", self.network,
-            "--name", self.container(client),
+            "--name", self.container(client, routed=routed),
             "--hostname", client,
             "--label", f"netiso.io/run={self.run_id}",
-            "--cap-add", "NET_ADMIN",  # its own routes to the pod blocks (route_to_pods)
+            *own,
             self.image,
             "netexec", f"--http-port={CLIENT_HTTP_PORT}", f"--udp-port={CLIENT_HTTP_PORT}",
         ]  # fmt: skip
 
-    def start(self, clients: Sequence[str]) -> dict[str, str]:
-        """Start the clients not yet running; returns ``client -> its IPv4 address`` for all of them."""
+    def start(self, clients: Sequence[str], *, routed: bool = True) -> dict[str, str]:
+        """Start the clients (or their twins) not yet running; returns ``client -> its IPv4 address``."""
+        running = self.started if routed else self.unrouted
         for client in clients:
-            if client in self.started:
+            if client in running:
                 continue
-            self.tools.run(self.run_argv(client), what=f"docker could not start external client {client!r}")
-            self.started[client] = self.container(client)
-        return {client: self.address(client) for client in clients}
+            what = f"docker could not start {'' if routed else 'the unrouted twin of '}external client {client!r}"
+            self.tools.run(self.run_argv(client, routed=routed), what=what)
+            running[client] = self.container(client, routed=routed)
+        return {client: self.address(client, routed=routed) for client in clients}
 
-    def inspect_argv(self, client: str) -> list[str]:
-        return ["docker", "inspect", "--format", "{{json .NetworkSettings.Networks}}", self.container(client)]
+    def inspect_argv(self, client: str, *, routed: bool = True) -> list[str]:
+        return ["docker", "inspect", "--format", "{{json .NetworkSettings.Networks}}",
+                self.container(client, routed=routed)]
 
-    def command(self, client: str) -> str:
+    def command(self, client: str, *, routed: bool = True) -> str:
         """The kube backend's command prefix for ``client`` (``--client NAME=COMMAND``)."""
-        return f"docker exec -i {self.container(client)}"
+        return f"docker exec -i {self.container(client, routed=routed)}"
 
-    def address(self, client: str) -> str:
-        name = self.container(client)
-        res = self.tools.run(self.inspect_argv(client), what=f"docker could not inspect {name}")
+    def address(self, client: str, *, routed: bool = True) -> str:
+        name = self.container(client, routed=routed)
+        res = self.tools.run(self.inspect_argv(client, routed=routed), what=f"docker could not inspect {name}")
         try:
             networks = json.loads(res.stdout)
             ip = networks[self.network]["IPAddress"]
@@ -280,7 +299,8 @@ class ClientContainers:
         return ["docker", "exec", self.container(client), "ip", "route", "replace", block, "via", via]
 
     def route_to_pods(self, clients: Sequence[str], routes: Sequence[tuple[str, str]]) -> None:
-        """Route each ``(pod block, node IP)`` of ``routes`` in every started client of ``clients``."""
+        """Route each ``(pod block, node IP)`` of ``routes`` in every started (routed) client of ``clients``;
+        twins are never routed."""
         for client in clients:
             if client not in self.started:
                 continue
@@ -289,12 +309,18 @@ class ClientContainers:
                                what=f"docker could not route {block} via {via} in external client {client!r}")
 
     def commands(self) -> dict[str, str]:
-        """``client -> command prefix`` for the kube backend (``--client NAME=COMMAND``)."""
+        """``client -> command prefix`` of the routed clients for the kube backend (``--client NAME=COMMAND``)."""
         return {client: self.command(client) for client in self.started}
 
+    def unrouted_commands(self, clients: Sequence[str]) -> dict[str, str]:
+        """``client -> command prefix`` of the started twins among ``clients``."""
+        return {client: self.command(client, routed=False) for client in clients if client in self.unrouted}
+
     def stop(self) -> None:
-        if not self.started:
+        """Remove every container of the run, routed and twins, in one ``docker rm -f``."""
+        names = [*self.started.values(), *self.unrouted.values()]
+        if not names:
             return
-        names = list(self.started.values())
         self.tools.run(["docker", "rm", "-f", *names], check=False)
         self.started.clear()
+        self.unrouted.clear()

@@ -10,7 +10,8 @@ For each of the six (encapsulation, load balancer) clusters, ``DIR/kind-<enc>-<l
 * ``plan.txt``: every ``kind``/``docker`` command and API step in order, from the same argv
   builders the real run uses (``cluster.py``);
 * ``scenarios/<scenario>/``: the kube backend's own dry-run of each scenario of the group
-  (``netiso.backends.kube.plan.write_plan``), with this cluster's node names and client commands.
+  (``netiso.backends.kube.plan.write_plan``), with this cluster's node names and client commands
+  (a ``cluster.clientsRouteToPods: false`` scenario's are its unrouted twins', ``cluster.py``).
 
 What a dry run cannot know is said in ``plan.txt``: the ``kind`` network's subnet (assumed
 ``172.18.0.0/16``, docker's usual choice; the real run reads ``docker network inspect kind``)
@@ -171,23 +172,49 @@ def write_group_plan(group: Group, out: Path, options: BackendOptions, run_id: s
     for client in group.clients:
         step(f"{_cmd(clients.run_argv(client))}    # external client:{client}")
         step(_cmd(clients.inspect_argv(client)))
+    twins = unrouted_twins(group, options)
+    for client, users in twins.items():
+        step(f"{_cmd(clients.run_argv(client, routed=False))}    # unrouted twin of client:{client} for the "
+             f"clientsRouteToPods: false scenario(s) {', '.join(users)}: started when the first is realized, "
+             "never routed")
+        step(_cmd(clients.inspect_argv(client, routed=False)))
+    routed_users = [t.name for t in group.topos if t.scenario.cluster.clientsRouteToPods and t.clients]
+    for client in dict.fromkeys(c for t in group.topos if t.scenario.cluster.clientsRouteToPods for c in t.clients):
+        step(f"{_cmd(clients.route_argv(client, 'BLOCK', 'NODE_IP'))}    # per node: its discovered pod block via "
+             f"its InternalIP, when {', '.join(routed_users)} (clientsRouteToPods: true) is realized")
     mapping = options.node_map or node_map(group.scenario_nodes, name, group.workers)
     commands = {**{c: clients.command(c) for c in group.clients}, **options.clients}
+    unrouted = {**commands, **{c: clients.command(c, routed=False) for c in twins}}
     step(
         f"kube backend on context {cluster.context} (kubeconfig {cluster.kubeconfig}), node map "
         f"{', '.join(f'{k}={v}' for k, v in mapping.items())}; clients "
         f"{', '.join(f'{k}={v!r}' for k, v in commands.items()) or 'none'}"
+        + (f"; for clientsRouteToPods: false scenarios {', '.join(f'{k}={v!r}' for k, v in unrouted.items())}"
+           if twins else "")
     )
-    scenario_dirs = _scenario_plans(group, directory / "scenarios", mapping, commands, options, run_id)
+    scenario_dirs = _scenario_plans(group, directory / "scenarios", mapping, commands, options, run_id, unrouted)
     for d in scenario_dirs:
         lines.append(f"     scenario {d.name}: {d.relative_to(directory)}/plan.txt")
         written.extend(sorted(p for p in d.iterdir() if p.is_file()))
     step(f"on any failure first: {_cmd(cluster.export_logs_argv(DEFAULT_LOGS / name))}")
     if group.clients:
-        step(_cmd(["docker", "rm", "-f", *(clients.container(c) for c in group.clients)]))
+        step(_cmd(["docker", "rm", "-f", *(clients.container(c) for c in group.clients),
+                   *(clients.container(c, routed=False) for c in twins)]))
     step(f"{_cmd(cluster.delete_argv())}    # unless --keep-cluster; also on Ctrl-C")
     write("plan.txt", "\n".join(lines) + "\n")
     return written
+
+
+def unrouted_twins(group: Group, options: BackendOptions) -> dict[str, list[str]]:
+    """Client -> the ``clientsRouteToPods: false`` scenarios of ``group`` that run it from its unrouted
+    twin (the backend's ``_start_twins``: a ``--client`` of the user's gets none)."""
+    out: dict[str, list[str]] = {}
+    for topo in group.topos:
+        if not topo.scenario.cluster.clientsRouteToPods:
+            for client in topo.clients:
+                if client not in options.clients:
+                    out.setdefault(client, []).append(topo.name)
+    return out
 
 
 def _estimate_lines(group: Group, images: int) -> list[str]:
@@ -207,8 +234,10 @@ def _scenario_plans(
     commands: dict[str, str],
     options: BackendOptions,
     run_id: str,
+    unrouted: dict[str, str],
 ) -> list[Path]:
-    """The kube backend's per-scenario dry-run.
+    """The kube backend's per-scenario dry-run; ``clientsRouteToPods: false`` scenarios with the
+    ``unrouted`` client commands (their twins).
 
     No pool or Eip is named: the group's cluster has exactly one (MetalLB's ``netiso-pool``, the
     default Eip ``netiso-eip``), as on the live run. Its range is known (the dry run assumes
@@ -222,18 +251,23 @@ def _scenario_plans(
     from netiso.backends.kube.plan import write_plan
 
     names = RunNames(run=run_id)
-    return list(
-        write_plan(
-            list(group.topos),
+    written: dict[int, Path] = {}  # by id(topo): the group's order, duplicates of a name kept
+    for routes in (True, False):
+        topos = [t for t in group.topos if t.scenario.cluster.clientsRouteToPods is routes]
+        if not topos:
+            continue
+        dirs = write_plan(
+            topos,
             out,
             lambda _t: names,
             mapping,
             registry=options.image_registry,
-            clients=commands,
+            clients=commands if routes else unrouted,
             lb_pool=[lb_range(DEFAULT_KIND_SUBNET)],
             lb_excluded={n: c.endswith("-control-plane") and group.workers > 0 for n, c in mapping.items()},
         )
-    )
+        written.update(zip((id(t) for t in topos), dirs, strict=True))
+    return [written[id(t)] for t in group.topos]
 
 
 def write_kind_plans(topos: Sequence[Topology], out: Path, options: BackendOptions, run_id: str) -> list[Path]:

@@ -156,7 +156,8 @@ class KubeRealization(ClientHosts, ObservationMapping, MismatchEvidence, Readine
         self.pool = findings.pools.get(planned.name)
         self.target = KubeTarget(names, self.node_map, backend.options.image_registry,
                                  findings.metallb_pool, findings.openelb_eip)
-        self.clients = dict(backend.options.clients)
+        chosen = backend.options.clients_of(planned)  # kind: unrouted twins for clientsRouteToPods: false
+        self.clients = dict(chosen.commands)
         self.unusable_clients: dict[str, str] = {
             c: f"client:{c} has no --client mapping (pass --client {c}='COMMAND PREFIX', e.g. 'docker exec -i {c}')"
             for c in findings.unmapped_clients.get(planned.name, [])}
@@ -170,8 +171,8 @@ class KubeRealization(ClientHosts, ObservationMapping, MismatchEvidence, Readine
         self._openelb: dict[str, str | None] = {}
         self.vip_choices: dict[str, VipChoice] = {}  # LB Service -> the VIP requested (vips.py)
         self.lb_skips: dict[str, str] = {}  # LB Service -> why its client-to-VIP flows are skipped
-        no_routes = set(backend.options.clients_without_pod_routes)
-        self.client_pod_routes = {c: c not in no_routes for c in self.clients}  # --client-no-pod-routes
+        no_routes = set(chosen.without_pod_routes)
+        self.client_pod_routes = {c: c not in no_routes for c in self.clients}  # --client-no-pod-routes, kind's twins
         self._policies_settled = False  # the settle barrier runs once, before the first probe
 
     # ------------------------------------------------------------------ build
@@ -353,7 +354,7 @@ class KubeRealization(ClientHosts, ObservationMapping, MismatchEvidence, Readine
                 return (f"the scenario says cluster.clientsRouteToPods: {str(wanted).lower()}, but "
                         f"client:{t.origin_name} {has} to pod IPs here"
                         + (" (--client-no-pod-routes)" if not self.client_pod_routes.get(t.origin_name, True) else
-                           " (kind's clients, and --client hosts unless --client-no-pod-routes names them, do)"))
+                           " (--client hosts do unless --client-no-pod-routes names them)"))
         return None
 
     def run_batch(self, source: str, probes: list[ClusterProbe]) -> list[ClusterProbeResult]:
