@@ -7,11 +7,14 @@ reads the answers and failures, not the behaviour of a real kind or Docker.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from netiso.backends.base import BackendUnavailable
 from netiso.backends.kind.cluster import ClientContainers, KindCluster, kind_subnet
 from netiso.backends.kind.configs import render_config
+from netiso.backends.kind.leftovers import Owner
 from netiso.backends.kind.tools import ToolError, Tools
 
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.63.0@sha256:a62f40481e05709988fe44e5035b2e0f553cd52bf0ae4e83614928255b00e8c1"
@@ -120,9 +123,13 @@ def test_standin_clients_run_on_the_kind_network_with_netexec_and_get_their_addr
     addresses = clients.start(["alice", "bob"])
     assert addresses == {"alice": "172.18.0.10", "bob": "172.18.0.11"}
     runs = [a for a in standins.calls("docker") if a[0] == "run"]
+    me = Owner.this_process()
     assert runs[0] == ["run", "-d", "--network", "kind", "--name", "netiso-nx0a1b2c-alice", "--hostname", "alice",
-                       "--label", "netiso.io/run=nx0a1b2c", "--cap-add", "NET_ADMIN", AGNHOST, "netexec",
-                       "--http-port=8080", "--udp-port=8080"]
+                       "--label", "netiso.io/run=nx0a1b2c", "--label", f"netiso.io/owner-pid={os.getpid()}",
+                       "--label", f"netiso.io/owner-start-time={me.start_time}",
+                       "--label", f"netiso.io/owner-boot-id={me.boot_id}",
+                       "--label", f"netiso.io/owner-pid-ns={me.pid_ns}",
+                       "--cap-add", "NET_ADMIN", AGNHOST, "netexec", "--http-port=8080", "--udp-port=8080"]
     assert clients.commands() == {"alice": "docker exec -i netiso-nx0a1b2c-alice", "bob": "docker exec -i netiso-nx0a1b2c-bob"}
     clients.start(["alice"])  # already running: not started twice
     assert len([a for a in standins.calls("docker") if a[0] == "run"]) == 2

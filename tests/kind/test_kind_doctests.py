@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["configs", "images", "addons", "tools", "cluster", "install", "backend", "plan", "trace"]
+MODULES = ["configs", "images", "addons", "tools", "cluster", "install", "backend", "plan", "trace", "leftovers"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -29,6 +29,12 @@ Lifecycle guarantees: on any failure while a cluster is being prepared or a scen
 preparation. Clients are removed in every case. A group whose scenarios have all been realized
 and taken down is retired (its cluster deleted) as soon as another group needs a cluster, so
 a full run holds one cluster at a time when scenarios come group by group.
+
+A run killed hard (SIGKILL, OOM, a cancelled CI job) runs none of that: its client containers
+are removed by the janitor (:meth:`KindBackend.clean`, ``leftovers.py``) at the start of the next
+``netiso check --backend kind``, the suites' session, or ``netiso clean --backend kind``, when their
+owner labels show the owning process gone. Clusters are never the janitor's (``leftovers.py`` says
+what to do with one a killed run was creating).
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ from netiso.backends.kind.configs import (
     render_config,
 )
 from netiso.backends.kind.images import preloaded
+from netiso.backends.kind.leftovers import clean_clients
 from netiso.backends.kind.tools import ToolError, Tools
 from netiso.backends.kind.trace import NodeTracer
 from netiso.model.types import Topology
@@ -275,6 +282,12 @@ class KindBackend(Backend):
         names = dict(session.nodes)
         names.update(getattr(inner, "node_map", None) or {})
         return names
+
+    def clean(self) -> list[str]:
+        """Remove the client containers of runs killed before they could (``leftovers.clean_clients``):
+        owner gone on this boot and PID namespace; never a live run's, never an unlabelled container,
+        never a cluster. One line per container removed; a docker failure is BackendUnavailable (exit 2)."""
+        return clean_clients(self.tools)
 
     def plan(self, topos: Sequence[Topology], out: Path) -> list[Path]:
         """``--dry-run``: the ordered plan of all six clusters (see ``plan.py``); no tool is run."""

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from netiso.backends.kind.images import load_reference
+from netiso.backends.kind.leftovers import RUN_LABEL, owner_labels
 from netiso.backends.kind.tools import ToolError, Tools
 
 KIND_NETWORK = "kind"
@@ -237,6 +238,10 @@ class ClientContainers:
     a scenario needs them): without ``NET_ADMIN`` and never given a route, they are kind's network
     as it is. Twins, not routes removed per scenario: with ``--jobs`` > 1 a ``true`` scenario of the
     same cluster probes from the routed containers at the same time.
+
+    Every container, routed or twin, carries its owner at ``docker run`` (``owner``: this
+    process's PID, start time, boot id and PID namespace, ``leftovers.py``), so that the janitor of
+    a later run can remove the containers of a run killed before :meth:`stop` ran, and only those.
     """
 
     run_id: str
@@ -245,6 +250,7 @@ class ClientContainers:
     network: str = KIND_NETWORK
     started: dict[str, str] = field(default_factory=dict)  # client -> container name (routed)
     unrouted: dict[str, str] = field(default_factory=dict)  # client -> its unrouted twin
+    owner: dict[str, str] = field(default_factory=owner_labels)  # leftovers.Owner labels of this process
 
     def container(self, client: str, *, routed: bool = True) -> str:
         name = f"netiso-{self.run_id}-{client}"
@@ -258,7 +264,8 @@ class ClientContainers:
             "--network", self.network,
             "--name", self.container(client, routed=routed),
             "--hostname", client,
-            "--label", f"netiso.io/run={self.run_id}",
+            "--label", f"{RUN_LABEL}={self.run_id}",
+            *(arg for key, value in self.owner.items() for arg in ("--label", f"{key}={value}")),
             *own,
             self.image,
             "netexec", f"--http-port={CLIENT_HTTP_PORT}", f"--udp-port={CLIENT_HTTP_PORT}",

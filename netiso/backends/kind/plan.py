@@ -61,6 +61,7 @@ from netiso.backends.kind.configs import (
     render_config,
 )
 from netiso.backends.kind.images import load_reference, named_by_digest, preloaded
+from netiso.backends.kind.leftovers import PLANNED_OWNER, ps_argv
 from netiso.backends.kind.tools import Tools
 from netiso.model.types import Topology
 
@@ -100,7 +101,7 @@ def write_group_plan(group: Group, out: Path, options: BackendOptions, run_id: s
     cluster = KindCluster(name, rendered, DEFAULT_WORKDIR, Tools())
     from netiso.backends.kube.images import all_images, image
 
-    clients = ClientContainers(run_id, image("agnhost", registry), Tools())
+    clients = ClientContainers(run_id, image("agnhost", registry), Tools(), owner=dict(PLANNED_OWNER))
     written: list[Path] = []
 
     def write(file: str, text: str) -> None:
@@ -133,6 +134,8 @@ def write_group_plan(group: Group, out: Path, options: BackendOptions, run_id: s
 
     step(f"{_cmd(['docker', 'version', '--format', '{{.Server.Version}}'])}    # the Docker daemon answers")
     step(f"{_cmd(['kind', 'version'])}")
+    step(f"{_cmd(ps_argv())}    # the janitor: client containers of runs killed hard (owner gone, same boot id and "
+         "PID namespace) removed together, never a live run's, never a cluster")
     step(f"{_cmd(['kind', 'get', 'clusters'])}    # {name} listed: reuse it (same name = same config hash)")
     step(f"{_cmd(cluster.create_argv())}    # kind-config.yaml, when not listed")
     step(f"{_cmd(cluster.export_kubeconfig_argv())}    # instead, when reused")
@@ -169,6 +172,9 @@ def write_group_plan(group: Group, out: Path, options: BackendOptions, run_id: s
                  f"(at most {s.timeout:.0f}s)")
     for note in plan.notes:
         lines.append(f"     note: {note}")
+    if group.clients or unrouted_twins(group, options):
+        lines.append(f"     (client containers carry their owner for the janitor: {', '.join(PLANNED_OWNER)} = this "
+                     "process's pid, its start time, the host's boot id and its PID namespace)")
     for client in group.clients:
         step(f"{_cmd(clients.run_argv(client))}    # external client:{client}")
         step(_cmd(clients.inspect_argv(client)))
