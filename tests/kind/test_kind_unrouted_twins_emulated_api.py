@@ -81,13 +81,22 @@ def test_emulated_api_kind_probes_a_false_scenarios_client_to_pod_flow_from_a_tw
     docker = standins.calls("docker")
     runs = {a[a.index("--name") + 1]: a for a in docker if a[:1] == ["run"]}
     assert set(runs) == {ROUTED, TWIN}
-    assert "NET_ADMIN" in runs[ROUTED] and "NET_ADMIN" not in runs[TWIN]
+    assert "NET_ADMIN" in runs[ROUTED] and "NET_ADMIN" in runs[TWIN]  # the twin's only for its sink
+    assert "netiso.io/pod-routes=false" in runs[TWIN] and "netiso.io/pod-routes=false" not in runs[ROUTED]
     assert runs[TWIN][runs[TWIN].index("--hostname") + 1] == "alice"
     assert f"netiso.io/run={RUN}" in runs[TWIN]
     # routes only in the routed container, one per node block; the twin never got one
-    routed_in = [a[1] for a in docker if a[:1] == ["exec"] and "route" in a]
+    routed_in = [a[1] for a in docker if a[:1] == ["exec"] and "route" in a and "via" in a]
     realized = by_name["client-pod-routes-routed"].topo
     assert routed_in == [ROUTED] * len([n for n in realized.nodes.values() if n.block])
+    # the twin's one route: the whole pod subnet into its port-less bridge (a silent drop, nothing leaves
+    # the host; without it the docker host would forward the SYN off the machine: the stand-in says refused)
+    import ipaddress
+
+    sinks = [a for a in docker if a[:2] == ["exec", TWIN] and "route" in a]
+    assert len(sinks) == 1 and sinks[0][-2:] == ["dev", "nx-sink"]
+    subnet = ipaddress.ip_network(sinks[0][5])
+    assert all(ipaddress.ip_network(n.block).subnet_of(subnet) for n in realized.nodes.values() if n.block)
     batches = {a[2] for a in docker if a[:1] == ["exec"] and "NETISO1" in a[-1]}
     assert batches == {ROUTED, TWIN}
 
@@ -152,7 +161,9 @@ def test_standin_scenarios_realized_side_by_side_keep_their_own_clients_and_one_
     assert kube.asked["client-pod-routes-none"] == ClientCommands({"alice": f"docker exec -i {TWIN}"}, ("alice",))
     assert kube.asked["client-pod-routes-routed"] == ClientCommands({"alice": f"docker exec -i {ROUTED}"}, ())
     assert [a[a.index("--name") + 1] for a in standins.calls("docker") if a[:1] == ["run"]].count(TWIN) == 1
-    assert {a[1] for a in standins.calls("docker") if a[:1] == ["exec"] and "route" in a} == {ROUTED}
+    assert {a[1] for a in standins.calls("docker") if a[:1] == ["exec"] and "route" in a and "via" in a} == {ROUTED}
+    sinks = [a for a in standins.calls("docker") if a[:2] == ["exec", TWIN] and "route" in a]
+    assert len(sinks) == 1 and sinks[0][-2:] == ["dev", "nx-sink"]  # once, with the one twin
     for real in reals:
         real.down()
     kb.close()
@@ -189,17 +200,20 @@ def test_standin_twins_are_removed_at_close_after_a_failed_realization_too(stand
     assert [a for a in standins.calls("docker") if a[:2] == ["rm", "-f"]][-1][2:] == [ROUTED, TWIN]
 
 
-def test_standin_a_twin_has_no_net_admin_so_no_route_can_be_added_in_it(standins, tmp_path) -> None:
+def test_standin_a_twin_is_never_routed_to_a_node_only_into_its_sink(standins, tmp_path) -> None:
     KindCluster("c", render_config("direct"), tmp_path / "work", Tools(env=standins.env)).ensure()
     clients = ClientContainers(RUN, AGNHOST, Tools(env=standins.env))
     assert clients.start(["alice"], routed=False) == {"alice": "172.18.0.10"}
     assert clients.commands() == {} and clients.unrouted_commands(["alice", "bob"]) == {"alice": f"docker exec -i {TWIN}"}
     clients.route_to_pods(["alice"], [("192.168.1.0/26", "172.18.0.3")])  # twins are never routed
     assert "routes" not in standins.world()["containers"][TWIN]
-    # and docker itself refuses it, as iproute2 in a container without CAP_NET_ADMIN does
-    res = clients.tools.run(["docker", "exec", TWIN, "ip", "route", "replace", "192.168.1.0/26", "via", "172.18.0.3"],
+    clients.sink_pod_subnet(["alice", "bob"], "192.168.0.0/16")  # bob has no twin: nothing for him
+    twin = standins.world()["containers"][TWIN]
+    assert twin["routes"] == {"192.168.0.0/16": "dev:nx-sink"} and twin["links"] == {"nx-sink": "up"}
+    # iproute2 refuses a route into a device that is not there (or not up), as the stand-in does
+    res = clients.tools.run(["docker", "exec", TWIN, "ip", "route", "replace", "10.0.0.0/8", "dev", "nx-none"],
                             check=False)
-    assert res.returncode == 2 and "Operation not permitted" in res.stderr
+    assert res.returncode == 2 and "Cannot find device" in res.stderr
     clients.stop()
     assert standins.world()["containers"] == {}
 
@@ -210,10 +224,12 @@ def test_kind_dry_run_lists_the_twin_without_routes_and_hands_it_to_the_false_sc
     text = (cell / "plan.txt").read_text()
     steps = [line for line in text.splitlines() if line[:4].strip().rstrip(".").isdigit()]
     twin_run = next(s for s in steps if f"docker run -d --network kind --name {TWIN} " in s)
-    assert "NET_ADMIN" not in twin_run and "netiso.io/pod-routes=false" in twin_run and "--hostname alice" in twin_run
-    routes = [s for s in steps if "ip route replace" in s]
+    assert "netiso.io/pod-routes=false" in twin_run and "--hostname alice" in twin_run
+    routes = [s for s in steps if "ip route replace" in s and " via " in s]
     assert routes and all(f"docker exec {ROUTED} ip route replace" in s for s in routes)
     assert not any(TWIN in s for s in routes)
+    sink = [s for s in steps if f"docker exec {TWIN} ip route replace" in s]
+    assert len(sink) == 1 and " dev nx-sink" in sink[0]
     assert next(s for s in steps if "docker rm -f" in s).split("docker rm -f ", 1)[1].split() == [ROUTED, TWIN]
     scenario = {name: (cell / "scenarios" / name / "plan.txt").read_text()
                 for name in ("client-pod-routes-none", "client-pod-routes-routed")}

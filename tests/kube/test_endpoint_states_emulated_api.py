@@ -3,9 +3,10 @@
 What a cluster does is emulated (tests/support/kubeapi): a readiness probe on a port netexec does
 not listen on keeps the pod Running and not Ready; a graceful DELETE of a pod whose containers
 carry a ``preStop`` sleep keeps it Terminating (still Ready, so its EndpointSlice endpoint
-``serving``) for the sleep, in the emulator's virtual time; ``gracePeriodSeconds: 0`` deletes it at
-once. The backend must wait for each state as it is meant to be, time out with a message a person
-can act on when the cluster does not get there, and never leave clean-up waiting for a grace period.
+``serving``) for the sleep, in the emulator's virtual time; a second DELETE with a shorter grace cuts
+the sleep short, ``gracePeriodSeconds: 0`` deletes it at once. The backend must wait for each state
+as it is meant to be, time out with a message a person can act on when the cluster does not get
+there, and never leave clean-up waiting for a grace period.
 """
 
 from __future__ import annotations
@@ -81,9 +82,11 @@ def test_emulated_api_replicas_reach_their_endpoint_states_and_clean_up_does_not
         assert held is not None and held["metadata"]["deletionTimestamp"]
     assert _endpoints(fake_cluster, "web")[by_state["terminating"]]["serving"]
 
-    real.down()  # must not wait 1800 s: the held pods go with gracePeriodSeconds 0 first
+    real.down()  # must not wait 1800 s: the held pods' grace is cut to 1 s first (never a force deletion)
     forced = [r for r in fake_cluster.writes() if r.method == "DELETE" and "/pods/" in r.path and r.body
-              and r.body.get("gracePeriodSeconds") == 0]
+              and r.body.get("gracePeriodSeconds") == 1]
+    assert not [r for r in fake_cluster.writes() if r.method == "DELETE" and "/pods/" in r.path and r.body
+                and r.body.get("gracePeriodSeconds") == 0]
     assert {r.path.rsplit("/", 1)[1] for r in forced} == {by_state["terminating"], by_state["terminating-not-ready"]}
     assert not fake_cluster.list("v1", "Pod", ns)
     assert not [n for n in fake_cluster.list("v1", "Namespace") if n["metadata"]["name"].startswith(RUN)]
@@ -109,24 +112,25 @@ def test_emulated_api_an_api_server_without_the_sleep_hook_is_refused_before_any
     message = str(err.value)
     assert "came back without its preStop sleep hook" in message and "PodLifecycleSleepAction" in message
     assert not [r for r in fake_cluster.writes() if r.method == "DELETE" and "/pods/" in r.path
-                and (r.body or {}).get("gracePeriodSeconds") != 0]
+                and (r.body or {}).get("gracePeriodSeconds") is None]  # no graceful delete before the refusal
     assert not [n for n in fake_cluster.list("v1", "Namespace") if n["metadata"]["name"].startswith(RUN)]
 
 
 def test_emulated_api_a_terminating_pod_outlives_its_slice_polls_and_goes_when_its_sleep_ends(fake_cluster) -> None:
     """The emulator itself: a preStop sleep of S seconds holds a deleted pod for S more reads (virtual
-    seconds) on top of the plain grace; gracePeriodSeconds 0 ends it at once."""
+    seconds) on top of the plain grace; a second DELETE with grace 1 cuts it to one second, and
+    gracePeriodSeconds 0 ends it at once."""
     seed_cluster(fake_cluster)
     kube = Kube.connect(str(fake_cluster.kubeconfig))
     kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "t"}})
-    for name, sleep in (("short", 3), ("long", 1800)):
+    for name, sleep in (("short", 3), ("long", 1800), ("cut", 1800)):
         kube.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "t"},
                      "spec": {"nodeName": "kind-worker", "terminationGracePeriodSeconds": 1800, "containers": [
                          {"name": "c", "image": "agnhost", "args": ["pause"],
                           "lifecycle": {"preStop": {"sleep": {"seconds": sleep}}}}]}})
     for _ in range(4):  # started
         kube.list("v1", "Pod", "t")
-    for name in ("short", "long"):
+    for name in ("short", "long", "cut"):
         kube.delete("v1", "Pod", name, "t")
     reads = 0
     while kube.get("v1", "Pod", "short", "t") is not None:
@@ -137,3 +141,11 @@ def test_emulated_api_a_terminating_pod_outlives_its_slice_polls_and_goes_when_i
     assert held["metadata"]["deletionTimestamp"] and held["metadata"]["deletionGracePeriodSeconds"] == 1800
     kube.delete("v1", "Pod", "long", "t", grace_period_seconds=0)
     assert kube.get("v1", "Pod", "long", "t") is None
+    kube.delete("v1", "Pod", "cut", "t", grace_period_seconds=1)
+    cut = kube.get("v1", "Pod", "cut", "t")
+    assert cut is not None and cut["metadata"]["deletionGracePeriodSeconds"] == 1
+    reads = 1
+    while kube.get("v1", "Pod", "cut", "t") is not None:
+        reads += 1
+        assert reads < 50
+    assert reads <= fake_cluster.timing.pod_grace + 1 * fake_cluster.timing.prestop_second + 1

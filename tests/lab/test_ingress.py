@@ -22,10 +22,11 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -356,6 +357,18 @@ def test_host_header_routes_to_the_right_backend(lab: Lab) -> None:
     assert seen == {"b1", "b2"}  # round robin over both endpoints
 
 
+def logged(proc: Any, match: Callable[[dict[str, str]], bool], count: int = 1) -> list[dict[str, str]]:
+    """The access-log records that ``match``, once there are ``count`` of them: nginx writes a request's
+    line in its log phase, after the response left, so a client that read the answer may look
+    before the line is there (bounded: 2 s)."""
+    deadline = time.monotonic() + 2.0
+    while True:
+        found = [r for r in read_access_log(proc) if match(r)]
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.02)
+
+
 @pytest.mark.lab
 def test_backend_sees_controller_ip_and_client_ip_only_in_headers(lab: Lab) -> None:
     reply = lab.get("a.example")
@@ -367,7 +380,7 @@ def test_backend_sees_controller_ip_and_client_ip_only_in_headers(lab: Lab) -> N
     assert headers["x-forwarded-port"] == "80" and headers["x-forwarded-proto"] == "http"
     assert headers["x-scheme"] == "http" and len(headers["x-request-id"]) == 32
     assert "x-original-forwarded-for" not in headers  # nothing came in, nothing goes out
-    [rec] = [r for r in read_access_log(lab.procs[0]) if r["req_id"] == headers["x-request-id"]]
+    [rec] = logged(lab.procs[0], lambda r: r["req_id"] == headers["x-request-id"])
     assert rec["remote_addr"] == CLIENT_IP and rec["upstream_addr"] == f"{B1_IP}:{ECHO_PORT}"
 
 
@@ -410,7 +423,7 @@ def test_next_upstream_retries_past_a_refused_or_dropped_endpoint(lab: Lab) -> N
     # refused: svc-half = [b3 (no listener), b1] -> every request ends on b1
     replies = [lab.get("half.example") for _ in range(4)]
     assert [r.status for r in replies] == [200] * 4 and {r.body["server"] for r in replies} == {"b1"}
-    ups = [r["upstream_addr"] for r in read_access_log(lab.procs[0]) if r["host"] == "half.example"]
+    ups = [r["upstream_addr"] for r in logged(lab.procs[0], lambda r: r["host"] == "half.example", 4)]
     assert f"{B3_IP}:{ECHO_PORT}, {B1_IP}:{ECHO_PORT}" in ups  # the retry is visible in the log
     # dropped: svc-both with b2 silent -> the attempts on b2 time out after 1 s, then b1 answers
     lab.drop("b2", ECHO_PORT, True)
@@ -439,7 +452,7 @@ def test_retry_same_endpoint_costs_tries_times_connect_timeout_and_stop_leaves_n
             lab.drop("b2", ECHO_PORT, False)
         # ingress-nginx's balancer re-picks the only endpoint: 3 attempts of 0.3 s each
         assert reply.status == 504 and 0.85 < reply.elapsed < 3.0, reply
-        [rec] = [r for r in read_access_log(proc) if r["status"] == "504"]
+        [rec] = logged(proc, lambda r: r["status"] == "504")
         assert rec["upstream_addr"].count(f"{B2_IP}:{ECHO_PORT}") == 3
     finally:
         stop_controllers(procs)

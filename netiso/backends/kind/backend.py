@@ -115,6 +115,7 @@ class _Session:
     nodes: dict[str, str] = field(default_factory=dict)  # scenario node -> kind node, as handed to the kube backend
     live: int = 0  # realizations not yet down
     realized: set[str] = field(default_factory=set)
+    pod_subnet: str = ""  # the cluster's podSubnet (kind config): what unrouted twins sink
 
 
 class _KindRealization(Realization):
@@ -249,6 +250,7 @@ class KindBackend(Backend):
             try:
                 self.tools.timed(f"clients: unrouted twins of {', '.join(missing)}",
                                  lambda: session.clients.start(missing, routed=False))
+                session.clients.sink_pod_subnet(missing, session.pod_subnet)
             except ToolError as exc:
                 raise BackendUnavailable(str(exc)) from None
 
@@ -321,7 +323,7 @@ class KindBackend(Backend):
         from netiso.backends.kube.images import image
 
         clients = ClientContainers(self.run_id, image("agnhost", self.options.image_registry), self.tools)
-        session = _Session(group, cluster, clients)
+        session = _Session(group, cluster, clients, pod_subnet=pod_subnet(rendered))
         say(f"kind: group {group.label}: cluster {name} for {len(group.topos)} scenario(s)")
         try:
             created = cluster.ensure()

@@ -217,6 +217,7 @@ class KindCluster:
 # (netiso.model.symbols.NAME_RE), so no client's own container can be named like another's twin;
 # the name keeps the ``netiso-<run>-`` prefix and the run label of every other client container.
 UNROUTED_SUFFIX = "_unrouted"
+SINK_DEVICE = "nx-sink"  # a twin's port-less bridge: where its packets to pod IPs go and vanish
 
 
 @dataclass
@@ -235,9 +236,14 @@ class ClientContainers:
 
     A ``clientsRouteToPods: false`` scenario gets *unrouted twins* instead
     (``netiso-<run>-<client>_unrouted``, same hostname, same run label, started the first time such
-    a scenario needs them): without ``NET_ADMIN`` and never given a route, they are kind's network
-    as it is. Twins, not routes removed per scenario: with ``--jobs`` > 1 a ``true`` scenario of the
-    same cluster probes from the routed containers at the same time.
+    a scenario needs them). Not kind's network as it is: a packet to a pod IP would go to the
+    bridge's gateway, the docker host, which forwards it by its default route (docker turns on
+    ip_forward and masquerades the bridge): off the machine, or answered by an ICMP unreachable
+    (a ``refused`` the oracle never predicts). A twin routes the pod subnet into a bridge device
+    of its own with no port (:meth:`sink_argvs`, what the lab does for clients without pod
+    routes): the SYN goes nowhere, the probe times out, nothing leaves the host. Twins, not routes
+    removed per scenario: with ``--jobs`` > 1 a ``true`` scenario of the same cluster probes from
+    the routed containers at the same time.
 
     Every container, routed or twin, carries its owner at ``docker run`` (``owner``: this
     process's PID, start time, boot id and PID namespace, ``leftovers.py``), so that the janitor of
@@ -257,8 +263,8 @@ class ClientContainers:
         return name if routed else name + UNROUTED_SUFFIX
 
     def run_argv(self, client: str, *, routed: bool = True) -> list[str]:
-        own = (["--cap-add", "NET_ADMIN"] if routed  # its own routes to the pod blocks (route_to_pods)
-               else ["--label", "netiso.io/pod-routes=false"])  # a twin: no capability to route, no route
+        # routed: its own routes to the pod blocks (route_to_pods); a twin: the pod subnet's sink (sink_argvs)
+        own = ["--cap-add", "NET_ADMIN", *(() if routed else ("--label", "netiso.io/pod-routes=false"))]
         return [
             "docker", "run", "-d",
             "--network", self.network,
@@ -301,6 +307,21 @@ class ClientContainers:
         if not ip:
             raise ToolError(res, f"{name} has no IPv4 address on the {self.network!r} network")
         return str(ip)
+
+    def sink_argvs(self, client: str, pod_subnet: str) -> list[list[str]]:
+        """A twin's route of the pod subnet into a port-less bridge (packets to pods vanish there)."""
+        twin = self.container(client, routed=False)
+        return [["docker", "exec", twin, "ip", "link", "add", SINK_DEVICE, "type", "bridge"],
+                ["docker", "exec", twin, "ip", "link", "set", SINK_DEVICE, "up"],
+                ["docker", "exec", twin, "ip", "route", "replace", pod_subnet, "dev", SINK_DEVICE]]
+
+    def sink_pod_subnet(self, clients: Sequence[str], pod_subnet: str) -> None:
+        """Give each started twin among ``clients`` its sink for ``pod_subnet`` (once, after ``start``)."""
+        for client in clients:
+            if client in self.unrouted:
+                for argv in self.sink_argvs(client, pod_subnet):
+                    self.tools.run(argv, what=f"docker could not route {pod_subnet} into a sink in the unrouted "
+                                              f"twin of external client {client!r}")
 
     def route_argv(self, client: str, block: str, via: str) -> list[str]:
         return ["docker", "exec", self.container(client), "ip", "route", "replace", block, "via", via]

@@ -182,8 +182,11 @@ def write_group_plan(group: Group, out: Path, options: BackendOptions, run_id: s
     for client, users in twins.items():
         step(f"{_cmd(clients.run_argv(client, routed=False))}    # unrouted twin of client:{client} for the "
              f"clientsRouteToPods: false scenario(s) {', '.join(users)}: started when the first is realized, "
-             "never routed")
+             "never routed to a pod")
         step(_cmd(clients.inspect_argv(client, routed=False)))
+        for argv in clients.sink_argvs(client, subnet):
+            step(f"{_cmd(argv)}    # the pod subnet into a port-less bridge: probes to pods time out, nothing "
+                 "leaves the host")
     routed_users = [t.name for t in group.topos if t.scenario.cluster.clientsRouteToPods and t.clients]
     for client in dict.fromkeys(c for t in group.topos if t.scenario.cluster.clientsRouteToPods for c in t.clients):
         step(f"{_cmd(clients.route_argv(client, 'BLOCK', 'NODE_IP'))}    # per node: its discovered pod block via "

@@ -368,7 +368,7 @@ def _endpoint_state_steps(w: Callable[[str], None], step: _Steps, objects: list[
             w(f"   DELETE {api_path(obj, item=True)}")
         w("   GET /apis/discovery.k8s.io/v1/namespaces/<ns>/endpointslices?labelSelector=kubernetes.io/service-name=<svc> "
           "until each deleted pod's endpoint is terminating")
-        w("   (clean-up deletes them with gracePeriodSeconds 0 before their namespaces)")
+        w("   (clean-up deletes them again with gracePeriodSeconds 1, cutting the sleep short, before their namespaces)")
 
 
 def _controller_wait(w: Callable[[str], None], step: _Steps, topo: Topology, names: RunNames) -> None:

@@ -17,7 +17,13 @@ by writing an EndpointSlice:
   (``serving: false, terminating: true``).
 
 Such a pod would hold its namespace in Terminating for N seconds at clean-up; clean-up deletes
-the run's pods that carry :data:`STATE_ANNOTATION` with ``gracePeriodSeconds: 0`` first.
+the run's pods that carry :data:`STATE_ANNOTATION` again with ``gracePeriodSeconds: 1`` first. Not
+0: a force deletion removes the Pod from the API at once while the kubelet goes on with the
+termination it began (N seconds of preStop sleep: the container, its veth and its IP stay on the
+node, and Calico's IPAM garbage collection may hand the IP out meanwhile); a DELETE with a shorter
+grace on a pod already terminating shortens its deletionGracePeriodSeconds (apiserver
+``BeforeDelete``), and the kubelet cancels the running sleep hook (``runSleepHandler`` waits on the
+termination's context) and stops the container within that second.
 """
 
 from __future__ import annotations
@@ -160,12 +166,13 @@ def _sleeps(container: Mapping[str, Any]) -> bool:
 
 
 def force_delete_stateful_pods(kube: Any, namespace: str, selector: str) -> list[str]:
-    """Delete the run's pods held in graceful termination with ``gracePeriodSeconds: 0`` (clean-up never waits N s)."""
+    """Shorten the graceful termination of the run's held pods to 1 s (clean-up never waits N s; see the module docstring)."""
     lines = []
     for pod in kube.list("v1", "Pod", namespace, label_selector=selector):
         if state_of(pod) in TERMINATING_STATES and kube.delete("v1", "Pod", pod["metadata"]["name"], namespace,
-                                                             grace_period_seconds=0):
-            lines.append(f"deleted pod {namespace}/{pod['metadata']['name']} at once (gracePeriodSeconds 0)")
+                                                             grace_period_seconds=1):
+            lines.append(f"deleted pod {namespace}/{pod['metadata']['name']} with gracePeriodSeconds 1 "
+                         "(its preStop sleep cut short)")
     return lines
 
 

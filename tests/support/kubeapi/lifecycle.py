@@ -164,7 +164,8 @@ class Lifecycle:
 
         The grace period is DeleteOptions ``gracePeriodSeconds``, else the pod's
         ``terminationGracePeriodSeconds`` (default 30); 0 deletes at once, also a pod already
-        terminating (what ``kubectl delete --force --grace-period=0`` sends). A container's
+        terminating (what ``kubectl delete --force --grace-period=0`` sends); a shorter grace for a
+        pod already terminating shortens its hold (the kubelet cancels a running preStop sleep). A container's
         ``preStop: {sleep: {seconds: S}}`` hook (PodLifecycleSleepAction) keeps the kubelet from
         stopping it for S seconds, at most the grace period: the pod stays Terminating (Ready, so its
         slice endpoint ``serving``) for ``prestop_second`` observations per such second on top of
@@ -180,7 +181,14 @@ class Lifecycle:
                 return None
             key = Store.key(res, namespace, name)
             if pod["metadata"].get("deletionTimestamp"):
-                return pod  # already terminating: a repeated DELETE answers the pod again
+                # already terminating: a repeated DELETE answers the pod again; a shorter grace
+                # shortens it (BeforeDelete), and the kubelet cuts the running preStop sleep short
+                if grace < (pod["metadata"].get("deletionGracePeriodSeconds") or grace + 1):
+                    pod["metadata"]["deletionGracePeriodSeconds"] = grace
+                    what, left = self.left.get(key, ("grace", 0))
+                    self.left[key] = (what, min(left, self.timing.pod_grace + grace * self.timing.prestop_second))
+                    return self.store.replace(res, namespace, name, pod)
+                return pod
             pod["metadata"].update(deletionTimestamp=now(), deletionGracePeriodSeconds=grace)
             self.left[key] = ("grace", self.timing.pod_grace + min(_prestop_sleep(pod), grace) * self.timing.prestop_second)
             return self.store.replace(res, namespace, name, pod)
