@@ -89,4 +89,8 @@ class PolicyPhase:
         return {"controllerDiff": [f.json() for f in self.controller_diff]}
 
     def finding_problems(self) -> list[str]:
+        """One line per controller difference; in controller mode, a diff that never ran is a problem
+        too (a run that skipped the comparison must not pass the suites' controller test vacuously)."""
+        if self.controller_mode and self.controller_diff is None:
+            return ["--kubesphere controller: KubeSphere's policies were never compared with netiso's compiler"]
         return [f.line() for f in self.controller_diff or []]
