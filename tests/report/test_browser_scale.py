@@ -11,17 +11,15 @@ No timing assertions.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from netiso.cli import main
 from netiso.report.compact import share_paths
 from netiso.report.html import write_html
 from tests.report.test_browser import CHROMEDRIVER, CHROMIUM, driver  # noqa: F401 - the module's browser fixture
-from tests.support.scale_scenarios import scale_scenario_yaml
+from tests.support.scale_scenarios import explained_lab_doc
 
 pytestmark = pytest.mark.skipif(not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
                                 reason="needs Debian's chromium and chromium-driver (bin/bootstrap installs them)")
@@ -46,11 +44,7 @@ def _settled(browser: Any, done: Any) -> list[str]:
 
 @pytest.fixture(scope="module")
 def big_doc(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    tmp = tmp_path_factory.mktemp("scale48")
-    (tmp / "scale.yaml").write_text(scale_scenario_yaml(48))
-    assert main(["explain", str(tmp / "scale.yaml"), "--json", str(tmp / "e.json")]) == 0
-    doc = json.loads((tmp / "e.json").read_text())
-    doc["backend"] = "lab"
+    doc = explained_lab_doc(tmp_path_factory.mktemp("scale48"), 48)
     for f in doc["scenarios"][0]["flows"]:
         p = f["predicted"]
         nodes = dict.fromkeys(h["at"][5:] for h in p["hops"] if (h.get("at") or "").startswith("node:"))

@@ -17,7 +17,7 @@ import pytest
 from netiso.cli import main
 from netiso.report import compact
 from netiso.report.markdown import render_markdown
-from tests.support.scale_scenarios import scale_scenario_yaml
+from tests.support.scale_scenarios import explained_lab_doc
 
 
 def _trace(flow: dict[str, Any]) -> list[dict[str, Any]]:
@@ -31,11 +31,7 @@ def _trace(flow: dict[str, Any]) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def check_doc(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    tmp = tmp_path_factory.mktemp("scale")
-    (tmp / "scale.yaml").write_text(scale_scenario_yaml(12))
-    assert main(["explain", str(tmp / "scale.yaml"), "--json", str(tmp / "e.json")]) == 0
-    doc = json.loads((tmp / "e.json").read_text())
-    doc["backend"] = "lab"
+    doc = explained_lab_doc(tmp_path_factory.mktemp("scale"), 12)
     for f in doc["scenarios"][0]["flows"]:
         p = f["predicted"]
         f["observed"] = {"verdict": p["verdict"], "source": (p["source"] or [None])[0], "tries": 1,

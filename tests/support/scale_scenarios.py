@@ -75,3 +75,17 @@ def scale_scenario(nodes: int, *, name: str | None = None, encapsulation: str = 
 
 def scale_scenario_yaml(nodes: int, **kw: Any) -> str:
     return yaml.safe_dump(scale_scenario(nodes, **kw), sort_keys=False)
+
+
+def explained_lab_doc(tmp: Any, nodes: int) -> dict[str, Any]:
+    """``netiso explain --json`` of the ``nodes``-node scenario, labelled a lab document: what report
+    tests fill with observations of their own (no lab needed to test the documents at scale)."""
+    import json
+
+    from netiso.cli import main
+
+    (tmp / "scale.yaml").write_text(scale_scenario_yaml(nodes))
+    assert main(["explain", str(tmp / "scale.yaml"), "--json", str(tmp / "e.json")]) == 0
+    doc: dict[str, Any] = json.loads((tmp / "e.json").read_text())
+    doc["backend"] = "lab"
+    return doc

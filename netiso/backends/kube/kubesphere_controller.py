@@ -53,6 +53,7 @@ from netiso.backends.kube.kubesphere_objects import (
 )
 from netiso.backends.kube.naming import RunNames
 from netiso.model import tenancy
+from netiso.model.addressing import snat_node_ips
 from netiso.model.types import Topology
 
 KUBESPHERE_NAMESPACE = "kubesphere-system"
@@ -184,9 +185,7 @@ def snat_ips_note(annotated: Mapping[str, Sequence[str]], topo: Topology, node_m
     >>> snat_ips_note({"kind-worker": ["172.18.0.3"]}, topo, {"worker": "kind-worker"}) is None
     True
     """
-    from netiso.model.addressing import snat_node_ips
-
-    wanted = snat_node_ips(topo)  # type: ignore[arg-type]
+    wanted = snat_node_ips(topo)
     have = sorted({ip for ips in annotated.values() for ip in ips})
     if sorted(set(wanted)) == have:
         return None

@@ -28,11 +28,8 @@ termination's context) and stops the container within that second.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
-from typing import Any
-
-from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
+from typing import TYPE_CHECKING, Any
 
 from netiso.backends.base import BackendUnavailable
 from netiso.model.types import PodInfo
@@ -100,6 +97,9 @@ def shows_terminating(ep: Mapping[str, Any] | None, state: str) -> bool:
 class Terminations:
     """A mixin of ``KubeRealization``: graceful deletions for the terminating states, and their wait."""
 
+    if TYPE_CHECKING:
+        def _wait(self, check: Callable[[], list[tuple[str, str]]], timeout: float) -> list[tuple[str, str]]: ...
+
     kube: Any
     names: Any
     timeouts: Any
@@ -138,7 +138,7 @@ class Terminations:
                     out.append((ns, f"{svc}: {pod}"))
             return out
 
-        left = _poll(pending, self.timeouts.pods_ready, self.timeouts.poll)
+        left = self._wait(pending, self.timeouts.pods_ready)  # ReadinessWaits' bounded poll (waiting.py)
         if left:
             ns, what = left[0]
             svc, pod = what.split(": ", 1)
@@ -175,12 +175,3 @@ def force_delete_stateful_pods(kube: Any, namespace: str, selector: str) -> list
                          "(its preStop sleep cut short)")
     return lines
 
-
-def _poll(check: Callable[[], list[tuple[str, str]]], timeout: float, every: float) -> list[tuple[str, str]]:
-    """Poll ``check`` until it returns nothing or ``timeout`` passes; the last non-empty answer."""
-    retrying = Retrying(stop=stop_after_delay(timeout), wait=wait_fixed(every), retry=retry_if_result(bool),
-                        reraise=False, sleep=time.sleep)
-    try:
-        return retrying(check)
-    except RetryError as exc:
-        return list(exc.last_attempt.result())
